@@ -1,0 +1,1 @@
+"""The comparison harness, report and CLI. Imports no framework at module level."""

@@ -1,0 +1,1 @@
+"""Keras 3 implementation (mirrors pytorch_impl file for file)."""

@@ -1,0 +1,1 @@
+"""PyTorch implementation (mirrors keras_impl file for file)."""

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages the tests use: Debian's chromium (headless check of report.html).
+# Installed here, by the test setup, never downloaded by a test tool; skipped if present.
+set -uo pipefail
+command -v chromium >/dev/null 2>&1 && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing Debian's chromium for the report test ..." >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; the HTML browser test will fail" >&2
+else
+  echo "warning: chromium is missing; install it (apt-get install chromium) for the HTML browser test" >&2
+fi
+exit 0

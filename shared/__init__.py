@@ -1,0 +1,1 @@
+"""Framework-free foundation: data, run config, batch order, run records (numpy only)."""

@@ -1,0 +1,27 @@
+"""Framework-neutral weights: an .npz with `kernel_<i>` as [in, out] and `bias_<i>` as [out],
+layer i = 0 .. n-1 in forward order, plus `layers` = n. PyTorch's Linear.weight is [out, in]:
+its exporter transposes; a Keras Dense kernel is already [in, out]."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from shared.data import atomic_write
+
+
+def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    arrays = {"layers": np.array(len(layers))}
+    for i, (k, b) in enumerate(layers):
+        arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = np.asarray(k), np.asarray(b)
+    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def load(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    with np.load(path) as z:
+        n = int(z["layers"])
+        layers = [(z[f"kernel_{i}"], z[f"bias_{i}"]) for i in range(n)]
+    for i, ((k, b), nxt) in enumerate(zip(layers, layers[1:] + [None])):
+        if k.ndim != 2 or b.shape != (k.shape[1],) or (nxt is not None and nxt[0].shape[0] != k.shape[1]):
+            raise ValueError(f"{path}: layer {i} has kernel {k.shape} and bias {b.shape}, which do not chain")
+    return layers
