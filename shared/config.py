@@ -101,9 +101,8 @@ def _coerce(key: str, value):
     kind = FIELD_TYPES[key]
     try:
         if kind == "tuple":
-            if isinstance(value, str):
-                value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-            return tuple(_int(v) for v in value)
+            items = value.replace("[", "").replace("]", "").split(",") if isinstance(value, str) else value
+            return tuple(_int(v) for v in items if not isinstance(v, str) or v.strip())
         if kind == "bool":
             if isinstance(value, bool):
                 return value

@@ -225,10 +225,14 @@ def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, 
             with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
                 total = int(r.headers.get("Content-Length") or 0) or None
                 bar = _bar(total, name, progress)
+                got = 0
                 while chunk := r.read(1 << 16):
                     f.write(chunk)
+                    got += len(chunk)
                     bar.update(len(chunk))
                 bar.close()
+                if total and got != total:
+                    raise ConnectionError(f"connection closed after {got} of {total} bytes")
                 f.flush()
                 os.fsync(f.fileno())
             load_file(tmp, name)  # verified before it is renamed into place
