@@ -1,6 +1,7 @@
 """Framework-free parts of a run's environment record, and start-up hygiene."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -13,6 +14,22 @@ def quiet_frameworks() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Point file descriptor 2 at /dev/null for the block (C++ libraries write there directly);
+    Python exceptions still propagate and print once it is restored."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def cpu_model() -> str:

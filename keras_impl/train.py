@@ -1,0 +1,137 @@
+"""Keras' half of the training contract that shared/runner.py drives.
+Mirror of pytorch_impl/train.py: same functions, same order. The backend (KERAS_BACKEND) and
+its thread/device settings are fixed by keras_impl/cli.py before Keras is imported."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from keras_impl import model as M
+
+FRAMEWORK = "keras"
+CHECKPOINT_EXT = "npz"
+
+
+@dataclass
+class State:
+    config: object
+    device: str
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    loss_fn: object
+
+
+def setup(config, threads: int) -> dict:
+    """Threads, device, determinism and TF32 flags, seed; returns the environment record."""
+    backend = keras.backend.backend()
+    env = {"framework_version": keras.__version__, "keras": keras.__version__, "backend": backend}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        gpus = tf.config.list_physical_devices("GPU")
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        tf.config.experimental.enable_tensor_float_32_execution(config.tf32)
+        env.update(tensorflow=tf.__version__, device="cuda" if gpus and config.device != "cpu" else "cpu",
+                   device_name=gpus[0].name if gpus and config.device != "cpu" else "cpu", tf_threads=threads)
+    elif backend == "torch":
+        import torch
+        torch.set_num_threads(threads)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+        cuda = torch.cuda.is_available()
+        env.update(torch=torch.__version__, device="cuda" if cuda else "cpu",
+                   device_name=torch.cuda.get_device_name(0) if cuda else "cpu", torch_threads=torch.get_num_threads())
+    else:
+        import jax
+        jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.tf32 else "highest")
+        dev = jax.devices()[0]
+        env.update(jax=jax.__version__, device="cuda" if dev.platform == "gpu" else "cpu",
+                   device_name=getattr(dev, "device_kind", str(dev)))
+    if config.device == "cuda" and env["device"] != "cuda":
+        raise RuntimeError(f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; "
+                           f"use --device cpu or auto")
+    env.update(tf32=config.tf32, deterministic=config.deterministic)
+    keras.config.set_floatx(config.dtype)
+    keras.utils.set_random_seed(config.seed)
+    return env
+
+
+def build(config, env: dict) -> State:
+    net = M.build_model(config)
+    opt = M.build_optimizer(config, net)
+    loss = M.loss_fn(config)
+    net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"])
+    env["jit_compile"] = bool(net.jit_compile)
+    return State(config, env["device"], net, opt, loss)
+
+
+def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
+    """The whole dataset as backend tensors on the device; batches are gathered from it by index."""
+    if state.config.pipeline != "memory":
+        raise ValueError(f"pipeline={state.config.pipeline} exists only in PyTorch; use pipeline=memory with Keras")
+    c = keras.ops.convert_to_tensor
+    return {"x_train": c(x_train), "y_train": c(y_train), "x_test": c(x_test), "y_test": c(y_test)}
+
+
+def batches(state: State, tensors: dict, index_batches):
+    """(x, y) per batch in the shared order, gathered on the device."""
+    for idx in index_batches:
+        i = keras.ops.convert_to_tensor(idx)
+        yield keras.ops.take(tensors["x_train"], i, axis=0), keras.ops.take(tensors["y_train"], i, axis=0)
+
+
+def train_step(state: State, xb, yb) -> tuple[float, int]:
+    """One SGD step; returns the batch-mean loss (before the update) and the number correct."""
+    logs = state.model.train_on_batch(xb, yb, return_dict=True)
+    return float(logs["loss"]), int(round(float(logs["sparse_categorical_accuracy"]) * int(yb.shape[0])))
+
+
+def sync(state: State) -> None:
+    pass  # train_on_batch returns host values, which already waited for the device
+
+
+def evaluate(state: State, tensors: dict) -> tuple[float, float]:
+    """Mean loss and accuracy on the full test set."""
+    out = state.model.predict_on_batch(tensors["x_test"])
+    y = keras.ops.convert_to_numpy(tensors["y_test"])
+    loss = float(np.mean(keras.ops.convert_to_numpy(state.loss_fn(y, out))))
+    return loss, float(np.mean(np.argmax(out, axis=1) == y))
+
+
+def predict(state: State, x: np.ndarray) -> np.ndarray:
+    return np.asarray(state.model.predict_on_batch(x))
+
+
+def save_checkpoint(state: State, path, epoch: int) -> None:
+    from shared.data import atomic_write
+    arrays = {"epoch": np.array(epoch)}
+    arrays.update({f"model_{i}": np.array(v) for i, v in enumerate(state.model.weights)})
+    arrays.update({f"optimizer_{i}": np.array(v) for i, v in enumerate(state.optimizer.variables)})
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(state: State, path) -> int:
+    if not state.optimizer.built:
+        state.optimizer.build(state.model.trainable_variables)
+    with np.load(path) as z:
+        for i, v in enumerate(state.model.weights):
+            v.assign(z[f"model_{i}"])
+        for i, v in enumerate(state.optimizer.variables):
+            v.assign(z[f"optimizer_{i}"])
+        return int(z["epoch"])
+
+
+def export_weights(state: State):
+    return M.export_weights(state.model)
+
+
+def import_weights(state: State, layers) -> None:
+    M.import_weights(state.model, layers)

@@ -1,0 +1,83 @@
+"""The `train` command line both implementations share (`python -m pytorch_impl` / `keras_impl`,
+and `fmnist-parity train --framework ...`). Framework-free: the implementation is passed in."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from shared import config as cfg
+from shared import data as fdata
+from shared import rundir
+from shared.runner import RunError
+
+
+def parser(framework: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python -m {framework}_impl",
+        description=f"Train the Fashion-MNIST MLP with {framework} into a run directory "
+                    f"(config, environment, per-epoch metrics, status, checkpoints).",
+        epilog="Exit codes: 0 completed, 1 failed, 2 bad input (config, data, flags), 3 diverged.")
+    p.add_argument("--preset", default="standard", help=f"named config ({', '.join(cfg.PRESETS)}); default standard")
+    p.add_argument("--config", type=Path, help="a JSON config file (instead of --preset)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set lr=0.01 --set hidden=100,100 (repeatable)")
+    p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
+    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    p.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--out", type=Path, required=True, help="run directory to write")
+    p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST files (or FMNIST_DATA_DIR)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
+                   help="keep only the last N per-epoch checkpoints (default 0: keep all)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    if framework == "keras":
+        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow",
+                       help="Keras 3 backend (default tensorflow)")
+    return p
+
+
+def resolve_config(args) -> cfg.RunConfig:
+    overrides = {"epochs": args.epochs, "seed": args.seed, "device": args.device}
+    if args.config:
+        try:
+            base = cfg.load_json(args.config.read_text())
+        except OSError as e:
+            raise cfg.ConfigError(f"{args.config}: cannot read config file ({e.strerror})") from None
+        return cfg.from_dict({**cfg.parse_sets(args.set), **{k: v for k, v in overrides.items() if v is not None}}, base)
+    return cfg.resolve(args.preset, args.set, overrides)
+
+
+def main(framework: str, load_impl, argv=None) -> int:
+    """Parse, then import the framework (load_impl) only once the input is known to be good."""
+    t_start = time.perf_counter()
+    args = parser(framework).parse_args(argv)
+    backend = getattr(args, "backend", None)
+    try:
+        config = resolve_config(args)
+        impl = load_impl(backend, config)
+        from shared.runner import run
+        return run(impl, config, args.out, args.data_dir, args.resume, args.quiet, backend,
+                   args.keep_checkpoints, t_start)
+    except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        _mark_failed(args.out, "interrupted")
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # anything else: record it, keep the traceback for the user
+        traceback.print_exc()
+        _mark_failed(args.out, f"{type(e).__name__}: {e}")
+        return 1
+
+
+def _mark_failed(out: Path, message: str) -> None:
+    try:
+        if (out / "status.json").exists():
+            status = rundir._read_json(out / "status.json")
+            rundir.write_status(out, "failed", message, status.get("epoch", 0))
+    except Exception:
+        pass

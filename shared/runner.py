@@ -1,0 +1,132 @@
+"""The training driver both implementations share: run directory, resume, batch loop, timing,
+divergence. It is framework-free; each implementation passes its `train` module, whose functions
+(setup, build, to_device, batches, train_step, sync, evaluate, checkpoints, weights) are the only
+places the frameworks differ. Read pytorch_impl/train.py and keras_impl/train.py side by side."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared import batches as fbatches
+from shared import config as cfg
+from shared import data as fdata
+from shared import rundir, weights
+from shared.environment import host_environment, resolve_threads
+
+
+class RunError(Exception):
+    """A run that cannot start or continue as asked; the message says why and what to do."""
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=quiet or not sys.stderr.isatty())
+
+
+def prepare_out(out: Path, config: cfg.RunConfig, framework: str, backend: str | None, resume: bool) -> int:
+    """Check the output directory; return the epoch to resume after (0 for a fresh run)."""
+    if not (out / "run.json").exists():
+        if out.exists() and any(out.iterdir()):
+            raise RunError(f"{out} exists and is not a run directory; choose another --out")
+        return 0
+    if not resume:
+        raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    rec = rundir.read_run(out)
+    if rec.meta["framework"] != framework or rec.meta.get("backend") != backend:
+        raise RunError(f"{out} holds a {rec.label} run; it cannot be resumed as {framework}"
+                       + (f"-{backend}" if backend else ""))
+    if rec.config != config.to_dict():
+        diff = sorted(k for k in config.to_dict() if rec.config.get(k) != config.to_dict()[k])
+        raise RunError(f"{out} was started with a different config ({', '.join(diff)} differ); "
+                       f"resume with the same settings or choose another --out")
+    return len(rec.metrics)
+
+
+def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: bool = False,
+        quiet: bool = False, backend: str | None = None, keep_checkpoints: int = 0,
+        t_start: float | None = None) -> int:
+    """Train one run into `out`. Exit codes: 0 completed, 3 diverged (see status.json)."""
+    out = Path(out)
+    t_start = t_start or time.perf_counter()
+    done = prepare_out(out, config, impl.FRAMEWORK, backend, resume)
+    threads = resolve_threads(config.threads)
+    env = {**host_environment(threads), **impl.setup(config, threads)}
+    t_data = time.perf_counter()
+    data = fdata.load(data_dir, log=lambda m: _say(quiet, m), progress=not quiet and sys.stderr.isatty())
+    mean, std = fdata.pixel_stats(data.train_images)
+    x_train = fdata.scale(data.train_images, config.scaling, mean, std, config.dtype)
+    x_test = fdata.scale(data.test_images, config.scaling, mean, std, config.dtype)
+    state = impl.build(config, env)
+    tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
+                             data.test_labels.astype(np.int64), data)
+    data_seconds = time.perf_counter() - t_data
+
+    rows = []
+    ck = rundir.latest_checkpoint(out, impl.CHECKPOINT_EXT) if done else None
+    if ck:
+        # the last epoch with both a checkpoint and a metrics line (a kill can fall between the two)
+        epoch = min(ck[0], done)
+        impl.load_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT))
+        rows = rundir.read_run(out).metrics[:epoch]
+        _say(quiet, f"resuming {out} after epoch {epoch}")
+    else:
+        if config.init == "shared":
+            impl.import_weights(state, cfg.shared_init(config))
+        weights.save(out / "weights" / "initial.npz", impl.export_weights(state))
+    rundir.write_run(out, {
+        "framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(),
+        "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
+        "environment": env, "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "timing": {"startup_seconds": t_data - t_start, "data_seconds": data_seconds},
+    })
+    rundir.write_status(out, "running", "", len(rows))
+    label = impl.FRAMEWORK + (f"-{backend}" if backend else "")
+    n = len(x_train)
+
+    for epoch in range(len(rows) + 1, config.epochs + 1):
+        idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
+        bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
+        loss_sum, correct, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        for step, (xb, yb) in enumerate(impl.batches(state, tensors, idx), 1):
+            loss, right = impl.train_step(state, xb, yb)
+            if not math.isfinite(loss):
+                bar.close()
+                msg = (f"loss became {loss} at epoch {epoch}, step {step}; likely causes: the learning rate "
+                       f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
+                       f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}")
+                rundir.write_status(out, "diverged", msg, epoch - 1)
+                _say(False, f"{label}: diverged: {msg}")
+                return 3
+            size = len(idx[step - 1])
+            loss_sum, correct, seen = loss_sum + loss * size, correct + right, seen + size
+            bar.update(1)
+        impl.sync(state)
+        train_seconds = time.perf_counter() - t0
+        bar.close()
+        t1 = time.perf_counter()
+        test_loss, test_acc = impl.evaluate(state, tensors)
+        eval_seconds = time.perf_counter() - t1
+        rows.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                     "test_loss": test_loss, "test_acc": test_acc, "train_seconds": train_seconds,
+                     "eval_seconds": eval_seconds, "samples_per_second": seen / train_seconds})
+        impl.save_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT), epoch)
+        rundir.write_metrics(out, rows)
+        rundir.write_status(out, "running", "", epoch)
+        if keep_checkpoints and epoch > keep_checkpoints:
+            rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT).unlink(missing_ok=True)
+        _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {loss_sum / seen:.4f} "
+                    f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
+                    f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval")
+    weights.save(out / "weights" / "final.npz", impl.export_weights(state))
+    rundir.write_status(out, "completed", "", len(rows))
+    return 0
