@@ -11,6 +11,8 @@ import numpy as np
 
 from keras_impl import model as M
 
+from shared.runner import RunError
+
 FRAMEWORK = "keras"
 CHECKPOINT_EXT = "npz"
 
@@ -56,7 +58,7 @@ def setup(config, threads: int) -> dict:
         env.update(jax=jax.__version__, device="cuda" if dev.platform == "gpu" else "cpu",
                    device_name=getattr(dev, "device_kind", str(dev)))
     if config.device == "cuda" and env["device"] != "cuda":
-        raise RuntimeError(f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; "
+        raise RunError(f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; "
                            f"use --device cpu or auto")
     env.update(tf32=config.tf32, deterministic=config.deterministic)
     keras.config.set_floatx(config.dtype)
@@ -76,7 +78,7 @@ def build(config, env: dict) -> State:
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     """The whole dataset as backend tensors on the device; batches are gathered from it by index."""
     if state.config.pipeline != "memory":
-        raise ValueError(f"pipeline={state.config.pipeline} exists only in PyTorch; use pipeline=memory with Keras")
+        raise RunError(f"pipeline={state.config.pipeline} exists only in PyTorch; use pipeline=memory with Keras")
     c = keras.ops.convert_to_tensor
     return {"x_train": c(x_train), "y_train": c(y_train), "x_test": c(x_test), "y_test": c(y_test)}
 

@@ -11,6 +11,8 @@ import torch
 
 from pytorch_impl import model as M
 
+from shared.runner import RunError
+
 FRAMEWORK = "pytorch"
 CHECKPOINT_EXT = "pt"
 
@@ -28,7 +30,7 @@ def setup(config, threads: int) -> dict:
     """Threads, device, determinism and TF32 flags, seed; returns the environment record."""
     torch.set_num_threads(threads)
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
+        raise RunError("device=cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
     device = torch.device("cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

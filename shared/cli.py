@@ -53,6 +53,9 @@ def resolve_config(args) -> cfg.RunConfig:
 def main(framework: str, load_impl, argv=None) -> int:
     """Parse, then import the framework (load_impl) only once the input is known to be good."""
     t_start = time.perf_counter()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["predict"]:
+        return predict_main(framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     try:
@@ -63,6 +66,7 @@ def main(framework: str, load_impl, argv=None) -> int:
                    args.keep_checkpoints, t_start)
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
+        _mark_failed(args.out, str(e))
         return 2
     except KeyboardInterrupt:
         _mark_failed(args.out, "interrupted")
@@ -72,6 +76,39 @@ def main(framework: str, load_impl, argv=None) -> int:
         traceback.print_exc()
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         return 1
+
+
+def predict_main(framework: str, load_impl, argv) -> int:
+    """`python -m <impl> predict`: load neutral weights into this framework's model for a run's
+    config, save its test-set outputs (.npy) and optionally re-export the weights (.npz)."""
+    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl predict",
+                                description="Test-set outputs of neutral .npz weights loaded into this framework.")
+    p.add_argument("--run", type=Path, required=True, help="run directory whose config to use")
+    p.add_argument("--weights", type=Path, required=True, help="neutral weights .npz (kernels [in, out])")
+    p.add_argument("--out", type=Path, required=True, help="where to save the outputs (.npy)")
+    p.add_argument("--export", type=Path, help="also write the weights back out from this framework (.npz)")
+    p.add_argument("--data-dir")
+    if framework == "keras":
+        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+    args = p.parse_args(argv)
+    import numpy as np
+    from shared import weights
+    from shared.environment import resolve_threads
+    try:
+        config = cfg.from_dict(rundir.read_run(args.run).config)
+        impl = load_impl(getattr(args, "backend", None), config)
+        state = impl.build(config, impl.setup(config, resolve_threads(config.threads)))
+        impl.import_weights(state, weights.load(args.weights))
+        data = fdata.load(args.data_dir)
+        mean, std = fdata.pixel_stats(data.train_images)
+        outputs = impl.predict(state, fdata.scale(data.test_images, config.scaling, mean, std, config.dtype))
+    except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    fdata.atomic_write(args.out, lambda f: np.save(f, outputs))
+    if args.export:
+        weights.save(args.export, impl.export_weights(state))
+    return 0
 
 
 def _mark_failed(out: Path, message: str) -> None:

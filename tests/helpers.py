@@ -1,0 +1,47 @@
+"""Run the implementations the way users do: each in its own process (frameworks never share one)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, real_data_dir
+
+IMPLS = {"pytorch": ["pytorch_impl"], "keras": ["keras_impl", "--backend", "tensorflow"],
+         "keras-jax": ["keras_impl", "--backend", "jax"], "keras-torch": ["keras_impl", "--backend", "torch"]}
+
+
+def env():
+    e = dict(os.environ)
+    e["FMNIST_DATA_DIR"] = str(real_data_dir())
+    e["PYTHONPATH"] = str(REPO)
+    return e
+
+
+def train(who: str, out: Path, *args, check=True, timeout=600):
+    module, *extra = IMPLS[who]
+    cmd = [sys.executable, "-m", module, "--out", str(out), "--quiet", *extra, *args]
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} exited {r.returncode}:\n{r.stderr[-3000:]}")
+    return r
+
+
+def predict(who: str, run: Path, weights: Path, out: Path, export: Path | None = None):
+    module, *extra = IMPLS[who]
+    cmd = [sys.executable, "-m", module, "predict", "--run", str(run), "--weights", str(weights), "--out", str(out), *extra]
+    if export:
+        cmd += ["--export", str(export)]
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def python(code: str, timeout=600) -> str:
+    """Run a snippet in a fresh interpreter (TensorFlow and torchvision crash in one process)."""
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout

@@ -1,0 +1,212 @@
+"""The two implementations on real data, each in its own process."""
+import ast
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from helpers import IMPLS, env, metrics, predict, python, train
+
+TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
+
+
+def defs(path):
+    return [n.name for n in ast.parse(path.read_text()).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+
+
+def test_packages_mirror_each_other():
+    torch_files = sorted(p.name for p in (REPO / "pytorch_impl").glob("*.py"))
+    keras_files = sorted(p.name for p in (REPO / "keras_impl").glob("*.py"))
+    # pipeline.py is the report's torchvision DataLoader: PyTorch-only by nature
+    assert [f for f in torch_files if f != "pipeline.py"] == keras_files
+    for name in ("model.py", "train.py", "cli.py"):
+        assert defs(REPO / "pytorch_impl" / name) == defs(REPO / "keras_impl" / name), name
+    for pkg, other in (("pytorch_impl", "keras_impl"), ("keras_impl", "pytorch_impl")):
+        for f in (REPO / pkg).glob("*.py"):
+            assert other not in imports(f), f"{f} imports {other}"
+
+
+def imports(path):
+    names = set()
+    for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.Import):
+            names |= {a.name.split(".")[0] for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module:
+            names.add(n.module.split(".")[0])
+    return names
+
+
+def test_compare_imports_no_framework():
+    out = python("import sys, compare, compare.cli; import importlib, pkgutil\n"
+                 "for m in pkgutil.iter_modules(compare.__path__): importlib.import_module('compare.' + m.name)\n"
+                 "import shared.runner, shared.cli\n"
+                 "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'torchvision') if m in sys.modules))")
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_standard_preset_reaches_85_percent_in_3_epochs(who, tmp_path):
+    train(who, tmp_path / "run", "--epochs", "3")
+    rows = metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["test_acc"] >= 0.85, rows[-1]
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "completed"
+    print(f"{who}: test acc after 3 epochs {rows[-1]['test_acc']:.4f}, epoch seconds "
+          f"{[round(r['train_seconds'], 2) for r in rows]}")
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_seed_head_respects_its_bounds(who, tmp_path):
+    run = tmp_path / "run"
+    train(who, run, "--preset", "seed-report", "--epochs", "1")
+    floor = math.log(9 + math.e) - 1
+    for r in metrics(run):
+        assert r["train_loss"] >= floor and r["test_loss"] >= floor
+    predict(who, run, run / "weights" / "final.npz", tmp_path / "out.npy")
+    logp = np.load(tmp_path / "out.npy")
+    assert logp.shape == (10000, 10)
+    assert np.allclose(np.exp(logp).sum(1), 1, atol=1e-5)
+    assert np.exp(logp).max() <= math.e / (math.e + 9) + 1e-6
+    assert np.exp(logp).min() >= 1 / (1 + 9 * math.e) - 1e-6
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_same_seed_same_metrics_in_two_processes(who, tmp_path):
+    for name in ("a", "b"):
+        train(who, tmp_path / name, "--epochs", "1", "--set", "threads=2")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    assert strip(metrics(tmp_path / "a")) == strip(metrics(tmp_path / "b"))
+    a, b = np.load(tmp_path / "a" / "weights" / "final.npz"), np.load(tmp_path / "b" / "weights" / "final.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_kill_and_resume_is_bit_identical(who, tmp_path):
+    args = ["--epochs", "4", "--set", "threads=2"]
+    train(who, tmp_path / "full", *args)
+    module, *extra = IMPLS[who]
+    run = tmp_path / "killed"
+    p = subprocess.Popen([sys.executable, "-m", module, "--out", str(run), "--quiet", *extra, *args],
+                         env=env(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "metrics.jsonl").exists() and metrics(run)):
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    killed_at = len(metrics(run))
+    assert 1 <= killed_at < 4, "killed mid-run"
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    train(who, run, *args, "--resume")
+    a, b = np.load(tmp_path / "full" / "weights" / "final.npz"), np.load(run / "weights" / "final.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    assert strip(metrics(run)) == strip(metrics(tmp_path / "full"))
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_huge_learning_rate_diverges_cleanly(who, tmp_path):
+    r = train(who, tmp_path / "run", "--epochs", "2", "--set", "lr=1e12", check=False)
+    assert r.returncode == 3
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "diverged"
+    assert "at epoch 1, step" in status["message"] and "learning rate" in status["message"]
+    assert "diverged" in r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "head=softmax"], "head='softmax' is not allowed"),
+    (["--device", "cuda"], "device=cuda was asked for"),
+])
+def test_bad_input_is_refused_before_training(args, message, tmp_path):
+    try:
+        import torch  # noqa: F401 - only to know whether this machine has CUDA
+        if torch.cuda.is_available() and "cuda" in args:
+            pytest.skip("this machine has a GPU")
+    except ImportError:
+        pass
+    r = train("pytorch", tmp_path / "run", *args, check=False)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    train("pytorch", tmp_path / "run", "--epochs", "1")
+    r = train("pytorch", tmp_path / "run", "--epochs", "1", check=False)
+    assert r.returncode == 2 and "pass --resume" in r.stderr
+
+
+def test_torchvision_pipeline_gives_identical_batches():
+    out = python("""
+import numpy as np, torch
+from shared import config as cfg, data as fdata, batches
+from pytorch_impl import train as T
+for scaling in ("unit", "standardize"):
+    c = cfg.resolve("standard", [f"scaling={scaling}", "pipeline=torchvision"])
+    d = fdata.load()
+    m, s = fdata.pixel_stats(d.train_images)
+    state = T.build(c, T.setup(c, 2))
+    t = T.to_device(state, fdata.scale(d.train_images, c.scaling, m, s, c.dtype), d.train_labels.astype(np.int64),
+                    fdata.scale(d.test_images, c.scaling, m, s, c.dtype), d.test_labels.astype(np.int64), d)
+    idx = batches.epoch_batches(c.seed, 1, 60000, c.batch_size)[:20] + batches.epoch_batches(c.seed, 1, 60000, c.batch_size)[-1:]
+    tv = list(T.batches(state, t, idx))
+    state.config = cfg.resolve("standard", [f"scaling={scaling}"])
+    mem = list(T.batches(state, t, idx))
+    assert len(tv) == len(mem) == 21
+    for (a, ya), (b, yb) in zip(tv, mem):
+        assert a.dtype == b.dtype and torch.equal(a, b) and torch.equal(ya, yb)
+print("ok")
+""")
+    assert out.strip() == "ok"
+
+
+def test_torchvision_and_keras_loaders_match_ours(tmp_path):
+    """torchvision.datasets.FashionMNIST and keras.datasets.fashion_mnist.load_data() over the same
+    files (laid out where each expects them, no download) return our arrays exactly."""
+    import shutil
+    from conftest import real_data_dir
+    from shared import data as fdata
+    ours = fdata.load(real_data_dir())
+    np.savez(tmp_path / "ours.npz", a=ours.train_images, b=ours.train_labels, c=ours.test_images, d=ours.test_labels)
+    raw = tmp_path / "tv" / "FashionMNIST" / "raw"  # torchvision reads the extracted files
+    raw.mkdir(parents=True)
+    for name, key in fdata.KEYS.items():
+        (raw / name).write_bytes(fdata.read_idx_bytes(real_data_dir() / f"{name}.gz"))
+    python(f"""
+import numpy as np, torchvision
+o = np.load(r"{tmp_path / 'ours.npz'}")
+tr = torchvision.datasets.FashionMNIST(r"{tmp_path / 'tv'}", train=True, download=False)
+te = torchvision.datasets.FashionMNIST(r"{tmp_path / 'tv'}", train=False, download=False)
+assert np.array_equal(tr.data.numpy(), o["a"]) and np.array_equal(tr.targets.numpy(), o["b"])
+assert np.array_equal(te.data.numpy(), o["c"]) and np.array_equal(te.targets.numpy(), o["d"])
+""")
+    kh = tmp_path / "kh"
+    shutil.copytree(real_data_dir(), kh / "datasets" / "fashion-mnist")
+    python(f"""
+import os
+os.environ["KERAS_HOME"] = r"{kh}"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+o = np.load(r"{tmp_path / 'ours.npz'}")
+(a, b), (c, d) = keras.datasets.fashion_mnist.load_data()
+for x, y in ((a, "a"), (b, "b"), (c, "c"), (d, "d")):
+    assert np.array_equal(x, o[y]), y
+""")
+
+
+def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path):
+    run = tmp_path / "run"
+    train("pytorch", run, "--epochs", "1")
+    w = run / "weights" / "final.npz"
+    predict("pytorch", run, w, tmp_path / "torch.npy")
+    predict("keras", run, w, tmp_path / "keras.npy", export=tmp_path / "from_keras.npz")
+    predict("pytorch", run, tmp_path / "from_keras.npz", tmp_path / "back.npy")
+    t, k, back = (np.load(tmp_path / f) for f in ("torch.npy", "keras.npy", "back.npy"))
+    assert np.abs(t - k).max() < 1e-4  # float32, two frameworks' matmul kernels
+    assert np.array_equal(t.argmax(1), k.argmax(1)) or (t.argmax(1) != k.argmax(1)).mean() < 1e-3
+    assert np.array_equal(t, back), "the weights survive the round trip exactly"
