@@ -6,10 +6,13 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from shared import config as cfg
 from shared import data as fdata
 from shared.environment import quiet_frameworks
+from shared.rundir import RunFormatError
+from compare.harness import HarnessError
 
 EPILOG = """\
 Data: every command that reads data accepts --data-dir DIR (or FMNIST_DATA_DIR=DIR);
@@ -59,6 +62,60 @@ def cmd_train(args, rest) -> int:
     return subprocess.call([sys.executable, "-m", module, *rest])
 
 
+def cmd_run(args) -> int:
+    """The main job: every contestant x seed, each in its own process, then the report."""
+    import shlex
+    import time
+    from pathlib import Path
+    from compare import harness, report
+    t0 = time.perf_counter()
+    config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
+    seeds = harness.parse_seeds(args.seeds)
+    labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
+                                 [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
+    if not 0 < args.margin < 100:
+        raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
+    _eprint(f"data: {data.source} (verified)")
+    out = Path(args.out or f"comparisons/{args.preset}")
+    reproduce = "fmnist-parity " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "fmnist-parity run"
+    jobs = harness.plan(out, config, seeds, labels, {"margin": args.margin / 100, "target_acc": args.target_acc,
+                                                     "reproduce": reproduce})
+    _eprint(f"comparing {', '.join(labels)} on preset {args.preset} ({config.epochs} epochs) with seeds "
+            f"{seeds}: {len(jobs)} runs into {out}")
+    harness.run_all(jobs, config, str(Path(data.directory).resolve()), _eprint)
+    s = report.write_report(out)
+    print()
+    for v in s["verdicts"]:
+        print(v["sentence"])
+    for r in s["speed_ratios"]:
+        if r["n"]:
+            print(f"Speed: {r['a']} median epoch time is {r['mean']:.2f}x {r['b']}'s "
+                  f"(range {r['min']:.2f}x-{r['max']:.2f}x over {r['n']} seeds).")
+    failed = [r for r in s["runs"] if r["state"] != "completed"]
+    if failed:
+        print(f"{len(failed)} run(s) did not complete: " + ", ".join(f"{r['contestant']} seed {r['seed']} ({r['state']})" for r in failed))
+    print(f"Report: {(out / 'report.html').resolve()}  (wall time {time.perf_counter() - t0:.0f} s)")
+    if args.fail_on_mismatch and (failed or any(v["final"]["outcome"] != "equivalent" for v in s["verdicts"])):
+        return 1
+    return 0
+
+
+def cmd_report(args) -> int:
+    from compare import report
+    s = report.write_report(args.comparison)
+    for v in s["verdicts"]:
+        print(v["sentence"])
+    print(f"Report: {(args.comparison / 'report.html').resolve()}")
+    return 0
+
+
+def cmd_diff(args) -> int:
+    from compare import diff
+    print(diff.describe(args.a, args.b))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fmnist-parity",
@@ -78,6 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="also print each resolved config as JSON")
     pr.set_defaults(func=cmd_presets)
 
+    r = sub.add_parser("run", help="the main job: train both frameworks for several seeds and report",
+                       description="Train PyTorch and Keras with one resolved config, each run in its own process, "
+                                   "for N seeds each; then write report.md, report.html, summary.json and plots with "
+                                   "the accuracy verdict (Welch CI + equivalence test) and the speed ratio. "
+                                   "Re-running into the same --out resumes what is incomplete.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--preset", default="standard", help=f"{', '.join(cfg.PRESETS)} (default standard)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    r.add_argument("--epochs", type=int, help="epochs per run (default: the preset's)")
+    r.add_argument("--seeds", default="3", help="number of seeds (3 -> 0,1,2) or a list (0,5,9); default 3")
+    r.add_argument("--frameworks", default="pytorch,keras", help="comma-separated, default pytorch,keras")
+    r.add_argument("--keras-backends", default="", help="extra Keras contestants on other backends: torch,jax")
+    r.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (default), cpu or cuda")
+    r.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    r.add_argument("--target-acc", type=float, default=0.85, help="test accuracy for time-to-target (default 0.85)")
+    r.add_argument("--out", help="comparison directory (default comparisons/<preset>)")
+    r.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
+    r.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    r.add_argument("--fail-on-mismatch", action="store_true",
+                   help="exit 1 unless every contestant is equivalent to the first and all runs completed")
+    r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="regenerate the report of a comparison directory")
+    rp.add_argument("comparison", type=Path, help="directory made by `fmnist-parity run`")
+    rp.set_defaults(func=cmd_report)
+
+    df = sub.add_parser("diff", help="compare two run or comparison directories and list what differs")
+    df.add_argument("a", type=Path)
+    df.add_argument("b", type=Path)
+    df.set_defaults(func=cmd_diff)
+
     t = sub.add_parser("train", help="train one framework (see `fmnist-parity train --framework X --help`)",
                        add_help=False)
     t.add_argument("--framework", choices=("pytorch", "keras"), required=True)
@@ -90,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv and argv[0] == "train":
+        if not any(a.startswith("--framework") for a in argv):
+            print("usage: fmnist-parity train --framework pytorch|keras [--backend tensorflow|torch|jax] --out DIR "
+                  "[--preset NAME] [--set KEY=VALUE ...] [--resume] ...\n"
+                  "  see `fmnist-parity train --framework pytorch --help` for every option", file=sys.stderr)
+            return 0 if any(a in ("-h", "--help") for a in argv) else 2
         args, rest = parser.parse_known_args(argv)
         # forward everything but the subcommand and --framework
         fw_rest = [a for a in argv[1:] if a not in ("--framework", args.framework)
@@ -105,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(fn) -> int:
     try:
         return fn()
-    except (fdata.DataError, cfg.ConfigError) as e:
+    except (fdata.DataError, cfg.ConfigError, HarnessError, RunFormatError) as e:
         _eprint(f"error: {e}")
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,146 @@
+"""Side-by-side runs: every contestant x seed in its own process, one after another (parallel runs
+would share the CPU and distort the timing), resuming what an earlier call left incomplete."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared import config as cfg
+from shared import rundir
+from shared.data import atomic_write
+
+# contestant label -> the command that trains it
+CONTESTANTS = {
+    "pytorch": ["-m", "pytorch_impl"],
+    "keras": ["-m", "keras_impl", "--backend", "tensorflow"],
+    "keras-torch": ["-m", "keras_impl", "--backend", "torch"],
+    "keras-jax": ["-m", "keras_impl", "--backend", "jax"],
+}
+COMPARISON = "comparison.json"
+
+
+class HarnessError(Exception):
+    """A comparison that cannot run as asked; the message says what to do."""
+
+
+@dataclass
+class Job:
+    contestant: str
+    seed: int
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.contestant} seed {self.seed}"
+
+
+def contestants(frameworks: list[str], keras_backends: list[str]) -> list[str]:
+    out = []
+    for f in frameworks:
+        if f not in ("pytorch", "keras"):
+            raise HarnessError(f"--frameworks: unknown framework {f!r}; choose from pytorch, keras")
+        out.append(f)
+    for b in keras_backends:
+        if b not in ("torch", "jax", "tensorflow"):
+            raise HarnessError(f"--keras-backends: unknown backend {b!r}; choose from torch, jax")
+        label = "keras" if b == "tensorflow" else f"keras-{b}"
+        if label not in out:
+            out.append(label)
+    if len(out) < 2:
+        raise HarnessError("a comparison needs at least two contestants (e.g. --frameworks pytorch,keras)")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'3' -> [0, 1, 2]; '0,5,7' -> [0, 5, 7]."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise HarnessError(f"--seeds {text!r}: give a count (3) or a comma-separated list (0,1,2)") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise HarnessError(f"--seeds {text!r}: need at least one distinct non-negative seed")
+    return seeds
+
+
+def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], settings: dict) -> list[Job]:
+    """Write (or check) comparison.json and return the jobs in run order (seed-major, so partial
+    results already pair both frameworks)."""
+    meta = {"format": "fmnist-parity-comparison", "version": 1, "config": config.to_dict(), "seeds": seeds,
+            "contestants": labels, **settings}
+    path = out / COMPARISON
+    if path.exists():
+        old = json.loads(path.read_text())
+        same = ("config", "seeds", "contestants")
+        changed = [k for k in same if old.get(k) != meta[k]]
+        if changed:
+            raise HarnessError(f"{out} holds a comparison with other {', '.join(changed)}; "
+                               f"re-run with the same settings to resume it, or choose another --out")
+        meta["created"] = old.get("created", time.time())
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise HarnessError(f"{out} exists and is not a comparison directory; choose another --out")
+        meta["created"] = time.time()
+    atomic_write(path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+    return [Job(c, s, out / "runs" / f"{c}-seed{s}") for s in seeds for c in labels]
+
+
+def job_state(job: Job) -> str:
+    """fresh | resume | done (completed or diverged: a result either way)."""
+    if not (job.run_dir / "status.json").exists():
+        return "fresh"
+    try:
+        state = rundir.read_run(job.run_dir).status["state"]
+    except rundir.RunFormatError:
+        return "fresh"
+    return "done" if state in ("completed", "diverged") else "resume"
+
+
+def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log) -> int:
+    state = job_state(job)
+    if state == "done":
+        log(f"[{index}/{total}] {job.name}: already finished, kept")
+        return 0
+    if state == "fresh" and job.run_dir.exists():
+        import shutil
+        shutil.rmtree(job.run_dir)  # a run that never wrote its status: nothing to keep
+    cfg_path = job.run_dir.parent / f".{job.run_dir.name}.config.json"
+    atomic_write(cfg_path, lambda f: f.write(config.to_json().encode()))
+    cmd = [sys.executable, *CONTESTANTS[job.contestant], "--config", str(cfg_path), "--seed", str(job.seed),
+           "--out", str(job.run_dir), "--data-dir", data_dir, "--keep-checkpoints", "2"]
+    if state == "resume":
+        cmd.append("--resume")
+    log(f"[{index}/{total}] {job.name}: {'resuming' if state == 'resume' else 'starting'}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    tail = []
+    for line in proc.stdout:  # the child's per-epoch lines, shown live
+        line = line.rstrip()
+        if line:
+            tail = (tail + [line])[-20:]
+            log(f"[{index}/{total}] {line}")
+    rc = proc.wait()
+    cfg_path.unlink(missing_ok=True)
+    if rc not in (0, 3):
+        log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
+        _ensure_failed_status(job, rc, tail)
+    return rc
+
+
+def _ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:
+    """A run that died before writing a status still shows up in the report as failed."""
+    if not (job.run_dir / "run.json").exists():
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+        (job.run_dir / "failed.txt").write_text(f"exit {rc}\n" + "\n".join(tail) + "\n")
+    elif rundir.read_run(job.run_dir).status["state"] == "running":
+        rundir.write_status(job.run_dir, "failed", f"exit {rc}: " + (tail[-1] if tail else ""))
+
+
+def run_all(jobs: list[Job], config: cfg.RunConfig, data_dir: str, log) -> None:
+    for i, job in enumerate(jobs, 1):
+        run_job(job, config, data_dir, i, len(jobs), log)

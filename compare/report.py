@@ -1,0 +1,304 @@
+"""From a comparison directory to summary.json, PNG plots, report.md and a self-contained
+report.html. Reads run directories only through shared.rundir; imports no framework."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from compare import stats as S
+from shared import rundir
+from shared.data import atomic_write
+
+
+def _fmt(x, digits=4):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _pct(x):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def load_runs(comp_dir: Path) -> tuple[dict, list[dict]]:
+    meta = json.loads((comp_dir / "comparison.json").read_text())
+    runs = []
+    for label in meta["contestants"]:
+        for seed in meta["seeds"]:
+            d = comp_dir / "runs" / f"{label}-seed{seed}"
+            entry = {"contestant": label, "seed": seed, "dir": str(d.relative_to(comp_dir)), "record": None}
+            try:
+                rec = rundir.read_run(d)
+                entry.update(record=rec, state=rec.status["state"], message=rec.status.get("message", ""))
+            except rundir.RunFormatError as e:
+                failed = d / "failed.txt"
+                entry.update(state="failed" if failed.exists() else "missing",
+                             message=failed.read_text().strip() if failed.exists() else str(e))
+            runs.append(entry)
+    return meta, runs
+
+
+def run_timing(rec, target: float) -> dict:
+    ts = [m["train_seconds"] for m in rec.metrics]
+    time_to_target, total = None, 0.0
+    for m in rec.metrics:
+        total += m["train_seconds"]
+        if m["test_acc"] >= target:
+            time_to_target = total
+            break
+    return {"first_epoch_seconds": ts[0], "median_epoch_seconds": statistics.median(ts[1:] if len(ts) > 1 else ts),
+            "samples_per_second": statistics.median(m["samples_per_second"] for m in rec.metrics[1:] or rec.metrics),
+            "eval_seconds": statistics.median(m["eval_seconds"] for m in rec.metrics),
+            "time_to_target_seconds": time_to_target,
+            "startup_seconds": rec.meta.get("timing", {}).get("startup_seconds"),
+            "data_seconds": rec.meta.get("timing", {}).get("data_seconds")}
+
+
+def summarize(comp_dir: Path) -> dict:
+    meta, runs = load_runs(comp_dir)
+    labels, epochs = meta["contestants"], meta["config"]["epochs"]
+    margin, target = meta.get("margin", 0.01), meta.get("target_acc", 0.85)
+    done = {l: [r for r in runs if r["contestant"] == l and r["state"] == "completed"
+                and len(r["record"].metrics) == epochs] for l in labels}
+    any_rec = next((r["record"] for r in runs if r["record"]), None)
+    s = {"comparison": meta, "margin": margin, "target_acc": target,
+         "data": any_rec.meta["data"] if any_rec else None,
+         "environments": {l: next((r["record"].meta["environment"] for r in runs
+                                   if r["contestant"] == l and r["record"]), None) for l in labels},
+         "runs": [], "accuracy": {}, "per_epoch": {}, "timing": {}, "verdicts": [], "speed_ratios": []}
+    for r in runs:
+        rec = r["record"]
+        s["runs"].append({"contestant": r["contestant"], "seed": r["seed"], "dir": r["dir"], "state": r["state"],
+                          "message": r["message"], "epochs_done": len(rec.metrics) if rec else 0,
+                          "final_test_acc": rec.metrics[-1]["test_acc"] if rec and rec.metrics else None,
+                          "timing": run_timing(rec, target) if rec and rec.metrics else None})
+    for l in labels:
+        recs = [r["record"] for r in done[l]]
+        s["accuracy"][l] = S.describe([rec.metrics[-1]["test_acc"] for rec in recs])
+        s["per_epoch"][l] = [{k: S.describe([rec.metrics[e][k] for rec in recs])
+                              for k in ("train_loss", "train_acc", "test_loss", "test_acc")} for e in range(epochs)] if recs else []
+        timings = [run_timing(rec, target) for rec in recs]
+        s["timing"][l] = {k: S.describe([t[k] for t in timings if t[k] is not None])
+                          for k in (timings[0] if timings else {})}
+        s["timing"][l]["reached_target"] = sum(t["time_to_target_seconds"] is not None for t in timings)
+    ref = labels[0]
+    for other in labels[1:]:
+        a = s["accuracy"][other]["values"]
+        b = s["accuracy"][ref]["values"]
+        v = S.verdict(a, b, margin)
+        per_epoch = []
+        for e in range(epochs if s["per_epoch"][ref] and s["per_epoch"][other] else 0):
+            ea, eb = s["per_epoch"][other][e]["test_acc"]["values"], s["per_epoch"][ref][e]["test_acc"]["values"]
+            pv = S.verdict(ea, eb, margin)
+            per_epoch.append({"epoch": e + 1, "outcome": pv["outcome"],
+                              "diff": pv["welch"]["diff"] if pv["welch"] else float(np.mean(ea) - np.mean(eb)),
+                              "ci": pv["welch"]["ci"] if pv["welch"] else None})
+        s["verdicts"].append({"a": other, "b": ref, "final": v, "sentence": S.sentence(v, other, ref),
+                              "per_epoch": per_epoch})
+        pairs = {r["seed"]: r["record"] for r in done[ref]}
+        ratios = [run_timing(r["record"], target)["median_epoch_seconds"] / run_timing(pairs[r["seed"]], target)["median_epoch_seconds"]
+                  for r in done[other] if r["seed"] in pairs]
+        s["speed_ratios"].append({"a": other, "b": ref, **S.describe(ratios),
+                                  "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None})
+    return s
+
+
+# ---------------------------------------------------------------- plots
+
+def plots(s: dict, out: Path) -> list[tuple[str, str]]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    made = []
+    labels = [l for l in s["comparison"]["contestants"] if s["per_epoch"][l]]
+
+    def save(fig, name, alt):
+        fig.tight_layout()
+        atomic_write(out / name, lambda f: fig.savefig(f, format="png", dpi=100))
+        plt.close(fig)
+        made.append((name, alt))
+
+    if labels:
+        for key, name, title in (("test_acc", "accuracy.png", "Test accuracy per epoch"),
+                                 ("test_loss", "loss.png", "Test loss per epoch")):
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for l in labels:
+                rows = s["per_epoch"][l]
+                ep = np.arange(1, len(rows) + 1)
+                vals = [r[key]["values"] for r in rows]
+                mean = np.array([np.mean(v) for v in vals])
+                ax.plot(ep, mean, marker="o", ms=3, label=l)
+                ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
+            ax.set(xlabel="epoch", ylabel=key.replace("_", " "), title=f"{title} (mean, band = min..max over seeds)")
+            ax.legend()
+            save(fig, name, title)
+        fig, ax = plt.subplots(figsize=(7, 4))
+        x = np.arange(len(labels))
+        med = [s["timing"][l]["median_epoch_seconds"]["mean"] for l in labels]
+        first = [s["timing"][l]["first_epoch_seconds"]["mean"] for l in labels]
+        ax.bar(x - 0.2, first, 0.4, label="first epoch (warm-up)", alpha=0.6)
+        ax.bar(x + 0.2, med, 0.4, label="median later epoch")
+        ax.set_xticks(x, labels)
+        ax.set(ylabel="training seconds per epoch", title="Epoch time (mean over seeds)")
+        ax.legend()
+        save(fig, "epoch_time.png", "Epoch time per contestant")
+    for v in s["verdicts"]:
+        rows = [r for r in v["per_epoch"] if r["ci"]]
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ep = [r["epoch"] for r in rows]
+        d = np.array([r["diff"] for r in rows]) * 100
+        lo = d - np.array([r["ci"][0] for r in rows]) * 100
+        hi = np.array([r["ci"][1] for r in rows]) * 100 - d
+        ax.errorbar(ep, d, yerr=[lo, hi], fmt="o-", capsize=3, label=f"{v['a']} - {v['b']}")
+        for m in (-s["margin"] * 100, s["margin"] * 100):
+            ax.axhline(m, ls="--", color="gray")
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set(xlabel="epoch", ylabel="test accuracy difference (pp)",
+               title=f"{v['a']} - {v['b']}: difference with 95% CI; dashed = ±margin")
+        ax.legend()
+        save(fig, f"acc_diff_{v['a']}.png", f"Accuracy difference {v['a']} - {v['b']}")
+    return made
+
+
+# ---------------------------------------------------------------- the document (one structure, two renderings)
+
+def document(s: dict) -> list[tuple]:
+    meta = s["comparison"]
+    labels = meta["contestants"]
+    blocks = [("h1", "fmnist-parity: PyTorch vs Keras, side by side")]
+    blocks.append(("h2", "Verdict"))
+    for v in s["verdicts"]:
+        blocks.append(("p", v["sentence"]))
+    for r in s["speed_ratios"]:
+        if r["n"]:
+            blocks.append(("p", f"Speed: a median training epoch of {r['a']} takes {r['mean']:.2f}x as long as "
+                                f"{r['b']}'s (over {r['n']} seed(s): {r['min']:.2f}x to {r['max']:.2f}x)."))
+    bad = [r for r in s["runs"] if r["state"] != "completed"]
+    if bad:
+        blocks.append(("p", "Runs left out of the statistics: " + "; ".join(
+            f"{r['contestant']} seed {r['seed']}: {r['state']} {r['message']}".strip() for r in bad)))
+    blocks.append(("h2", "Final test accuracy"))
+    blocks.append(("table", ["contestant", "seeds", "mean", "std", "per seed"],
+                   [[l, s["accuracy"][l]["n"], _pct(s["accuracy"][l]["mean"]), _pct(s["accuracy"][l]["std"]),
+                     ", ".join(_pct(x) for x in s["accuracy"][l]["values"])] for l in labels]))
+    blocks.append(("img", "accuracy.png", "Test accuracy per epoch"))
+    blocks.append(("img", "loss.png", "Test loss per epoch"))
+    for v in s["verdicts"]:
+        blocks.append(("h2", f"Curves, epoch by epoch: {v['a']} vs {v['b']}"))
+        pa, pb = s["per_epoch"][v["a"]], s["per_epoch"][v["b"]]
+        rows = []
+        for e, pe in enumerate(v["per_epoch"]):
+            rows.append([e + 1, _fmt(pb[e]["train_loss"]["mean"]), _fmt(pa[e]["train_loss"]["mean"]),
+                         _fmt(pb[e]["test_loss"]["mean"]), _fmt(pa[e]["test_loss"]["mean"]),
+                         _pct(pb[e]["test_acc"]["mean"]), _pct(pa[e]["test_acc"]["mean"]),
+                         f"{100 * pe['diff']:+.2f}" + (f" [{100 * pe['ci'][0]:+.2f}, {100 * pe['ci'][1]:+.2f}]" if pe["ci"] else ""),
+                         pe["outcome"]])
+        blocks.append(("table", ["epoch", f"train loss {v['b']}", f"train loss {v['a']}", f"test loss {v['b']}",
+                                 f"test loss {v['a']}", f"test acc {v['b']}", f"test acc {v['a']}",
+                                 "gap pp [95% CI]", "verdict"], rows))
+        blocks.append(("img", f"acc_diff_{v['a']}.png", f"Accuracy difference {v['a']} - {v['b']}"))
+    blocks.append(("h2", "Timing"))
+    blocks.append(("p", "Training seconds exclude process start-up, data loading and evaluation (stated separately); "
+                        "GPU work is synchronised before the clock stops. Values are means over seeds of per-run figures; "
+                        f"time to target is cumulative training time until test accuracy first reached {_pct(s['target_acc'])}."))
+    keys = ["median_epoch_seconds", "first_epoch_seconds", "samples_per_second", "eval_seconds",
+            "time_to_target_seconds", "startup_seconds", "data_seconds"]
+    rows = []
+    for l in labels:
+        t = s["timing"][l]
+        rows.append([l] + [_fmt(t[k]["mean"], 3) if k in t and t[k]["n"] else "n/a" for k in keys]
+                    + [f"{t.get('reached_target', 0)}/{s['accuracy'][l]['n']}"])
+    blocks.append(("table", ["contestant", "median epoch s", "first epoch s", "samples/s", "eval s",
+                             "time to target s", "start-up s", "data load s", "reached target"], rows))
+    blocks.append(("img", "epoch_time.png", "Epoch time per contestant"))
+    blocks.append(("h2", "Setup"))
+    blocks.append(("p", "Reproduce: " + meta.get("reproduce", "")))
+    c = meta["config"]
+    blocks.append(("table", ["key", "value"], [[k, json.dumps(c[k])] for k in sorted(c)]
+                   + [["seeds", json.dumps(meta["seeds"])], ["margin", f"±{100 * s['margin']:.2f} pp"]]))
+    env_keys = sorted({k for e in s["environments"].values() if e for k in e})
+    blocks.append(("table", ["environment"] + labels,
+                   [[k] + [str((s["environments"][l] or {}).get(k, "")) for l in labels] for k in env_keys]))
+    if s["data"]:
+        blocks.append(("p", f"Data: {s['data']['source']}, verified by SHA-256 of the decompressed files:"))
+        blocks.append(("table", ["file", "sha256"], [[n, d] for n, d in s["data"]["sha256"].items()]))
+    blocks.append(("table", ["run", "state", "epochs", "final test acc", "message"],
+                   [[r["dir"], r["state"], r["epochs_done"], _pct(r["final_test_acc"]), r["message"]] for r in s["runs"]]))
+    return blocks
+
+
+def render_md(blocks, images: set) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h1":
+            out.append(f"# {b[1]}\n")
+        elif b[0] == "h2":
+            out.append(f"## {b[1]}\n")
+        elif b[0] == "p":
+            out.append(b[1] + "\n")
+        elif b[0] == "img" and b[1] in images:
+            out.append(f"![{b[2]}]({b[1]})\n")
+        elif b[0] == "table":
+            esc = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
+            out.append("| " + " | ".join(map(esc, b[1])) + " |")
+            out.append("|" + "---|" * len(b[1]))
+            out += ["| " + " | ".join(map(esc, r)) + " |" for r in b[2]]
+            out.append("")
+    return "\n".join(out)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+       "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}.broken{color:#b00}")
+# Marks the page if an embedded image fails to decode (a reader sees it; the browser test checks it).
+SCRIPT = ("window.addEventListener('load',function(){var bad=[].filter.call(document.images,function(i){"
+          "return !(i.complete&&i.naturalWidth>0)});document.body.dataset.images=bad.length?'broken':'ok';"
+          "bad.forEach(function(i){var p=document.createElement('p');p.className='broken';"
+          "p.textContent='image failed to load: '+i.alt;i.after(p)})});")
+
+
+def render_html(blocks, out: Path, images: set) -> str:
+    parts = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            parts.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
+        elif b[0] == "img" and b[1] in images:
+            data = base64.b64encode((out / b[1]).read_bytes()).decode()
+            parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
+        elif b[0] == "table":
+            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fmnist-parity report</title>"
+            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body data-images=\"pending\">"
+            + "\n".join(parts) + "</body></html>\n")
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    return x
+
+
+def write_report(comp_dir: Path) -> dict:
+    comp_dir = Path(comp_dir)
+    if not (comp_dir / "comparison.json").exists():
+        raise rundir.RunFormatError(f"{comp_dir}: no comparison.json; is this a comparison directory "
+                                    f"(made by `fmnist-parity run`)?")
+    s = summarize(comp_dir)
+    images = {name for name, _ in plots(s, comp_dir)}
+    blocks = document(s)
+    atomic_write(comp_dir / "summary.json", lambda f: f.write(json.dumps(_jsonable(s), indent=2).encode()))
+    atomic_write(comp_dir / "report.md", lambda f: f.write(render_md(blocks, images).encode()))
+    atomic_write(comp_dir / "report.html", lambda f: f.write(render_html(blocks, comp_dir, images).encode()))
+    return s

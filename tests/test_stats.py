@@ -1,0 +1,60 @@
+"""The parity statistics checked against scipy on fixed inputs."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from compare import stats as S
+
+A = [0.8862, 0.8841, 0.8879, 0.8855]
+B = [0.8848, 0.8870, 0.8839, 0.8861]
+
+
+def test_welch_matches_scipy():
+    w = S.welch(A, B)
+    r = stats.ttest_ind(A, B, equal_var=False)
+    ci = r.confidence_interval(0.95)
+    assert w["p"] == pytest.approx(r.pvalue, rel=1e-10)
+    assert w["ci"][0] == pytest.approx(ci.low, rel=1e-10) and w["ci"][1] == pytest.approx(ci.high, rel=1e-10)
+    assert w["df"] == pytest.approx(r.df, rel=1e-10)
+
+
+def test_tost_matches_two_one_sided_scipy_tests():
+    m = 0.01
+    t = S.tost(A, B, m)
+    lower = stats.ttest_ind(np.array(A) + m, B, equal_var=False, alternative="greater").pvalue
+    upper = stats.ttest_ind(np.array(A) - m, B, equal_var=False, alternative="less").pvalue
+    assert t["p_lower"] == pytest.approx(lower, rel=1e-10) and t["p_upper"] == pytest.approx(upper, rel=1e-10)
+    assert S.verdict(A, B, m)["outcome"] == S.EQUIVALENT
+
+
+def test_different():
+    a, b = [0.88, 0.881, 0.879], [0.85, 0.851, 0.849]
+    v = S.verdict(a, b, 0.01)
+    assert v["outcome"] == S.DIFFERENT and stats.ttest_ind(a, b, equal_var=False).pvalue < 0.05
+    assert "Different on final test accuracy: A - B = +3.00 pp" in S.sentence(v, "A", "B")
+
+
+def test_not_enough_evidence_says_how_many_seeds():
+    a, b = [0.88, 0.87, 0.89], [0.875, 0.885, 0.865]  # gap 0.33 pp, spread 1 pp: undecided at 3 seeds
+    v = S.verdict(a, b, 0.01)
+    assert v["outcome"] == S.UNDECIDED
+    n = v["seeds_needed"]
+    assert n > 3
+    # the claim holds: with n seeds, the same means and spread pass TOST; with n - 1 they do not
+    def tost_p(k):
+        rng = np.random.default_rng(0)
+        z = rng.standard_normal(k)
+        z = (z - z.mean()) / z.std(ddof=1)
+        return S.tost(np.mean(a) + np.std(a, ddof=1) * z, np.mean(b) + np.std(b, ddof=1) * z, 0.01)["p"]
+    assert tost_p(n) < 0.05 <= tost_p(n - 1)
+    assert f"about {n} seeds per framework" in S.sentence(v, "A", "B")
+
+
+def test_one_seed_is_not_evidence():
+    v = S.verdict([0.88], [0.88], 0.01)
+    assert v["outcome"] == S.UNDECIDED and "at least 2 seeds" in S.sentence(v, "A", "B")
+
+
+def test_gap_beyond_margin_cannot_become_equivalent():
+    v = S.verdict([0.88, 0.90, 0.86], [0.865, 0.885, 0.845], 0.01)
+    assert v["outcome"] == S.UNDECIDED and v["seeds_needed"] is None
