@@ -113,6 +113,7 @@ def plots(s: dict, out: Path) -> list[tuple[str, str]]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     made = []
     labels = [l for l in s["comparison"]["contestants"] if s["per_epoch"][l]]
 
@@ -134,6 +135,7 @@ def plots(s: dict, out: Path) -> list[tuple[str, str]]:
                 ax.plot(ep, mean, marker="o", ms=3, label=l)
                 ax.fill_between(ep, [min(v) for v in vals], [max(v) for v in vals], alpha=0.2)
             ax.set(xlabel="epoch", ylabel=key.replace("_", " "), title=f"{title} (mean, band = min..max over seeds)")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.legend()
             save(fig, name, title)
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -159,6 +161,7 @@ def plots(s: dict, out: Path) -> list[tuple[str, str]]:
         for m in (-s["margin"] * 100, s["margin"] * 100):
             ax.axhline(m, ls="--", color="gray")
         ax.axhline(0, color="black", lw=0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set(xlabel="epoch", ylabel="test accuracy difference (pp)",
                title=f"{v['a']} - {v['b']}: difference with 95% CI; dashed = ±margin")
         ax.legend()
