@@ -22,8 +22,9 @@ def load_impl(backend, config):
         if config.deterministic:
             os.environ["XLA_FLAGS"] += " --xla_gpu_deterministic_ops=true"
     with silenced_stderr():  # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL
+        import keras  # noqa: F401  imports the backend framework first: TensorFlow before torch crashes
         try:
-            import tensorflow  # noqa: F401  Keras imports it on every backend (tf.data, seeding)
+            import tensorflow  # noqa: F401  Keras loads it on every backend (tf.data, seeding)
         except ImportError:
             pass
         from keras_impl import train

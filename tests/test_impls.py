@@ -210,3 +210,19 @@ def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path):
     assert np.abs(t - k).max() < 1e-4  # float32, two frameworks' matmul kernels
     assert np.array_equal(t.argmax(1), k.argmax(1)) or (t.argmax(1) != k.argmax(1)).mean() < 1e-3
     assert np.array_equal(t, back), "the weights survive the round trip exactly"
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
+def test_float64_and_every_keras_backend(who, tmp_path):
+    run = tmp_path / "run"
+    train(who, run, "--epochs", "1", "--set", "dtype=float64", "--set", "init=shared")
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["config"]["dtype"] == "float64" and meta["environment"]["tf32"] is False
+    if who.startswith("keras"):
+        assert meta["backend"] == meta["environment"]["backend"] == {"keras": "tensorflow"}.get(who, who[6:])
+    final = np.load(run / "weights" / "final.npz")
+    assert final["kernel_0"].dtype == np.float64
+    init = np.load(run / "weights" / "initial.npz")
+    from shared import config as cfg
+    assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard"))[0][0]), "shared init loaded exactly"
+    assert metrics(run)[0]["test_acc"] > 0.8
