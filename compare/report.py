@@ -182,6 +182,13 @@ def document(s: dict) -> list[tuple]:
         if r["n"]:
             blocks.append(("p", f"Speed: a median training epoch of {r['a']} takes {r['mean']:.2f}x as long as "
                                 f"{r['b']}'s (over {r['n']} seed(s): {r['min']:.2f}x to {r['max']:.2f}x)."))
+    blocks.append(("p", f"How to read it: equivalence is two one-sided Welch tests at alpha = 0.05 (the 90% CI of the "
+                        f"difference lies inside ±{100 * s['margin']:.2f} pp); the 95% CI shown is Welch's two-sided "
+                        f"interval. Each seed trains every contestant on the same batches in the same order."))
+    if meta["config"]["init"] == "native":
+        blocks.append(("p", "Initialisation is native: each framework draws its own default initial weights "
+                            "(PyTorch Linear: Kaiming-uniform kernel and bias; Keras Dense: Glorot-uniform kernel, zero "
+                            "bias), a known source of early-epoch differences. --set init=shared loads identical weights."))
     bad = [r for r in s["runs"] if r["state"] != "completed"]
     if bad:
         blocks.append(("p", "Runs left out of the statistics: " + "; ".join(
