@@ -255,14 +255,8 @@ def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, 
 
 
 def _bar(total, name, progress):
-    try:
-        from tqdm import tqdm
-        return tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress, leave=False)
-    except ImportError:  # pragma: no cover - tqdm is pinned
-        class _Null:
-            def update(self, n): pass
-            def close(self): pass
-        return _Null()
+    from tqdm import tqdm
+    return tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress, leave=False)
 
 
 def mirrors() -> list[str]:
