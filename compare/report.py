@@ -72,16 +72,17 @@ def summarize(comp_dir: Path) -> dict:
          "runs": [], "accuracy": {}, "per_epoch": {}, "timing": {}, "verdicts": [], "speed_ratios": []}
     for r in runs:
         rec = r["record"]
+        r["timing"] = run_timing(rec, target) if rec and rec.metrics else None
         s["runs"].append({"contestant": r["contestant"], "seed": r["seed"], "dir": r["dir"], "state": r["state"],
                           "message": r["message"], "epochs_done": len(rec.metrics) if rec else 0,
                           "final_test_acc": rec.metrics[-1]["test_acc"] if rec and rec.metrics else None,
-                          "timing": run_timing(rec, target) if rec and rec.metrics else None})
+                          "timing": r["timing"]})
     for l in labels:
         recs = [r["record"] for r in done[l]]
         s["accuracy"][l] = S.describe([rec.metrics[-1]["test_acc"] for rec in recs])
         s["per_epoch"][l] = [{k: S.describe([rec.metrics[e][k] for rec in recs])
                               for k in ("train_loss", "train_acc", "test_loss", "test_acc")} for e in range(epochs)] if recs else []
-        timings = [run_timing(rec, target) for rec in recs]
+        timings = [r["timing"] for r in done[l]]
         s["timing"][l] = {k: S.describe([t[k] for t in timings if t[k] is not None])
                           for k in (timings[0] if timings else {})}
         s["timing"][l]["reached_target"] = sum(t["time_to_target_seconds"] is not None for t in timings)
@@ -99,8 +100,8 @@ def summarize(comp_dir: Path) -> dict:
                               "ci": pv["welch"]["ci"] if pv["welch"] else None})
         s["verdicts"].append({"a": other, "b": ref, "final": v, "sentence": S.sentence(v, other, ref),
                               "per_epoch": per_epoch})
-        pairs = {r["seed"]: r["record"] for r in done[ref]}
-        ratios = [run_timing(r["record"], target)["median_epoch_seconds"] / run_timing(pairs[r["seed"]], target)["median_epoch_seconds"]
+        pairs = {r["seed"]: r["timing"] for r in done[ref]}
+        ratios = [r["timing"]["median_epoch_seconds"] / pairs[r["seed"]]["median_epoch_seconds"]
                   for r in done[other] if r["seed"] in pairs]
         s["speed_ratios"].append({"a": other, "b": ref, **S.describe(ratios),
                                   "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None})

@@ -24,8 +24,7 @@ def torchvision_root(data) -> str:
 def torchvision_dataset(data, config):
     steps = [transforms.ToTensor()]  # uint8 HxW -> float32 1xHxW in [0, 1]
     if config.scaling == "standardize":
-        from shared.data import pixel_stats
-        mean, std = pixel_stats(data.train_images)
+        mean, std = data.train_pixel_stats
         steps.append(transforms.Normalize((mean,), (std,)))
     steps.append(transforms.Lambda(lambda x: x.view(-1)))  # the report's view(-1, 784)
     return torchvision.datasets.FashionMNIST(torchvision_root(data), train=True, download=False,

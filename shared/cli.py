@@ -100,8 +100,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
         state = impl.build(config, impl.setup(config, resolve_threads(config.threads)))
         impl.import_weights(state, weights.load(args.weights))
         data = fdata.load(args.data_dir)
-        mean, std = fdata.pixel_stats(data.train_images)
-        outputs = impl.predict(state, fdata.scale(data.test_images, config.scaling, mean, std, config.dtype))
+        outputs = impl.predict(state, data.scaled(config.scaling, config.dtype)[1])
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

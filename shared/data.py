@@ -15,6 +15,7 @@ Search order (the first place holding all four files wins, and is reported):
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -65,6 +66,16 @@ class FashionMNIST:
     source: str               # human-readable: which place the files came from
     directory: str            # the directory holding the four files
     sha256: dict = field(default_factory=dict)  # file name -> verified digest of the IDX content
+
+    @functools.cached_property
+    def train_pixel_stats(self) -> tuple[float, float]:
+        """Mean and std of the training pixels /255: the `standardize` constants, computed once."""
+        return pixel_stats(self.train_images)
+
+    def scaled(self, scaling: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x_train, x_test) flattened and scaled as the run config asks; both sides train on these."""
+        mean, std = self.train_pixel_stats
+        return (scale(self.train_images, scaling, mean, std, dtype), scale(self.test_images, scaling, mean, std, dtype))
 
 
 def _quiet(_msg: str) -> None:

@@ -62,9 +62,8 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     env = {**host_environment(threads), **impl.setup(config, threads)}
     t_data = time.perf_counter()
     data = fdata.load(data_dir, log=lambda m: _say(quiet, m), progress=not quiet and sys.stderr.isatty())
-    mean, std = fdata.pixel_stats(data.train_images)
-    x_train = fdata.scale(data.train_images, config.scaling, mean, std, config.dtype)
-    x_test = fdata.scale(data.test_images, config.scaling, mean, std, config.dtype)
+    mean, std = data.train_pixel_stats
+    x_train, x_test = data.scaled(config.scaling, config.dtype)
     state = impl.build(config, env)
     tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
                              data.test_labels.astype(np.int64), data)
