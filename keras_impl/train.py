@@ -96,6 +96,45 @@ def train_step(state: State, xb, yb) -> tuple[float, int]:
     return float(logs["loss"]), int(round(float(logs["sparse_categorical_accuracy"]) * int(yb.shape[0])))
 
 
+def activations(state: State, xb) -> list[np.ndarray]:
+    """Each dense layer's output (its pre-activation) for a batch at the current weights (lockstep)."""
+    out, x = [], xb
+    for layer in state.model.layers:
+        x = layer(x)
+        if isinstance(layer, keras.layers.Dense):
+            out.append(keras.ops.convert_to_numpy(x))
+    return out
+
+
+def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
+    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights; no update (lockstep).
+    Keras has no backend-neutral gradient call, so each backend's own autodiff runs the same loss."""
+    fixed = [v.value for v in state.model.non_trainable_variables]
+
+    def loss_of(values):
+        out, _ = state.model.stateless_call(values, fixed, xb)
+        return M.mean(state.loss_fn(yb, out))
+
+    values = [v.value for v in state.model.trainable_variables]
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        values = [tf.identity(v) for v in values]
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            loss = loss_of(values)
+        grads = tape.gradient(loss, values)
+    elif backend == "torch":
+        import torch
+        values = [v.detach().clone().requires_grad_(True) for v in values]
+        grads = torch.autograd.grad(loss_of(values), values)
+    else:
+        import jax
+        grads = jax.grad(loss_of)(values)
+    grads = [keras.ops.convert_to_numpy(g) for g in grads]
+    return list(zip(grads[0::2], grads[1::2]))
+
+
 def sync(state: State) -> None:
     pass  # train_on_batch returns host values, which already waited for the device
 

@@ -38,8 +38,8 @@ def setup(config, threads: int) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = config.tf32
     torch.backends.cudnn.allow_tf32 = config.tf32
     torch.manual_seed(config.seed)
-    import torchvision
-    return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    from importlib.metadata import version  # torchvision's version without importing it (seconds)
+    return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
             "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "torch_threads": torch.get_num_threads(), "tf32": config.tf32, "deterministic": config.deterministic}
@@ -82,6 +82,26 @@ def train_step(state: State, xb, yb) -> tuple[float, int]:
     loss.backward()
     state.optimizer.step()
     return loss.item(), int((out.argmax(1) == yb).sum())
+
+
+def activations(state: State, xb) -> list[np.ndarray]:
+    """Each dense layer's output (its pre-activation) for a batch at the current weights (lockstep)."""
+    out, x = [], xb
+    with torch.no_grad():
+        for m in state.model:
+            x = m(x)
+            if isinstance(m, torch.nn.Linear):
+                out.append(x.cpu().numpy())
+    return out
+
+
+def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
+    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights; no update (lockstep)."""
+    state.model.zero_grad(set_to_none=True)
+    state.loss_fn(state.model(xb), yb).backward()
+    grads = [(m.weight.grad.cpu().numpy().T.copy(), m.bias.grad.cpu().numpy().copy()) for m in M.dense_layers(state.model)]
+    state.model.zero_grad(set_to_none=True)
+    return grads
 
 
 def sync(state: State) -> None:

@@ -56,6 +56,9 @@ def main(framework: str, load_impl, argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:
         return predict_main(framework, load_impl, argv[1:])
+    if argv[:1] == ["lockstep"]:
+        from shared.lockstep import main as lockstep_main
+        return lockstep_main(framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -22,13 +23,17 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "last_batch": ("keep", "drop"),
     "pipeline": ("memory", "torchvision"),
+    "update_rule": ("native", "torch", "keras"),
+    "ops": ("native", "exact"),
 }
+NATIVE = "native"  # for negative_slope and eps: each framework's own library default
+NATIVE_OK = ("negative_slope", "eps")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     hidden: tuple = (200, 200)       # hidden layer widths; input 784 and output 10 are fixed
-    negative_slope: float = 0.01     # LeakyReLU slope, set explicitly (torch default 0.01, Keras 0.3)
+    negative_slope: float = 0.01     # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
     head: str = "logits"             # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
     optimizer: str = "sgd"
     lr: float = 0.05
@@ -36,7 +41,7 @@ class RunConfig:
     nesterov: bool = False           # SGD only
     beta1: float = 0.9               # Adam only
     beta2: float = 0.999             # Adam only
-    eps: float = 1e-7                # Adam only (torch default 1e-8, Keras 1e-7: set explicitly on both)
+    eps: float = 1e-7                # Adam only, on both sides; "native": each library's default (1e-8 / 1e-7)
     batch_size: int = 128
     epochs: int = 15
     seed: int = 0
@@ -49,6 +54,9 @@ class RunConfig:
     tf32: bool = False               # allow TF32 matrix math on GPUs that have it
     deterministic: bool = False      # torch.use_deterministic_algorithms / TF op determinism
     pipeline: str = "memory"         # memory: tensors on device; torchvision: the report's DataLoader (PyTorch)
+    update_rule: str = "native"      # the optimizer's definition: native (each its own), torch or keras on both
+    ops: str = "native"              # native: the libraries' layers/optimizers; exact: written out, every constant
+                                     # in the model dtype (Keras rounds some to float32 even in float64)
 
     def __post_init__(self):
         validate(self)
@@ -71,16 +79,27 @@ def validate(c: RunConfig) -> None:
             raise ConfigError(f"{key}={getattr(c, key)!r} is not allowed; choose one of {', '.join(allowed)}")
     if not isinstance(c.hidden, tuple) or not all(isinstance(h, int) and not isinstance(h, bool) for h in c.hidden):
         raise ConfigError(f"hidden={c.hidden!r} must be a list of positive integers, e.g. 200,200")
+    if not c.hidden:
+        raise ConfigError("hidden=() has no layers; give at least one hidden width, e.g. hidden=200,200")
+    for key in ("lr", "momentum", "beta1", "beta2", *NATIVE_OK):
+        v = getattr(c, key)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{key}={v!r} is not a finite number")
     for i, h in enumerate(c.hidden):
         if h < 1:
             raise ConfigError(f"hidden layer {i + 1} has width {h}; every hidden width must be >= 1")
+    for key in NATIVE_OK:
+        v = getattr(c, key)
+        if v != NATIVE and (isinstance(v, (bool, str)) or not isinstance(v, (int, float))):
+            raise ConfigError(f"{key}={v!r} is not a number or 'native'")
+    num = lambda key: getattr(c, key) == NATIVE or None  # a 'native' value has no range to check
     checks = [
-        ("negative_slope", 0 <= c.negative_slope < 1, "in [0, 1)"),
+        ("negative_slope", num("negative_slope") or 0 <= c.negative_slope < 1, "in [0, 1) or native"),
         ("lr", 0 < c.lr, "> 0"),
         ("momentum", 0 <= c.momentum < 1, "in [0, 1)"),
         ("beta1", 0 <= c.beta1 < 1, "in [0, 1)"),
         ("beta2", 0 <= c.beta2 < 1, "in [0, 1)"),
-        ("eps", 0 < c.eps, "> 0"),
+        ("eps", num("eps") or 0 < c.eps, "> 0 or native"),
         ("batch_size", 1 <= c.batch_size <= 60000, "between 1 and 60000"),
         ("epochs", 1 <= c.epochs <= 100000, "between 1 and 100000"),
         ("seed", 0 <= c.seed < 2**32, "between 0 and 2**32-1"),
@@ -99,10 +118,14 @@ FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
 def _coerce(key: str, value):
     """Turn a JSON value or a --set string into the field's type, or say what was expected."""
     kind = FIELD_TYPES[key]
+    if key in NATIVE_OK and value == NATIVE:
+        return NATIVE
+    if isinstance(value, str) and not value.strip() and kind != "str":
+        raise ConfigError(f"{key} is empty; give a value (an unset shell variable?)")
     try:
         if kind == "tuple":
             items = value.replace("[", "").replace("]", "").split(",") if isinstance(value, str) else value
-            return tuple(_int(v) for v in items if not isinstance(v, str) or v.strip())
+            return tuple(_int(v) for v in items)
         if kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -120,7 +143,8 @@ def _coerce(key: str, value):
         return str(value)
     except (TypeError, ValueError):
         expected = {"tuple": "a comma-separated list of integers", "bool": "true or false",
-                    "int": "an integer", "float": "a number", "str": "a string"}[kind]
+                    "int": "an integer", "float": "a number" + (" or native" if key in NATIVE_OK else ""),
+                    "str": "a string"}[kind]
         raise ConfigError(f"{key}={value!r} is not {expected}") from None
 
 

@@ -204,12 +204,19 @@ def _write_parsed_cache(path: Path, data: FashionMNIST) -> None:
         pass  # a cache we cannot write only costs speed
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable) -> None:
     """Write through a temp file in the same directory, then rename: readers see old or new, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what an ordinary file gets
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -357,9 +364,13 @@ def load(data_dir: str | os.PathLike | None = None, offline: bool | None = None,
 # ---------------------------------------------------------------- summaries and scaling
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
-    """Mean and std of the pixels scaled to [0, 1], in float64."""
-    x = images.reshape(-1).astype(np.float64) / 255.0
-    return float(x.mean()), float(x.std())
+    """Mean and std of the pixels scaled to [0, 1], in float64, from the 256-bin histogram (exact
+    counts, so no 47-million-element float pass)."""
+    counts = np.bincount(np.asarray(images, np.uint8).reshape(-1), minlength=256).astype(np.float64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    n = counts.sum()
+    mean = float(counts @ values / n)
+    return mean, float(np.sqrt(counts @ (values - mean) ** 2 / n))
 
 
 def scale(images: np.ndarray, mode: str, mean: float, std: float, dtype: str) -> np.ndarray:

@@ -1,0 +1,132 @@
+"""Lockstep trace: train K steps from the shared initial weights on the shared batches and record
+what every step did, for compare/lockstep.py to set two such traces side by side. Framework-free:
+the implementation's train module (setup, build, train_step, activations, gradients, weights)
+does the math, exactly as in a normal run.
+
+trace.npz holds
+  loss            [K]      each step's batch-mean loss (its forward pass, before the update)
+  signs           [K, B]   packed bits: which hidden pre-activations of that step's batch were > 0
+  snap_steps      [S]      the steps after which weights were saved (0 = the initial weights)
+  w_<s>_<i>_k / w_<s>_<i>_b    kernel [in, out] / bias of layer i after step s
+  act_<i>         dense layer i's output for the first batch at the initial weights
+  grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights
+trace.json holds the config, framework, backend, environment and the perturbation (if any).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shared import batches as fbatches
+from shared import config as cfg
+from shared import data as fdata
+from shared.data import atomic_write
+from shared.environment import host_environment, resolve_threads
+from shared.runner import RunError
+
+
+def perturb(layers, dtype: str, seed: int):
+    """Move every initial weight one unit in the last place of `dtype`, up or down at random: the
+    size of a single rounding, the smallest change the run's arithmetic can represent."""
+    rng = np.random.default_rng(seed)
+
+    def step(a):
+        a = a.astype(dtype)
+        return np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(dtype)).astype(np.float64)
+
+    return [(step(k), step(b)) for k, b in layers]
+
+
+def snapshot_steps(steps: int, every: int) -> list[int]:
+    """0, the first few steps (where a cause shows before anything amplifies it), every `every`, the end."""
+    return sorted({0, 1, 2, 3, 5, *range(every, steps, every), steps} & set(range(steps + 1)))
+
+
+def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, perturb_seed: int | None = None,
+          data_dir=None, backend: str | None = None) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = resolve_threads(config.threads)
+    env = {**host_environment(threads), **impl.setup(config, threads)}
+    data = fdata.load(data_dir)
+    x_train, x_test = data.scaled(config.scaling, config.dtype)
+    state = impl.build(config, env)
+    tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
+                             data.test_labels.astype(np.int64), data)
+    init = cfg.shared_init(config)
+    impl.import_weights(state, perturb(init, config.dtype, perturb_seed) if perturb_seed is not None else init)
+
+    index_batches, epoch = [], 0
+    while len(index_batches) < steps:
+        epoch += 1
+        index_batches += fbatches.epoch_batches(config.seed, epoch, len(x_train), config.batch_size, config.last_batch)
+    index_batches = index_batches[:steps]
+    snaps = snapshot_steps(steps, every)
+    arrays = {"snap_steps": np.array(snaps)}
+
+    def snap(s):
+        for i, (k, b) in enumerate(impl.export_weights(state)):
+            arrays[f"w_{s}_{i}_k"], arrays[f"w_{s}_{i}_b"] = k, b
+
+    snap(0)
+    losses, signs = [], []
+    for step, (xb, yb) in enumerate(impl.batches(state, tensors, index_batches), 1):
+        acts = impl.activations(state, xb)
+        if step == 1:
+            for i, a in enumerate(acts):
+                arrays[f"act_{i}"] = a
+            for i, (gk, gb) in enumerate(impl.gradients(state, xb, yb)):
+                arrays[f"grad_{i}_k"], arrays[f"grad_{i}_b"] = gk, gb
+        signs.append(np.packbits(np.concatenate([a.ravel() > 0 for a in acts[:-1]])))
+        loss, _ = impl.train_step(state, xb, yb)
+        losses.append(loss)
+        if step in snaps:
+            snap(step)
+        if not np.isfinite(loss):
+            break
+    width = max(len(s) for s in signs)
+    arrays["loss"] = np.array(losses)
+    arrays["signs"] = np.stack([np.pad(s, (0, width - len(s))) for s in signs])  # the last batch may be short
+    atomic_write(out / "trace.npz", lambda f: np.savez(f, **arrays))
+    meta = {"framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(), "steps": len(losses),
+            "perturb_seed": perturb_seed, "environment": env,
+            "slope": impl.M.negative_slope(config), "eps": impl.M.adam_eps(config)}  # the values really used
+    atomic_write(out / "trace.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+
+
+def load(path: Path) -> tuple[dict, dict]:
+    """(trace.json, the arrays of trace.npz) of a trace directory."""
+    path = Path(path)
+    meta = json.loads((path / "trace.json").read_text())
+    with np.load(path / "trace.npz") as z:
+        return meta, {k: z[k] for k in z.files}
+
+
+def main(framework: str, load_impl, argv) -> int:
+    """`python -m <impl> lockstep`: one side of a lockstep comparison (see compare/lockstep.py)."""
+    import argparse
+    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl lockstep",
+                                description="Train K steps from the shared initial weights and record every step.")
+    p.add_argument("--config", type=Path, required=True, help="JSON config file")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--every", type=int, default=20, help="save the weights every N steps (and at the end)")
+    p.add_argument("--perturb", type=int, help="seed of a one-ulp perturbation of the initial weights")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data-dir")
+    if framework == "keras":
+        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+    args = p.parse_args(argv)
+    try:
+        config = cfg.load_json(args.config.read_text())
+        if config.init != "shared":
+            raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
+        backend = getattr(args, "backend", None)
+        impl = load_impl(backend, config)
+        trace(impl, config, args.out, args.steps, args.every, args.perturb, args.data_dir, backend)
+    except (cfg.ConfigError, fdata.DataError, RunError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
