@@ -134,6 +134,20 @@ def cmd_lockstep(args) -> int:
     return 0
 
 
+def cmd_defaults(args) -> int:
+    """Every default that changes how this network trains, PyTorch vs Keras, read live."""
+    from compare import defaults
+    backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
+    labels = ["pytorch"] + ["keras" if b == "tensorflow" else f"keras-{b}" for b in backends]
+    t = defaults.defaults(labels, Path(args.out) if args.out else None, log=_eprint)
+    if args.json:
+        import json
+        print(json.dumps(t, indent=1))
+    else:
+        print(defaults.terminal(t))
+    return 0
+
+
 def cmd_report(args) -> int:
     from compare import report
     s = report.write_report(args.comparison)
@@ -214,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
     ls.add_argument("--offline", action="store_true", default=None, help="never download the data")
     ls.set_defaults(func=cmd_lockstep)
+
+    de = sub.add_parser("defaults", help="what differs out of the box: a live table of defaults, PyTorch vs Keras",
+                        description="Probe PyTorch and each Keras backend, each in its own process, for every default "
+                                    "that changes how this network trains or what its numbers mean (initialisers, "
+                                    "LeakyReLU slope, optimizer forms and epsilon, loss clipping, fit() batching, "
+                                    "dtype, TF32, XLA, threads), read from the installed libraries by introspection "
+                                    "and tiny numerical probes. Prints a table (or JSON) with the consequence and the "
+                                    "config key that controls each.")
+    de.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
+    de.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    de.add_argument("--out", help="also write DIR/defaults.json")
+    de.set_defaults(func=cmd_defaults)
 
     rp = sub.add_parser("report", help="regenerate the report of a comparison directory")
     rp.add_argument("comparison", type=Path, help="directory made by `fmnist-parity run`")

@@ -56,6 +56,8 @@ def main(framework: str, load_impl, argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["predict"]:
         return predict_main(framework, load_impl, argv[1:])
+    if argv[:1] == ["defaults"]:
+        return defaults_main(framework, load_impl, argv[1:])
     if argv[:1] == ["lockstep"]:
         from shared.lockstep import main as lockstep_main
         return lockstep_main(framework, load_impl, argv[1:])
@@ -110,6 +112,21 @@ def predict_main(framework: str, load_impl, argv) -> int:
     fdata.atomic_write(args.out, lambda f: np.save(f, outputs))
     if args.export:
         weights.save(args.export, impl.export_weights(state))
+    return 0
+
+
+def defaults_main(framework: str, load_impl, argv) -> int:
+    """`python -m <impl> defaults`: the library's out-of-the-box settings as JSON (see <impl>/defaults.py)."""
+    import importlib
+    import json
+    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl defaults",
+                                description="Print this framework's defaults, read live from the installed library, as JSON.")
+    if framework == "keras":
+        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+    args = p.parse_args(argv)
+    load_impl(getattr(args, "backend", None), cfg.RunConfig(device="cpu"))  # fixes the backend before Keras loads
+    probe = importlib.import_module(f"{framework}_impl.defaults").probe()
+    print(json.dumps(probe, default=str))
     return 0
 
 

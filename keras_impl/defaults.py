@@ -1,0 +1,161 @@
+"""What Keras does out of the box, read live from the installed library (on the current backend):
+signatures, objects and tiny numerical probes, never a hard-coded answer. Mirror of
+pytorch_impl/defaults.py: same functions, same order; compare/defaults.py sets the two side by side."""
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+
+SIZES = (784, 200, 200, 10)
+
+
+def arg(fn, name):
+    return inspect.signature(fn).parameters[name].default
+
+
+def init_bounds() -> dict:
+    """Draw the default dense layers of 784-200-200-10 and report the uniform bound each draw implies
+    (sqrt(3) x the sample std), for kernels and biases."""
+    keras.utils.set_random_seed(0)
+    kernels, biases = [], []
+    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
+        m = keras.layers.Dense(fan_out)
+        m.build((None, fan_in))
+        kernels.append(float(np.sqrt(3) * np.std(keras.ops.convert_to_numpy(m.kernel))))
+        biases.append(float(np.sqrt(3) * np.std(keras.ops.convert_to_numpy(m.bias))))
+    return {"kernel": kernels, "bias": biases}
+
+
+def init_names() -> dict:
+    """The initialisers a default Dense layer is configured with."""
+    c = keras.layers.Dense(1).get_config()
+    return {"kernel": c["kernel_initializer"]["class_name"], "bias": c["bias_initializer"]["class_name"]}
+
+
+def slope_probe() -> dict:
+    x = keras.ops.convert_to_tensor([-1.0])
+    return {"layer": float(-keras.ops.convert_to_numpy(keras.layers.LeakyReLU()(x))[0]),
+            "functional": float(-keras.ops.convert_to_numpy(keras.activations.leaky_relu(x))[0])}
+
+
+def momentum_form() -> str:
+    """Two SGD steps on w with a constant gradient 1, momentum 0.5, learning rate 1 then 0.5: the second
+    step is -0.75 if the velocity holds gradients (lr applied at the update) and -1.0 if it holds steps."""
+    w = keras.Variable(np.zeros(1, "float32"))
+    opt = keras.optimizers.SGD(learning_rate=1.0, momentum=0.5)
+    steps = []
+    for lr in (1.0, 0.5):
+        opt.learning_rate = lr
+        before = float(keras.ops.convert_to_numpy(w)[0])
+        opt.apply([keras.ops.ones((1,))], [w])
+        steps.append(float(keras.ops.convert_to_numpy(w)[0]) - before)
+    return "velocity in gradient units: lr applied at the update" if abs(steps[1] + 0.75) < 1e-6 else \
+        "velocity in step units: lr applied into the velocity"
+
+
+def adam_eps_probe() -> float:
+    """Effective epsilon at step 1 relative to the configured one: update = lr g / (|g| + eps_eff)."""
+    g, eps, lr = 1e-6, 1e-6, 1e-3
+    w = keras.Variable(np.zeros(1, "float32"))
+    opt = keras.optimizers.Adam(learning_rate=lr, epsilon=eps)
+    opt.apply([keras.ops.convert_to_tensor([g])], [w])
+    return float((lr * g / -float(keras.ops.convert_to_numpy(w)[0]) - g) / eps)
+
+
+def loss_probe() -> dict:
+    """Loss when the true class has probability 0: is it clipped?"""
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    value = loss(np.array([0]), np.array([[0.0, 1.0]], "float32"))
+    p = np.array([[0.5, 0.5], [0.9, 0.1]], "float32")
+    two = float(keras.ops.convert_to_numpy(loss(np.array([0, 0]), p)))
+    mean = float(np.mean(-np.log(p[:, 0])))
+    return {"reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({loss.reduction})",
+            "zero_prob_loss": float(keras.ops.convert_to_numpy(value)),
+            "input": f"probabilities unless from_logits=True (default from_logits={arg(keras.losses.SparseCategoricalCrossentropy, 'from_logits')})"}
+
+
+def fit_api() -> dict:
+    """Model.fit on 100 samples for one epoch with a learning rate of 0 (every batch sees the same
+    weights), a layer recording what it is fed: batch sizes, shuffling, how the epoch loss averages."""
+    x = np.arange(100, dtype="float32")[:, None] * np.ones((1, 3), "float32") / 100
+    y = np.arange(100) % 2
+    fed = []
+
+    class Record(keras.layers.Layer):
+        def call(self, v):
+            try:
+                fed.append(np.array(keras.ops.convert_to_numpy(v))[:, 0])
+            except Exception:  # the symbolic build pass (KerasTensor / JAX tracer) has no values
+                pass
+            return v
+
+    def fit(**kw):
+        keras.utils.set_random_seed(0)
+        fed.clear()
+        model = keras.Sequential([keras.Input((3,)), Record(), keras.layers.Dense(2)])
+        model.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True,
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        hist = model.fit(x, y, epochs=1, verbose=0, **kw)
+        return model, hist.history["loss"][0], [len(b) for b in fed], fed[0]
+
+    _, _, sizes, first = fit()
+    model, got, plain_sizes, _ = fit(shuffle=False)
+    per_sample = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
+    starts = np.cumsum([0] + plain_sizes[:-1])
+    unweighted = float(np.mean([per_sample[a:a + n].mean() for a, n in zip(starts, plain_sizes)]))
+    weighted = float(per_sample.mean())
+    return {"batch_size": sizes[0], "shuffle": bool(np.any(first != x[:len(first), 0])),
+            "last_batch": "kept" if sum(sizes) == 100 and sizes[-1] != sizes[0] else "dropped",
+            "epoch_loss": "batch losses weighted by batch size" if abs(got - weighted) < abs(got - unweighted)
+            else "plain mean of batch losses"}
+
+
+def precision() -> dict:
+    backend = keras.backend.backend()
+    out = {"floatx": keras.config.floatx()}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        out.update(tf32_matmul=bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+                   matmul_precision="TF32 on Ampere+ GPUs unless disabled")
+        out["tf32_conv"] = out["tf32_matmul"]
+    elif backend == "torch":
+        import torch
+        out.update(tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32), tf32_conv=bool(torch.backends.cudnn.allow_tf32),
+                   matmul_precision=torch.get_float32_matmul_precision())
+    else:
+        import jax
+        p = jax.config.jax_default_matmul_precision
+        out.update(tf32_matmul=p in (None, "default", "bfloat16", "tensorfloat32"), tf32_conv=None,
+                   matmul_precision=f"{p or 'DEFAULT'} (XLA's fastest: TF32/bf16 passes on GPUs)")
+    return out
+
+
+def compilation() -> str:
+    jit = arg(keras.Model.compile, "jit_compile")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    return f"compile(jit_compile={jit!r}) -> XLA {'on' if model.jit_compile else 'off'} on {keras.backend.backend()}"
+
+
+def threads() -> int:
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.config.threading.get_intra_op_parallelism_threads()  # 0: TensorFlow picks (all cores)
+    if backend == "torch":
+        import torch
+        return torch.get_num_threads()
+    return 0  # XLA's CPU client sizes its own pool
+
+
+def probe() -> dict:
+    """Every default in one dict (keys shared with pytorch_impl/defaults.py)."""
+    return {"version": f"keras {keras.__version__} ({keras.backend.backend()})", "init": init_bounds(),
+            "init_names": init_names(),
+            "slope": slope_probe(), "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
+            "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),
+            "momentum_form": momentum_form(), "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
+            "adam_eps_step1": adam_eps_probe(), "loss": loss_probe(), "fit": fit_api(), "precision": precision(),
+            "compilation": compilation(), "threads": threads()}

@@ -1,0 +1,112 @@
+"""What PyTorch does out of the box, read live from the installed library: signatures, objects and
+tiny numerical probes, never a hard-coded answer. Mirror of keras_impl/defaults.py: same functions,
+same order; compare/defaults.py sets the two side by side."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+SIZES = (784, 200, 200, 10)
+
+
+def arg(fn, name):
+    return inspect.signature(fn).parameters[name].default
+
+
+def init_bounds() -> dict:
+    """Draw the default dense layers of 784-200-200-10 and report the uniform bound each draw implies
+    (sqrt(3) x the sample std), for kernels and biases."""
+    torch.manual_seed(0)
+    kernels, biases = [], []
+    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
+        m = nn.Linear(fan_in, fan_out)
+        kernels.append(float(np.sqrt(3) * m.weight.detach().std()))
+        biases.append(float(np.sqrt(3) * m.bias.detach().std()))
+    return {"kernel": kernels, "bias": biases}
+
+
+def init_names() -> dict:
+    """The initialiser calls in nn.Linear.reset_parameters, read from its source."""
+    import re
+    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(nn.Linear.reset_parameters))
+    names = {target: f"{call.rstrip('_')}({rest.lstrip(', ')})" for call, target, rest in calls}
+    return {"kernel": names.get("weight", "not found"), "bias": names.get("bias", "not found")}
+
+
+def slope_probe() -> dict:
+    x = torch.tensor([-1.0])
+    return {"layer": float(-nn.LeakyReLU()(x)), "functional": float(-F.leaky_relu(x))}
+
+
+def momentum_form() -> str:
+    """Two SGD steps on w with a constant gradient 1, momentum 0.5, learning rate 1 then 0.5: the second
+    step is -0.75 if the velocity holds gradients (lr applied at the update) and -1.0 if it holds steps."""
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=1.0, momentum=0.5)
+    steps = []
+    for lr in (1.0, 0.5):
+        opt.param_groups[0]["lr"] = lr
+        before = float(w.detach())
+        w.grad = torch.ones(1)
+        opt.step()
+        steps.append(float(w.detach()) - before)
+    return "velocity in gradient units: lr applied at the update" if abs(steps[1] + 0.75) < 1e-6 else \
+        "velocity in step units: lr applied into the velocity"
+
+
+def adam_eps_probe() -> float:
+    """Effective epsilon at step 1 relative to the configured one: update = lr g / (|g| + eps_eff)."""
+    g, eps, lr = 1e-6, 1e-6, 1e-3
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=lr, eps=eps)
+    w.grad = torch.full((1,), g, dtype=torch.float64)
+    opt.step()
+    return float((lr * g / -float(w.detach()) - g) / eps)
+
+
+def loss_probe() -> dict:
+    """Loss when the true class has probability 0: is it clipped?"""
+    logp = torch.log(torch.tensor([[0.0, 1.0]]))
+    p = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
+    two = float(F.nll_loss(torch.log(p), torch.tensor([0, 0])))
+    mean = float(np.mean(-np.log(p[:, 0].numpy())))
+    return {"reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({arg(F.nll_loss, 'reduction')})",
+            "zero_prob_loss": float(F.nll_loss(logp, torch.tensor([0]))),
+            "input": "logits (cross_entropy) or log-probabilities (nll_loss); no from_logits switch"}
+
+
+def fit_api() -> dict:
+    """PyTorch has no fit(); its DataLoader's defaults play that role."""
+    from torch.utils.data import DataLoader
+    return {"batch_size": arg(DataLoader, "batch_size"), "shuffle": bool(arg(DataLoader, "shuffle")),
+            "last_batch": "dropped" if arg(DataLoader, "drop_last") else "kept",
+            "epoch_loss": "no built-in: the loop averages (this project weights batches by size)"}
+
+
+def precision() -> dict:
+    return {"floatx": str(torch.get_default_dtype()).replace("torch.", ""),
+            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
+            "matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def compilation() -> str:
+    return "eager (torch.compile is opt-in)"
+
+
+def threads() -> int:
+    return torch.get_num_threads()
+
+
+def probe() -> dict:
+    """Every default in one dict (keys shared with keras_impl/defaults.py)."""
+    return {"version": torch.__version__, "init": init_bounds(),
+            "init_names": init_names(),
+            "slope": slope_probe(), "sgd_lr": arg(torch.optim.SGD, "lr"), "sgd_momentum": arg(torch.optim.SGD, "momentum"),
+            "momentum_form": momentum_form(), "adam_eps": arg(torch.optim.Adam, "eps"), "adam_eps_step1": adam_eps_probe(),
+            "loss": loss_probe(), "fit": fit_api(), "precision": precision(), "compilation": compilation(),
+            "threads": threads()}
