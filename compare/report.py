@@ -88,18 +88,26 @@ def summarize(comp_dir: Path) -> dict:
         s["timing"][l]["reached_target"] = sum(t["time_to_target_seconds"] is not None for t in timings)
     ref = labels[0]
     for other in labels[1:]:
+        # paired when every completed run of one side has its seed's partner on the other (same batches)
+        sa, sb = [r["seed"] for r in done[other]], [r["seed"] for r in done[ref]]
+        paired = len(sa) >= 2 and sa == sb
         a = s["accuracy"][other]["values"]
         b = s["accuracy"][ref]["values"]
-        v = S.verdict(a, b, margin)
+        v = S.verdict(a, b, margin, paired=paired)
         per_epoch = []
         for e in range(epochs if s["per_epoch"][ref] and s["per_epoch"][other] else 0):
             ea, eb = s["per_epoch"][other][e]["test_acc"]["values"], s["per_epoch"][ref][e]["test_acc"]["values"]
-            pv = S.verdict(ea, eb, margin)
+            pv = S.verdict(ea, eb, margin, paired=paired)
             per_epoch.append({"epoch": e + 1, "outcome": pv["outcome"],
-                              "diff": pv["welch"]["diff"] if pv["welch"] else float(np.mean(ea) - np.mean(eb)),
-                              "ci": pv["welch"]["ci"] if pv["welch"] else None})
+                              "diff": pv["interval"]["diff"] if pv["interval"] else float(np.mean(ea) - np.mean(eb)),
+                              "ci": pv["interval"]["ci"] if pv["interval"] else None})
+        why = ("paired t test on the per-seed differences: for each seed both saw the same batches in the same order"
+               + (" from the same initial weights" if meta["config"]["init"] == "shared" else "")
+               if paired else "Welch's unpaired test: the seeds do not pair up (a run is missing on one side)")
         s["verdicts"].append({"a": other, "b": ref, "final": v, "sentence": S.sentence(v, other, ref),
-                              "per_epoch": per_epoch})
+                              "per_epoch": per_epoch, "test": v.get("test"), "why": why,
+                              "welch_sentence": S.sentence({**v, "interval": v["welch"], "test": "Welch",
+                                                            "outcome": v["outcome"]}, other, ref) if paired and v["welch"] else None})
         pairs = {r["seed"]: r["timing"] for r in done[ref]}
         ratios = [r["timing"]["median_epoch_seconds"] / pairs[r["seed"]]["median_epoch_seconds"]
                   for r in done[other] if r["seed"] in pairs]
@@ -183,9 +191,13 @@ def document(s: dict) -> list[tuple]:
         if r["n"]:
             blocks.append(("p", f"Speed: a median training epoch of {r['a']} takes {r['mean']:.2f}x as long as "
                                 f"{r['b']}'s (over {r['n']} seed(s): {r['min']:.2f}x to {r['max']:.2f}x)."))
-    blocks.append(("p", f"How to read it: equivalence is two one-sided Welch tests at alpha = 0.05 (the 90% CI of the "
-                        f"difference lies inside ±{100 * s['margin']:.2f} pp); the 95% CI shown is Welch's two-sided "
-                        f"interval. Each seed trains every contestant on the same batches in the same order."))
+    for v in s["verdicts"]:
+        blocks.append(("p", f"{v['a']} vs {v['b']}: the verdict uses the {v['why']}."
+                            + (f" Welch's unpaired interval, for comparison: {v['welch_sentence'].split(': ', 1)[1]}"
+                               if v.get("welch_sentence") else "")))
+    blocks.append(("p", f"How to read it: equivalence is two one-sided t tests at alpha = 0.05 (the 90% CI of the "
+                        f"difference lies inside ±{100 * s['margin']:.2f} pp); the 95% CI shown is two-sided. "
+                        f"Each seed trains every contestant on the same batches in the same order."))
     if meta["config"]["init"] == "native":
         blocks.append(("p", "Initialisation is native: each framework draws its own default initial weights "
                             "(PyTorch Linear: Kaiming-uniform kernel and bias; Keras Dense: Glorot-uniform kernel, zero "

@@ -1,6 +1,8 @@
-"""Statistics for the parity verdict: Welch's difference of means with its confidence interval,
-and equivalence by two one-sided tests (TOST) against a margin. scipy does the distributions;
-tests/test_stats.py checks every number here against scipy.stats.ttest_ind."""
+"""Statistics for the parity verdict: the difference of means with its confidence interval, and
+equivalence by two one-sided tests (TOST) against a margin. Paired (per-seed differences: both
+frameworks see the same batches for a seed, and with init=shared the same start) where the runs pair
+up, Welch's unpaired test otherwise. scipy does the distributions; tests/test_stats.py checks every
+number here against scipy.stats.ttest_ind / ttest_rel."""
 from __future__ import annotations
 
 import math
@@ -30,9 +32,20 @@ def welch(a, b, confidence: float = 0.95) -> dict:
     return {"diff": diff, "se": se, "df": df, "ci": (diff - half, diff + half), "p": p}
 
 
-def tost(a, b, margin: float) -> dict:
-    """Two one-sided Welch tests of |mean(a) - mean(b)| < margin; p is the larger of the two."""
-    w = welch(a, b)
+def paired_t(a, b, confidence: float = 0.95) -> dict:
+    """Mean of the per-seed differences a_i - b_i, its standard error, df = n - 1, CI and two-sided p."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    diff, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
+    if se == 0:
+        return {"diff": diff, "se": 0.0, "df": float(len(d) - 1), "ci": (diff, diff), "p": 1.0 if diff == 0 else 0.0}
+    df = float(len(d) - 1)
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    return {"diff": diff, "se": se, "df": df, "ci": (diff - half, diff + half), "p": float(2 * stats.t.sf(abs(diff) / se, df))}
+
+
+def tost(a, b, margin: float, paired: bool = False) -> dict:
+    """Two one-sided (Welch or paired) t tests of |mean(a) - mean(b)| < margin; p is the larger."""
+    w = paired_t(a, b) if paired else welch(a, b)
     if w["se"] == 0:
         p = 0.0 if abs(w["diff"]) < margin else 1.0
         return {"p_lower": p, "p_upper": p, "p": p}
@@ -41,12 +54,18 @@ def tost(a, b, margin: float) -> dict:
     return {"p_lower": p_lower, "p_upper": p_upper, "p": max(p_lower, p_upper)}
 
 
-def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000) -> int | None:
+def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000, paired: bool = False) -> int | None:
     """Seeds per side for TOST to pass if the observed difference and spread held; None if the
     observed difference is itself at or beyond the margin (more seeds cannot show equivalence)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     diff = abs(a.mean() - b.mean())
     if diff >= margin:
+        return None
+    if paired:
+        sd = float(np.std(a - b, ddof=1))
+        for n in range(2, max_n + 1):
+            if stats.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) < margin - diff:
+                return n
         return None
     s2 = (a.var(ddof=1) + b.var(ddof=1)) / 2
     for n in range(2, max_n + 1):
@@ -55,20 +74,26 @@ def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000) -
     return None
 
 
-def verdict(a, b, margin: float, alpha: float = 0.05) -> dict:
-    """Equivalent (TOST passes), different (95% CI excludes 0, TOST fails), or not enough evidence."""
+def verdict(a, b, margin: float, alpha: float = 0.05, paired: bool = False) -> dict:
+    """Equivalent (TOST passes), different (95% CI excludes 0, TOST fails), or not enough evidence.
+    paired=True (a[i], b[i] from the same seed) uses the per-seed differences; Welch is kept alongside."""
+    paired = paired and len(a) == len(b)
     if len(a) < 2 or len(b) < 2:
         return {"outcome": UNDECIDED, "reason": "at least 2 seeds per side are needed for a spread",
-                "welch": None, "tost": None, "seeds_needed": None, "margin": margin}
-    w, t = welch(a, b, 1 - alpha), tost(a, b, margin)
+                "welch": None, "paired": None, "interval": None, "test": None, "tost": None,
+                "seeds_needed": None, "margin": margin}
+    w = welch(a, b, 1 - alpha)
+    pt = paired_t(a, b, 1 - alpha) if paired else None
+    main, t = (pt or w), tost(a, b, margin, paired)
     if t["p"] < alpha:
         outcome = EQUIVALENT
-    elif w["p"] < alpha:
+    elif main["p"] < alpha:
         outcome = DIFFERENT
     else:
         outcome = UNDECIDED
-    return {"outcome": outcome, "welch": w, "tost": t, "margin": margin, "alpha": alpha,
-            "seeds_needed": seeds_needed(a, b, margin, alpha) if outcome == UNDECIDED else None}
+    return {"outcome": outcome, "welch": w, "paired": pt, "interval": main, "test": "paired t" if paired else "Welch",
+            "tost": t, "margin": margin, "alpha": alpha,
+            "seeds_needed": seeds_needed(a, b, margin, alpha, paired=paired) if outcome == UNDECIDED else None}
 
 
 def sentence(v: dict, a_name: str, b_name: str, unit: float = 100.0, what: str = "final test accuracy") -> str:
@@ -76,12 +101,12 @@ def sentence(v: dict, a_name: str, b_name: str, unit: float = 100.0, what: str =
     m = v["margin"] * unit
     if v["welch"] is None:
         return f"Not enough evidence on {what}: {v['reason']}."
-    d, (lo, hi) = v["welch"]["diff"] * unit, (x * unit for x in v["welch"]["ci"])
-    gap = f"{a_name} - {b_name} = {d:+.2f} pp (95% CI {lo:+.2f} to {hi:+.2f})"
+    d, (lo, hi) = v["interval"]["diff"] * unit, (x * unit for x in v["interval"]["ci"])
+    gap = f"{a_name} - {b_name} = {d:+.2f} pp (95% CI {lo:+.2f} to {hi:+.2f}, {v['test']})"
     if v["outcome"] == EQUIVALENT:
         return f"Equivalent within ±{m:.2f} pp on {what}: {gap}; TOST p = {v['tost']['p']:.3g}."
     if v["outcome"] == DIFFERENT:
-        return f"Different on {what}: {gap}, Welch p = {v['welch']['p']:.3g}; not within ±{m:.2f} pp."
+        return f"Different on {what}: {gap}, p = {v['interval']['p']:.3g}; not within ±{m:.2f} pp."
     more = (f"about {v['seeds_needed']} seeds per framework would be needed at the observed spread"
             if v["seeds_needed"] else "the observed gap is at or beyond the margin, so more seeds alone would not show equivalence")
     return f"Not enough evidence on {what}: {gap} is neither clearly within ±{m:.2f} pp nor clearly non-zero; {more}."

@@ -58,3 +58,45 @@ def test_one_seed_is_not_evidence():
 def test_gap_beyond_margin_cannot_become_equivalent():
     v = S.verdict([0.88, 0.90, 0.86], [0.865, 0.885, 0.845], 0.01)
     assert v["outcome"] == S.UNDECIDED and v["seeds_needed"] is None
+
+
+def test_paired_matches_scipy_ttest_rel():
+    p = S.paired_t(A, B)
+    r = stats.ttest_rel(A, B)
+    ci = r.confidence_interval(0.95)
+    assert p["p"] == pytest.approx(r.pvalue, rel=1e-10) and p["df"] == r.df
+    assert p["ci"][0] == pytest.approx(ci.low, rel=1e-10) and p["ci"][1] == pytest.approx(ci.high, rel=1e-10)
+
+
+def test_paired_tost_matches_two_one_sided_ttest_rel():
+    m = 0.002
+    t = S.tost(A, B, m, paired=True)
+    lower = stats.ttest_rel(np.array(A) + m, B, alternative="greater").pvalue
+    upper = stats.ttest_rel(np.array(A) - m, B, alternative="less").pvalue
+    assert t["p_lower"] == pytest.approx(lower, rel=1e-10) and t["p_upper"] == pytest.approx(upper, rel=1e-10)
+
+
+def test_pairing_tightens_the_verdict_when_seeds_move_together():
+    # a seed effect shared by both sides (same batches, same start) plus a small steady gap
+    seed_effect = np.array([0.010, -0.008, 0.004, -0.006])
+    a, b = 0.885 + seed_effect + 0.001, 0.885 + seed_effect
+    welch, paired = S.verdict(a, b, 0.003), S.verdict(a, b, 0.003, paired=True)
+    assert welch["outcome"] == S.UNDECIDED and paired["outcome"] == S.EQUIVALENT
+    assert paired["test"] == "paired t" and "paired t" in S.sentence(paired, "A", "B")
+    half_w = welch["interval"]["ci"][1] - welch["interval"]["diff"]
+    half_p = paired["interval"]["ci"][1] - paired["interval"]["diff"]
+    assert half_p < half_w / 10
+
+
+def test_paired_seeds_needed_holds():
+    a, b = [0.886, 0.880, 0.891], [0.883, 0.879, 0.8925]  # differences +0.3, +0.1, -0.15 pp
+    v = S.verdict(a, b, 0.004, paired=True)
+    assert v["outcome"] == S.UNDECIDED
+    n = v["seeds_needed"]
+    d = np.asarray(a) - np.asarray(b)
+
+    def tost_p(k):  # k pairs with the same mean difference and spread
+        z = np.random.default_rng(0).standard_normal(k)
+        z = (z - z.mean()) / z.std(ddof=1)
+        return S.tost(d.mean() + d.std(ddof=1) * z, np.zeros(k), 0.004, paired=True)["p"]
+    assert n > 3 and tost_p(n) < 0.05 <= tost_p(n - 1)
