@@ -3,6 +3,7 @@ framework work runs in `python -m pytorch_impl` / `python -m keras_impl` process
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,10 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
     seeds = harness.parse_seeds(args.seeds)
+    if args.with_:
+        _list(args.with_, WHY, "--with")  # refuse a bad flag before hours of training
+    if args.lockstep_steps is not None and args.lockstep_steps < 3:
+        raise HarnessError(f"--lockstep-steps {args.lockstep_steps}: need at least 3")
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
     if not 0 < args.margin < 100:
@@ -84,6 +89,8 @@ def cmd_run(args) -> int:
     _eprint(f"comparing {', '.join(labels)} on preset {args.preset} ({config.epochs} epochs) with seeds "
             f"{seeds}: {len(jobs)} runs into {out}")
     harness.run_all(jobs, config, str(Path(data.directory).resolve()), _eprint)
+    why_sections(args.with_, config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100,
+                 args.lockstep_steps)
     s = report.write_report(out)
     print()
     for v in s["verdicts"]:
@@ -148,6 +155,53 @@ def cmd_defaults(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    """Which out-of-the-box difference matters: native, one switch at a time, all matched."""
+    from compare import ablate, harness
+    config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
+    seeds = harness.parse_seeds(args.seeds)
+    labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
+                                 [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
+    if not 0 < args.margin < 100:
+        raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    only = [c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None
+    data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
+    out = Path(args.out or f"comparisons/ablate-{args.preset}")
+    s = ablate.ablate(config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100, only, log=_eprint)
+    print()
+    for line in s["conclusions"]:
+        print(line)
+    print(f"Ablation report: {(out / 'ablation.md').resolve()}")
+    return 0
+
+
+WHY = ("defaults", "lockstep", "ablate")
+
+
+def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: str, margin: float,
+                 lockstep_steps: int | None = None) -> None:
+    """`run --with ...`: the "why" analyses, written into the comparison directory for its report."""
+    if not with_:
+        return
+    from compare import ablate, defaults, lockstep
+    from shared.batches import steps_per_epoch
+    chosen = _list(with_, WHY, "--with")
+    if "defaults" in chosen:
+        defaults.defaults(labels, out, log=_eprint)
+    if "lockstep" in chosen:
+        backends = [{"keras": "tensorflow"}.get(l, l.replace("keras-", "")) for l in labels if l.startswith("keras")]
+        steps = lockstep_steps or steps_per_epoch(60000, config.batch_size, config.last_batch)
+        done = out / "lockstep" / "lockstep.json"
+        old = json.loads(done.read_text()) if done.exists() else {}
+        if old.get("config", {}).get("preset_config") == config.to_dict() and old.get("steps") == steps \
+                and old.get("backends") == [l for l in labels if l.startswith("keras")]:
+            _eprint(f"lockstep: {done} is up to date, kept")
+        else:
+            lockstep.lockstep(config, backends, ["float64", "float32"], steps, 20, out / "lockstep", data_dir, log=_eprint)
+    if "ablate" in chosen:
+        ablate.ablate(config, seeds, labels, out / "ablation", data_dir, margin, log=_eprint)
+
+
 def cmd_report(args) -> int:
     from compare import report
     s = report.write_report(args.comparison)
@@ -200,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="comparison directory (default comparisons/<preset>)")
     r.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
     r.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    r.add_argument("--with", dest="with_", metavar="ANALYSES",
+                   help="also explain the differences, into the same report: any of defaults,lockstep,ablate "
+                        "(see those commands); e.g. --with defaults,lockstep")
+    r.add_argument("--lockstep-steps", type=int, help="steps for --with lockstep (default: one epoch)")
     r.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit 1 unless every contestant is equivalent to the first and all runs completed")
     r.set_defaults(func=cmd_run)
@@ -240,6 +298,27 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--json", action="store_true", help="print JSON instead of the table")
     de.add_argument("--out", help="also write DIR/defaults.json")
     de.set_defaults(func=cmd_defaults)
+
+    ab = sub.add_parser("ablate", help="which default difference matters: native vs one switch at a time vs all matched",
+                        description="Start from each framework's own defaults (native: initialiser, LeakyReLU slope, "
+                                    "optimizer definition, Adam epsilon), switch one difference to matched at a time, "
+                                    "then all; N seeds per cell, each run in its own process. Reports each difference's "
+                                    "effect on accuracy and on the framework gap, paired by seed, with 95% CIs. Each "
+                                    "cell is a comparison directory (OUT/cells/NAME) and resumes like `run`.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ab.add_argument("--preset", default="standard", help=f"{', '.join(cfg.PRESETS)} (default standard)")
+    ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    ab.add_argument("--epochs", type=int, help="epochs per run (default: the preset's)")
+    ab.add_argument("--seeds", default="3", help="number of seeds per cell (3 -> 0,1,2) or a list; default 3")
+    ab.add_argument("--frameworks", default="pytorch,keras", help="comma-separated, default pytorch,keras")
+    ab.add_argument("--keras-backends", default="", help="extra Keras contestants: torch,jax")
+    ab.add_argument("--cells", help="only these cells (besides native), e.g. 'matched init,all matched'")
+    ab.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    ab.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (default), cpu or cuda")
+    ab.add_argument("--out", help="output directory (default comparisons/ablate-<preset>)")
+    ab.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
+    ab.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    ab.set_defaults(func=cmd_ablate)
 
     rp = sub.add_parser("report", help="regenerate the report of a comparison directory")
     rp.add_argument("comparison", type=Path, help="directory made by `fmnist-parity run`")

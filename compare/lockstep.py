@@ -263,7 +263,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     work = out / "traces" if keep_traces else Path(tempfile.mkdtemp(prefix=".lockstep-", dir=out))
     labels = ["keras" if b == "tensorflow" else f"keras-{b}" for b in backends]
     cells = cells or list(CELLS)
-    summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": None,
+    summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
                "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
     cache = {}
 
@@ -278,7 +278,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     try:
         for dt in dtypes:
             base = cfg.from_dict({"dtype": dt, "init": "shared"}, config)
-            summary["config"] = base.to_dict()
+            summary["config"][dt] = base.to_dict()
             x, _ = first_batch(base, data_dir)
             floor = divergence(side(REFERENCE, base, perturb=1), side(REFERENCE, base))  # the noise floor
             entry = {"dtype": dt, "floor": _compact(floor), "pairs": []}

@@ -313,6 +313,21 @@ def _jsonable(x):
     return x
 
 
+def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
+    """The sections `run --with lockstep,defaults,ablate` left in the comparison directory, if any."""
+    from compare import ablate, defaults, lockstep
+    blocks, found = [], {}
+    for name, path, make in (("defaults", comp_dir / "defaults.json", defaults.blocks),
+                             ("lockstep", comp_dir / "lockstep" / "lockstep.json", lockstep.blocks),
+                             ("ablation", comp_dir / "ablation" / "ablation.json", ablate.blocks)):
+        if path.exists():
+            data = json.loads(path.read_text())
+            found[name] = data.get("findings") or data.get("conclusions") or [
+                r["what"] for r in data.get("rows", []) if r.get("differ")]
+            blocks += make(data)
+    return blocks, found
+
+
 def write_report(comp_dir: Path) -> dict:
     comp_dir = Path(comp_dir)
     if not (comp_dir / "comparison.json").exists():
@@ -321,6 +336,10 @@ def write_report(comp_dir: Path) -> dict:
     s = summarize(comp_dir)
     images = {name for name, _ in plots(s, comp_dir)}
     blocks = document(s)
+    extra, s["why"] = why_sections(comp_dir)
+    at = blocks.index(("h2", "Final test accuracy"))
+    blocks[at:at] = extra  # right after the verdict: the "why" comes before the details
+    images |= {b[1] for b in extra if b[0] == "img" and (comp_dir / b[1]).exists()}
     atomic_write(comp_dir / "summary.json", lambda f: f.write(json.dumps(_jsonable(s), indent=2).encode()))
     atomic_write(comp_dir / "report.md", lambda f: f.write(render_md(blocks, images).encode()))
     atomic_write(comp_dir / "report.html", lambda f: f.write(render_html(blocks, comp_dir, images).encode()))

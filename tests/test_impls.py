@@ -25,7 +25,7 @@ def test_packages_mirror_each_other():
     keras_files = sorted(p.name for p in (REPO / "keras_impl").glob("*.py"))
     # pipeline.py is the report's torchvision DataLoader: PyTorch-only by nature
     assert [f for f in torch_files if f != "pipeline.py"] == keras_files
-    for name in ("model.py", "train.py", "cli.py"):
+    for name in ("model.py", "train.py", "cli.py", "defaults.py"):
         assert defs(REPO / "pytorch_impl" / name) == defs(REPO / "keras_impl" / name), name
     for pkg, other in (("pytorch_impl", "keras_impl"), ("keras_impl", "pytorch_impl")):
         for f in (REPO / pkg).glob("*.py"):

@@ -1,0 +1,192 @@
+"""`fmnist-parity ablate`: which out-of-the-box difference matters, and how much?
+
+Start from "native" (each framework with its own defaults, as a newcomer writes it: own initialiser,
+own LeakyReLU slope, own optimizer definition, own Adam epsilon), switch the differences to matched
+one at a time, then all together. Every cell is an ordinary comparison directory (cells/<name>/, made
+by the same harness as `run`, so it resumes the same way and has its own report). Effects are read
+per seed against native: the same seed means the same batches in every cell, so they are paired."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from compare import harness, report
+from compare import stats as S
+from shared import config as cfg
+from shared.data import atomic_write
+
+
+def cells(config: cfg.RunConfig) -> dict[str, dict]:
+    """cell name -> config overrides. Matched values are the config's own (e.g. its negative_slope)."""
+    base = cfg.RunConfig()
+    slope = config.negative_slope if config.negative_slope != "native" else base.negative_slope
+    eps = config.eps if config.eps != "native" else base.eps
+    native = {"init": "native", "negative_slope": "native", "update_rule": "native", "ops": "native"}
+    switches = {"init": {"init": "shared"}, "LeakyReLU slope": {"negative_slope": slope},
+                "update rule": {"update_rule": "torch"}}
+    if config.optimizer == "adam":
+        native["eps"] = "native"
+        switches["Adam epsilon"] = {"eps": eps}
+    out = {"native": native}
+    for name, sw in switches.items():
+        out[f"matched {name}"] = {**native, **sw}
+    out["all matched"] = {**native, **{k: v for sw in switches.values() for k, v in sw.items()}}
+    return out
+
+
+def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path, data_dir: str,
+           margin: float, only: list[str] | None = None, log=print) -> dict:
+    out = Path(out)
+    plan = cells(config)
+    if only:
+        unknown = [c for c in only if c not in plan]
+        if unknown:
+            raise harness.HarnessError(f"--cells: unknown cell(s) {', '.join(unknown)}; choose from {', '.join(plan)}")
+        plan = {k: v for k, v in plan.items() if k in only or k == "native"}
+    jobs = []
+    for name, overrides in plan.items():
+        c = cfg.from_dict(overrides, config)
+        cell_dir = out / "cells" / name.replace(" ", "-")
+        jobs.append((name, c, harness.plan(cell_dir, c, seeds, labels, {"margin": margin, "target_acc": 0.85,
+                                                                         "reproduce": f"ablate cell {name}"})))
+    total = sum(len(j) for _, _, j in jobs)
+    i = 0
+    for name, c, cell_jobs in jobs:
+        log(f"ablate cell '{name}': {json.dumps({k: c.to_dict()[k] for k in plan[name]})}")
+        for job in cell_jobs:
+            i += 1
+            harness.run_job(job, c, data_dir, i, total, log)
+    summaries = {name: report.write_report(out / "cells" / name.replace(" ", "-")) for name in plan}
+    s = summarize(plan, summaries, labels, margin)
+    atomic_write(out / "ablation.json", lambda f: f.write(json.dumps(report._jsonable(s), indent=1).encode()))
+    plot(s, out / "ablation.png")
+    atomic_write(out / "ablation.md", lambda f: f.write(render_md(s).encode()))
+    return s
+
+
+def _by_seed(summary: dict, label: str) -> dict[int, float]:
+    return {r["seed"]: r["final_test_acc"] for r in summary["runs"]
+            if r["contestant"] == label and r["state"] == "completed" and r["final_test_acc"] is not None}
+
+
+def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> dict:
+    ref, others = labels[0], labels[1:]
+    native = summaries["native"]
+    rows = []
+    for name in plan:
+        sm = summaries[name]
+        row = {"cell": name, "overrides": plan[name], "accuracy": {}, "gaps": {}, "effects": {}}
+        for l in labels:
+            acc = _by_seed(sm, l)
+            row["accuracy"][l] = S.describe(list(acc.values()))
+            if name != "native":
+                base = _by_seed(native, l)
+                common = sorted(set(acc) & set(base))
+                v = S.verdict([acc[k] for k in common], [base[k] for k in common], margin, paired=True)
+                row["effects"][l] = _effect(v, f"{l} accuracy")
+        for o in others:
+            a, b = _by_seed(sm, o), _by_seed(sm, ref)
+            common = sorted(set(a) & set(b))
+            gap = [a[k] - b[k] for k in common]
+            v = S.verdict([a[k] for k in common], [b[k] for k in common], margin, paired=True)
+            row["gaps"][o] = {"values": gap, "verdict": v["outcome"], "sentence": S.sentence(v, o, ref),
+                              "diff": v["interval"]["diff"] if v["interval"] else (float(np.mean(gap)) if gap else None),
+                              "ci": v["interval"]["ci"] if v["interval"] else None}
+            if name != "native":
+                na, nb = _by_seed(native, o), _by_seed(native, ref)
+                both = sorted(set(common) & set(na) & set(nb))
+                dg = [(a[k] - b[k]) for k in both]
+                dn = [(na[k] - nb[k]) for k in both]
+                v = S.verdict(dg, dn, margin, paired=True)
+                row["effects"][f"gap {o} - {ref}"] = _effect(v, f"the {o} - {ref} gap")
+        rows.append(row)
+    return {"labels": labels, "margin": margin, "rows": rows, "conclusions": conclusions(rows, labels, margin)}
+
+
+def _effect(v: dict, what: str) -> dict:
+    meaning = {S.EQUIVALENT: f"does not matter at this scale: its effect on {what} is within the margin",
+               S.DIFFERENT: f"matters: it changes {what}",
+               S.UNDECIDED: f"unclear: more seeds needed to tell its effect on {what}"}[v["outcome"]]
+    return {"outcome": v["outcome"], "diff": v["interval"]["diff"] if v["interval"] else None,
+            "ci": v["interval"]["ci"] if v["interval"] else None, "meaning": meaning}
+
+
+def conclusions(rows: list[dict], labels: list[str], margin: float) -> list[str]:
+    out = []
+    for row in rows:
+        if row["cell"] == "native":
+            for o, g in row["gaps"].items():
+                out.append(f"native (each framework's own defaults): {g['sentence']}")
+            continue
+        parts = []
+        for k, e in row["effects"].items():
+            if e["diff"] is None:
+                continue
+            ci = f" [{100 * e['ci'][0]:+.2f}, {100 * e['ci'][1]:+.2f}]" if e["ci"] else ""
+            parts.append(f"{k}: {100 * e['diff']:+.2f} pp{ci} ({e['outcome']})")
+        verdicts = {e["outcome"] for e in row["effects"].values()}
+        plain = ("matters" if S.DIFFERENT in verdicts else
+                 "does not matter at this scale" if verdicts == {S.EQUIVALENT} else "is not settled by these seeds")
+        out.append(f"{row['cell']} vs native: {plain}. Effects, 95% CI (paired by seed): " + "; ".join(parts) + ".")
+    return out
+
+
+def plot(s: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, labels = s["rows"], s["labels"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    x = np.arange(len(rows))
+    for j, l in enumerate(labels):
+        means = [100 * (r["accuracy"][l]["mean"] if r["accuracy"][l]["n"] else np.nan) for r in rows]
+        ax1.plot(x + 0.1 * j, means, "o", label=l)
+        for i, r in enumerate(rows):
+            ax1.plot([i + 0.1 * j] * r["accuracy"][l]["n"], [100 * v for v in r["accuracy"][l]["values"]], ".",
+                     color=ax1.lines[-1].get_color(), alpha=0.4)
+    ax1.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax1.set(ylabel="final test accuracy (%)", title="Accuracy per cell (dots: seeds)")
+    ax1.legend(fontsize=8)
+    for o in labels[1:]:
+        d = np.array([100 * (r["gaps"][o]["diff"] if r["gaps"][o]["diff"] is not None else np.nan) for r in rows])
+        lo = np.array([100 * r["gaps"][o]["ci"][0] if r["gaps"][o]["ci"] else np.nan for r in rows])
+        hi = np.array([100 * r["gaps"][o]["ci"][1] if r["gaps"][o]["ci"] else np.nan for r in rows])
+        ax2.errorbar(x, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], fmt="o", capsize=3, label=f"{o} - {labels[0]}")
+    for m in (-100 * s["margin"], 100 * s["margin"]):
+        ax2.axhline(m, ls="--", color="gray")
+    ax2.axhline(0, color="black", lw=0.5)
+    ax2.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax2.set(ylabel="gap (pp), 95% CI paired by seed", title="Framework gap per cell; dashed = ±margin")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)
+
+
+def blocks(s: dict) -> list[tuple]:
+    labels = s["labels"]
+    b = [("h2", "Ablation: which difference matters, and how much?")]
+    b.append(("p", "Native = each framework with its own defaults (initialiser, LeakyReLU slope, optimizer "
+                   "definition, Adam epsilon); each cell switches one difference to matched, the last all of them. "
+                   f"Effects are per-seed differences from native (paired: the same seed means the same batches), "
+                   f"read against ±{100 * s['margin']:.2f} pp."))
+    rows = []
+    for r in s["rows"]:
+        acc = [f"{100 * r['accuracy'][l]['mean']:.2f}% (n={r['accuracy'][l]['n']})" if r["accuracy"][l]["n"] else "n/a"
+               for l in labels]
+        gaps = [f"{100 * g['diff']:+.2f}" + (f" [{100 * g['ci'][0]:+.2f}, {100 * g['ci'][1]:+.2f}]" if g["ci"] else "")
+                + f" {g['verdict']}" if g["diff"] is not None else "n/a" for g in r["gaps"].values()]
+        rows.append([r["cell"], *acc, *gaps])
+    b.append(("table", ["cell", *(f"{l} acc" for l in labels), *(f"gap {o} - {labels[0]} pp [95% CI]" for o in labels[1:])],
+              rows))
+    b.append(("img", "ablation/ablation.png", "Accuracy and framework gap per ablation cell"))
+    for line in s["conclusions"]:
+        b.append(("p", line))
+    return b
+
+
+def render_md(s: dict) -> str:
+    from compare.report import render_md as md
+    return md(blocks(s), {"ablation/ablation.png"}).replace("ablation/ablation.png", "ablation.png")
