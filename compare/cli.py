@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -58,9 +57,12 @@ def cmd_presets(args) -> int:
 
 
 def cmd_train(args, rest) -> int:
-    """Hand over to the implementation's own CLI in a fresh process (its framework imports stay there)."""
+    """Become the implementation's own CLI (exec: no wrapper left behind, so a kill or SIGTERM sent to
+    this process reaches the trainer itself and no orphan trains on)."""
     module = {"pytorch": "pytorch_impl", "keras": "keras_impl"}[args.framework]
-    return subprocess.call([sys.executable, "-m", module, *rest])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", module, *rest])
 
 
 def cmd_run(args) -> int:
@@ -363,6 +365,9 @@ def _run(fn) -> int:
         return fn()
     except (fdata.DataError, cfg.ConfigError, HarnessError, RunFormatError) as e:
         _eprint(f"error: {e}")
+        return 2
+    except OSError as e:  # e.g. an --out that cannot be created or written
+        _eprint(f"error: {e.filename or ''}: {e.strerror or e}; choose a location you can write to")
         return 2
     except KeyboardInterrupt:
         _eprint("interrupted")

@@ -102,6 +102,15 @@ def job_state(job: Job) -> str:
     return "done" if state in ("completed", "diverged") else "resume"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when the harness dies (even by SIGKILL)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except OSError:
+        pass  # not Linux: the child may outlive a killed harness
+
+
 def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log) -> int:
     state = job_state(job)
     if state == "done":
@@ -117,7 +126,8 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
     if state == "resume":
         cmd.append("--resume")
     log(f"[{index}/{total}] {job.name}: {'resuming' if state == 'resume' else 'starting'}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            preexec_fn=_die_with_parent)
     tail = []
     for line in proc.stdout:  # the child's per-epoch lines, shown live
         line = line.rstrip()

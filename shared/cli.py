@@ -77,6 +77,10 @@ def main(framework: str, load_impl, argv=None) -> int:
         _mark_failed(args.out, "interrupted")
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # an --out that cannot be created or written, a full disk
+        print(f"error: {e.filename or args.out}: {e.strerror or e}; choose a location you can write to", file=sys.stderr)
+        _mark_failed(args.out, f"{type(e).__name__}: {e}")
+        return 2
     except Exception as e:  # anything else: record it, keep the traceback for the user
         traceback.print_exc()
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
