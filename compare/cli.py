@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from shared import config as cfg
 from shared import data as fdata
+from shared.cli import Parser, Stopped, stop_on_signals
 from shared.environment import quiet_frameworks
 from shared.rundir import RunFormatError
 from compare.harness import HarnessError
@@ -220,7 +222,7 @@ def cmd_diff(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="fmnist-parity",
         description="Train the same Fashion-MNIST MLP in PyTorch and Keras and compare them with evidence.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(fn) -> int:
+    stop_on_signals()
     try:
         return fn()
     except (fdata.DataError, cfg.ConfigError, HarnessError, RunFormatError) as e:
@@ -369,9 +372,12 @@ def _run(fn) -> int:
     except OSError as e:  # e.g. an --out that cannot be created or written
         _eprint(f"error: {e.filename or ''}: {e.strerror or e}; choose a location you can write to")
         return 2
-    except KeyboardInterrupt:
-        _eprint("interrupted")
-        return 130
+    except (Stopped, KeyboardInterrupt) as e:  # the harness has already stopped its child
+        signum = getattr(e, "signum", 2)
+        _eprint(f"interrupted by {'SIGTERM' if signum == 15 else 'SIGINT'}; finished runs and each run's last "
+                f"complete epoch are kept: run the same command again to resume: "
+                + shlex.join(["fmnist-parity", *sys.argv[1:]]))
+        return 128 + signum
 
 
 if __name__ == "__main__":

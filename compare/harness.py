@@ -75,6 +75,12 @@ def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], 
     meta = {"format": "fmnist-parity-comparison", "version": 1, "config": config.to_dict(), "seeds": seeds,
             "contestants": labels, **settings}
     path = out / COMPARISON
+    if out.exists() and not path.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
+        raise HarnessError(f"{out} exists and is not a comparison directory; choose another --out")
+    try:
+        rundir.lock(out, "comparison directory")
+    except rundir.LockedError as e:
+        raise HarnessError(str(e)) from None
     if path.exists():
         old = json.loads(path.read_text())
         same = ("config", "seeds", "contestants")
@@ -84,8 +90,6 @@ def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], 
                                f"re-run with the same settings to resume it, or choose another --out")
         meta["created"] = old.get("created", time.time())
     else:
-        if out.exists() and any(out.iterdir()):
-            raise HarnessError(f"{out} exists and is not a comparison directory; choose another --out")
         meta["created"] = time.time()
     atomic_write(path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
     return [Job(c, s, out / "runs" / f"{c}-seed{s}") for s in seeds for c in labels]
@@ -129,17 +133,32 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             preexec_fn=_die_with_parent)
     tail = []
-    for line in proc.stdout:  # the child's per-epoch lines, shown live
-        line = line.rstrip()
-        if line:
-            tail = (tail + [line])[-20:]
-            log(f"[{index}/{total}] {line}")
-    rc = proc.wait()
+    try:
+        for line in proc.stdout:  # the child's per-epoch lines, shown live
+            line = line.rstrip()
+            if line:
+                tail = (tail + [line])[-20:]
+                log(f"[{index}/{total}] {line}")
+        rc = proc.wait()
+    except BaseException:  # SIGTERM/SIGINT to the harness: stop the child too (it marks itself interrupted)
+        stop_child(proc)
+        raise
     cfg_path.unlink(missing_ok=True)
     if rc not in (0, 3):
         log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
         _ensure_failed_status(job, rc, tail)
     return rc
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:

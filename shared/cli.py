@@ -3,6 +3,8 @@ and `fmnist-parity train --framework ...`). Framework-free: the implementation i
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 import traceback
@@ -14,8 +16,33 @@ from shared import rundir
 from shared.runner import RunError
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (what is wrong, where to look), exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+class Stopped(BaseException):
+    """SIGTERM (or SIGINT) received: unwind, leaving the last complete epoch as it is."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM and SIGINT into Stopped, so `finally` blocks and status updates run."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    signal.signal(signal.SIGINT, _raise_stopped)
+
+
 def parser(framework: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"python -m {framework}_impl",
         description=f"Train the Fashion-MNIST MLP with {framework} into a run directory "
                     f"(config, environment, per-epoch metrics, status, checkpoints).",
@@ -63,7 +90,10 @@ def main(framework: str, load_impl, argv=None) -> int:
         return lockstep_main(framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
+    stop_on_signals()
     try:
+        if args.keep_checkpoints < 0:
+            raise cfg.ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: give 0 (keep all) or a positive count")
         config = resolve_config(args)
         impl = load_impl(backend, config)
         from shared.runner import run
@@ -73,10 +103,16 @@ def main(framework: str, load_impl, argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         _mark_failed(args.out, str(e))
         return 2
-    except KeyboardInterrupt:
-        _mark_failed(args.out, "interrupted")
-        print("interrupted", file=sys.stderr)
-        return 130
+    except (Stopped, KeyboardInterrupt) as e:
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the status write
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        epoch = _mark_interrupted(args.out, signal.Signals(signum).name)
+        again = shlex.join(["python", "-m", f"{framework}_impl", *argv]
+                           + ([] if args.resume else ["--resume"]))
+        print(f"interrupted by {signal.Signals(signum).name}" + (f" after epoch {epoch}" if epoch is not None else "")
+              + f"; resume with: {again}", file=sys.stderr)
+        return 128 + signum
     except OSError as e:  # an --out that cannot be created or written, a full disk
         print(f"error: {e.filename or args.out}: {e.strerror or e}; choose a location you can write to", file=sys.stderr)
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
@@ -90,7 +126,7 @@ def main(framework: str, load_impl, argv=None) -> int:
 def predict_main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> predict`: load neutral weights into this framework's model for a run's
     config, save its test-set outputs (.npy) and optionally re-export the weights (.npz)."""
-    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl predict",
+    p = Parser(prog=f"python -m {framework}_impl predict",
                                 description="Test-set outputs of neutral .npz weights loaded into this framework.")
     p.add_argument("--run", type=Path, required=True, help="run directory whose config to use")
     p.add_argument("--weights", type=Path, required=True, help="neutral weights .npz (kernels [in, out])")
@@ -123,7 +159,7 @@ def defaults_main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> defaults`: the library's out-of-the-box settings as JSON (see <impl>/defaults.py)."""
     import importlib
     import json
-    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl defaults",
+    p = Parser(prog=f"python -m {framework}_impl defaults",
                                 description="Print this framework's defaults, read live from the installed library, as JSON.")
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
@@ -134,9 +170,21 @@ def defaults_main(framework: str, load_impl, argv) -> int:
     return 0
 
 
+def _mark_interrupted(out: Path, signame: str) -> int | None:
+    """status.json says interrupted at the last complete epoch (its checkpoint and metrics are kept)."""
+    try:
+        if rundir.holds_lock(out) and (out / "status.json").exists() and (out / "run.json").exists():
+            epoch = len(rundir.read_run(out).metrics)
+            rundir.write_status(out, "interrupted", f"stopped by {signame}; --resume continues after epoch {epoch}", epoch)
+            return epoch
+    except Exception:
+        pass
+    return None
+
+
 def _mark_failed(out: Path, message: str) -> None:
     try:
-        if (out / "status.json").exists():
+        if rundir.holds_lock(out) and (out / "status.json").exists():  # never another live writer's run
             status = rundir._read_json(out / "status.json")
             rundir.write_status(out, "failed", message, status.get("epoch", 0))
     except Exception:

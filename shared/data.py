@@ -210,6 +210,24 @@ def _umask() -> int:
     return mask
 
 
+_writes = 0
+
+
+def _fault_point(f) -> None:
+    """Fault injection for the kill-and-resume tests: FMNIST_PARITY_KILL_IN_WRITE=N makes this
+    process SIGKILL itself in the middle of its N-th atomic write (half the bytes on disk)."""
+    global _writes
+    target = os.environ.get("FMNIST_PARITY_KILL_IN_WRITE")
+    if not target:
+        return
+    _writes += 1
+    if _writes == int(target):
+        f.flush()
+        os.ftruncate(f.fileno(), f.tell() // 2)
+        os.fsync(f.fileno())
+        os.kill(os.getpid(), 9)
+
+
 def atomic_write(path: Path, write: Callable) -> None:
     """Write through a temp file in the same directory, then rename: readers see old or new, never half."""
     path = Path(path)
@@ -219,6 +237,7 @@ def atomic_write(path: Path, write: Callable) -> None:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what an ordinary file gets
         with os.fdopen(fd, "wb") as f:
             write(f)
+            _fault_point(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -108,7 +108,8 @@ def load(path: Path) -> tuple[dict, dict]:
 def main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> lockstep`: one side of a lockstep comparison (see compare/lockstep.py)."""
     import argparse
-    p = argparse.ArgumentParser(prog=f"python -m {framework}_impl lockstep",
+    from shared.cli import Parser
+    p = Parser(prog=f"python -m {framework}_impl lockstep",
                                 description="Train K steps from the shared initial weights and record every step.")
     p.add_argument("--config", type=Path, required=True, help="JSON config file")
     p.add_argument("--steps", type=int, required=True)

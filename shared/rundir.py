@@ -6,7 +6,7 @@ FORMAT_VERSION 1. A run directory holds:
                   "environment": {python, framework versions, numpy, device, device_name, cpu,
                   threads, tf32, deterministic, ...}, "timing": {"startup_seconds", "data_seconds"},
                   "command": [argv]}
-  status.json    {"state": running|completed|failed|diverged, "message", "epoch", "updated"}
+  status.json    {"state": running|completed|failed|diverged|interrupted, "message", "epoch", "updated"}
   metrics.jsonl  one JSON object per finished epoch, keys METRIC_KEYS:
                    epoch           1-based
                    train_loss      mean per-sample training loss over the epoch, i.e. the batch-mean
@@ -18,13 +18,19 @@ FORMAT_VERSION 1. A run directory holds:
                    train_seconds   wall time of the epoch's training steps (synchronised on GPU)
                    eval_seconds    wall time of the test-set evaluation
                    samples_per_second  training samples / train_seconds
-  checkpoints/epoch-NNNN.<ext>   model + optimizer state after epoch NNNN (framework format)
+  checkpoints/epoch-NNNN.<ext>   model + optimizer state after epoch NNNN (framework format),
+                 with epoch-NNNN.<ext>.sha256 beside it (its digest: a damaged checkpoint is detected)
+  .lock          held (flock) by the one live writer, holding its pid; the kernel releases it on any exit
   weights/initial.npz, weights/final.npz   framework-neutral weights (shared/weights.py)
-Every file is replaced atomically (temp file + rename): a kill leaves the old or the new version.
+Every file is replaced atomically (temp file + rename): a kill leaves the old or the new version
+(and at most a hidden .*.tmp, removed by the next writer).
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +39,8 @@ from shared.data import atomic_write
 
 FORMAT = "fmnist-parity-run"
 FORMAT_VERSION = 1
-STATES = ("running", "completed", "failed", "diverged")
+STATES = ("running", "completed", "failed", "diverged", "interrupted")
+LOCK = ".lock"
 METRIC_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
                "train_seconds", "eval_seconds", "samples_per_second")
 
@@ -67,11 +74,79 @@ def checkpoint_path(run_dir: Path, epoch: int, ext: str) -> Path:
     return Path(run_dir) / "checkpoints" / f"epoch-{epoch:04d}.{ext}"
 
 
+def checkpoints(run_dir: Path, ext: str) -> list[tuple[int, Path]]:
+    """(epoch, path) of every checkpoint, newest first."""
+    found = sorted(Path(run_dir, "checkpoints").glob(f"epoch-*.{ext}"), reverse=True)
+    return [(int(p.name.split("-")[1].split(".")[0]), p) for p in found]
+
+
 def latest_checkpoint(run_dir: Path, ext: str) -> tuple[int, Path] | None:
-    found = sorted(Path(run_dir, "checkpoints").glob(f"epoch-*.{ext}"))
-    if not found:
+    found = checkpoints(run_dir, ext)
+    return found[0] if found else None
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def seal_checkpoint(path: Path) -> None:
+    """Record the checkpoint's digest beside it (written after the checkpoint itself)."""
+    digest = _digest(path).encode()
+    atomic_write(Path(f"{path}.sha256"), lambda f: f.write(digest))
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why the checkpoint cannot be trusted, or None. No digest file (a kill between the two writes):
+    trusted as far as the framework's loader accepts it."""
+    seal = Path(f"{path}.sha256")
+    if not seal.exists():
         return None
-    return int(found[-1].name.split("-")[1].split(".")[0]), found[-1]
+    try:
+        ok = _digest(path) == seal.read_text().strip()
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    return None if ok else "its content does not match its recorded SHA-256 (damaged or truncated)"
+
+
+def remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    Path(f"{path}.sha256").unlink(missing_ok=True)
+
+
+class LockedError(RuntimeError):
+    """Another live process writes to this directory."""
+
+
+_held: dict[str, int] = {}  # directory -> open lock fd, kept for the life of the process
+
+
+def holds_lock(directory: Path) -> bool:
+    return str(Path(directory).resolve()) in _held
+
+
+def lock(directory: Path, what: str = "run directory") -> None:
+    """Become the one live writer of `directory` (created if needed), or raise LockedError naming
+    the process that is. An flock: released by the kernel however the holder exits, even SIGKILL.
+    Then remove temp files a killed writer left behind (no one else can be writing them)."""
+    directory = Path(directory)
+    key = str(directory.resolve())
+    if key in _held:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise LockedError(f"{directory}: this {what} is in use by another live process (pid {holder}); "
+                          f"wait for it to finish or stop it (kill {holder}), then run again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held[key] = fd
+    for tmp in directory.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass

@@ -32,12 +32,20 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="step", leave=False, disable=quiet or not sys.stderr.isatty())
 
 
+def _only_leftovers(out: Path) -> bool:
+    """True if `out` holds nothing but what a run killed while starting leaves: its lock, temp files,
+    initial weights, run.json."""
+    ours = {rundir.LOCK, "run.json", "weights", "initial.npz", "checkpoints"}
+    return all(p.is_dir() and p.name in ours or p.name in ours or p.name.endswith(".tmp")
+               for p in out.rglob("*"))
+
+
 def prepare_out(out: Path, config: cfg.RunConfig, framework: str, backend: str | None, resume: bool) -> int:
     """Check the output directory; return the epoch to resume after (0 for a fresh run)."""
-    if not (out / "run.json").exists():
-        if out.exists() and any(out.iterdir()):
+    if not (out / "run.json").exists() or not (out / "status.json").exists():
+        if out.exists() and not _only_leftovers(out):
             raise RunError(f"{out} exists and is not a run directory; choose another --out")
-        return 0
+        return 0  # nothing, or what a run killed before its first status left: start it afresh
     if not resume:
         raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     rec = rundir.read_run(out)
@@ -51,12 +59,43 @@ def prepare_out(out: Path, config: cfg.RunConfig, framework: str, backend: str |
     return len(rec.metrics)
 
 
+def resume_from(impl, state, out: Path, done: int, quiet: bool) -> int:
+    """Load the newest intact checkpoint at or before epoch `done` (the last epoch with a metrics
+    line: a kill can fall between the two writes) and return its epoch. A damaged one is skipped
+    with one line; if none is intact, refuse naming the files (or start over when there are none)."""
+    found = [(e, p) for e, p in rundir.checkpoints(out, impl.CHECKPOINT_EXT) if e <= done]
+    if not found:
+        return 0
+    damaged = []
+    for epoch, path in found:
+        why = rundir.checkpoint_damage(path)
+        if why is None:
+            try:
+                impl.load_checkpoint(state, path)
+            except Exception as e:  # the framework's loader: truncated zip, missing arrays, bad pickle
+                why = f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+        if why is None:
+            if damaged:
+                _say(False, f"warning: skipped damaged checkpoint {damaged[0][0]} ({damaged[0][1]}); "
+                            f"resuming from the intact one of epoch {epoch}")
+            return epoch
+        damaged.append((path, why))
+    raise RunError(f"no intact checkpoint to resume from: {damaged[0][0]} {damaged[0][1]}"
+                   + (f" (and {len(damaged) - 1} older ones)" if len(damaged) > 1 else "")
+                   + f"; delete {out} and start again, or restore the checkpoint")
+
+
 def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: bool = False,
         quiet: bool = False, backend: str | None = None, keep_checkpoints: int = 0,
         t_start: float | None = None) -> int:
     """Train one run into `out`. Exit codes: 0 completed, 3 diverged (see status.json)."""
     out = Path(out)
     t_start = t_start or time.perf_counter()
+    prepare_out(out, config, impl.FRAMEWORK, backend, resume)  # refuse bad input before creating anything
+    try:
+        rundir.lock(out)
+    except rundir.LockedError as e:
+        raise RunError(str(e)) from None
     done = prepare_out(out, config, impl.FRAMEWORK, backend, resume)
     threads = resolve_threads(config.threads)
     env = {**host_environment(threads), **impl.setup(config, threads)}
@@ -70,11 +109,8 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     data_seconds = time.perf_counter() - t_data
 
     rows = []
-    ck = rundir.latest_checkpoint(out, impl.CHECKPOINT_EXT) if done else None
-    if ck:
-        # the last epoch with both a checkpoint and a metrics line (a kill can fall between the two)
-        epoch = min(ck[0], done)
-        impl.load_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT))
+    epoch = resume_from(impl, state, out, done, quiet) if done else 0
+    if epoch:
         rows = rundir.read_run(out).metrics[:epoch]
         _say(quiet, f"resuming {out} after epoch {epoch}")
     else:
@@ -119,10 +155,11 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
                      "test_loss": test_loss, "test_acc": test_acc, "train_seconds": train_seconds,
                      "eval_seconds": eval_seconds, "samples_per_second": seen / train_seconds})
         impl.save_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT), epoch)
+        rundir.seal_checkpoint(rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT))
         rundir.write_metrics(out, rows)
         rundir.write_status(out, "running", "", epoch)
         if keep_checkpoints and epoch > keep_checkpoints:
-            rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT).unlink(missing_ok=True)
+            rundir.remove_checkpoint(rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT))
         _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {loss_sum / seen:.4f} "
                     f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
                     f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval")

@@ -130,26 +130,3 @@ def test_end_to_end_real_data(tmp_path):
     assert f"Report: {(out / 'report.html').resolve()}" in r.stdout
     assert all(0.7 < a < 1 for l in ("pytorch", "keras") for a in s["accuracy"][l]["values"])
     assert "[4/4] keras seed 1: starting" in r.stderr  # live progress of every run
-
-
-def test_interrupted_comparison_resumes(tmp_path):
-    out = tmp_path / "c"
-    args = ["run", "--epochs", "3", "--seeds", "1", "--out", str(out)]
-    p = subprocess.Popen([sys.executable, "-m", "compare.cli", *args], env=env(), cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    keras_metrics = out / "runs" / "keras-seed0" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (keras_metrics.exists() and keras_metrics.read_text().strip()):
-        time.sleep(0.05)
-    os.killpg(p.pid, signal.SIGKILL)  # the harness and its child, mid-way through the second run
-    p.wait()
-    assert len(keras_metrics.read_text().splitlines()) < 3
-    torch_done = (out / "runs" / "pytorch-seed0" / "metrics.jsonl").read_text()
-    r = fmp(*args)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "pytorch seed 0: already finished, kept" in r.stderr and "keras seed 0: resuming" in r.stderr
-    assert (out / "runs" / "pytorch-seed0" / "metrics.jsonl").read_text() == torch_done
-    s = json.loads((out / "summary.json").read_text())
-    assert [x["state"] for x in s["runs"]] == ["completed", "completed"]
-    r = fmp("run", "--epochs", "2", "--seeds", "1", "--out", str(out))
-    assert r.returncode == 2 and "holds a comparison with other config" in r.stderr
