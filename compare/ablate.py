@@ -43,7 +43,7 @@ def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path
     if only:
         unknown = [c for c in only if c not in plan]
         if unknown:
-            raise harness.HarnessError(f"--cells: unknown cell(s) {', '.join(unknown)}; choose from {', '.join(plan)}")
+            raise harness.HarnessError(f"--cells: unknown cell(s) {', '.join(map(repr, unknown))}; choose from {', '.join(plan)}")
         plan = {k: v for k, v in plan.items() if k in only or k == "native"}
     jobs = []
     for name, overrides in plan.items():

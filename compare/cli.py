@@ -346,10 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv and argv[0] == "train":
         if not any(a.startswith("--framework") for a in argv):
-            print("usage: fmnist-parity train --framework pytorch|keras [--backend tensorflow|torch|jax] --out DIR "
-                  "[--preset NAME] [--set KEY=VALUE ...] [--resume] ...\n"
-                  "  see `fmnist-parity train --framework pytorch --help` for every option", file=sys.stderr)
-            return 0 if any(a in ("-h", "--help") for a in argv) else 2
+            if any(a in ("-h", "--help") for a in argv):
+                print("usage: fmnist-parity train --framework pytorch|keras [--backend tensorflow|torch|jax] --out DIR "
+                      "[--preset NAME] [--set KEY=VALUE ...] [--resume] ...\n"
+                      "  see `fmnist-parity train --framework pytorch --help` for every option")
+                return 0
+            _eprint("error: fmnist-parity train: --framework is required (pytorch or keras); "
+                    "see fmnist-parity train --framework pytorch --help")
+            return 2
         args, rest = parser.parse_known_args(argv)
         # forward everything but the subcommand and --framework
         fw_rest = [a for a in argv[1:] if a not in ("--framework", args.framework)

@@ -1,0 +1,166 @@
+"""A catalogue of bad input: every case exits 2 with one `error:` line that names the offending
+value and what is allowed, and no traceback. In-process and before any training: the train
+command gets a stand-in implementation that fails the test if a bad input ever reaches training."""
+import gzip
+import json
+import shutil
+import signal
+
+import pytest
+
+from compare import cli as compare_cli
+from shared import cli as shared_cli
+from shared import rundir
+
+
+class NoTraining:
+    FRAMEWORK = "pytorch"
+    CHECKPOINT_EXT = "pt"
+
+    @staticmethod
+    def setup(config, threads):
+        return {}
+
+    @staticmethod
+    def build(config, env):
+        raise AssertionError("a bad input reached training")
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers():
+    """The CLIs install SIGINT/SIGTERM handlers; give pytest its own back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+@pytest.fixture
+def world(tmp_path, data_dir):
+    """Files the bad inputs point at."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "not_a_run").mkdir()
+    (tmp_path / "not_a_run" / "notes.txt").write_text("mine")
+    (tmp_path / "bad.json").write_text("{lr: 0.1")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "unknown.json").write_text('{"learning_rate": 0.1}')
+    (tmp_path / "badvalue.json").write_text('{"lr": "fast"}')
+    run = tmp_path / "a_run"  # a run started with lr 0.01
+    rundir.write_run(run, {"framework": "pytorch", "backend": None, "config": {"lr": 0.01},
+                           "environment": {}, "data": {}})
+    rundir.write_status(run, "running", "", 1)
+    bad = tmp_path / "bad_data"
+    shutil.copytree(data_dir, bad)
+    with gzip.open(bad / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+        f.write(b"\0" * 100)
+    (tmp_path / "empty_data").mkdir()
+    return tmp_path
+
+
+def call(kind, argv, capsys):
+    try:
+        if kind in ("train", "keras"):
+            rc = shared_cli.main("pytorch" if kind == "train" else "keras", lambda b, c: NoTraining, argv)
+        else:
+            rc = compare_cli.main(argv)
+    except SystemExit as e:  # argparse
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
+T = "train"
+C = "cli"
+CASES = [
+    # (what, kind, argv; {w} is the test's folder, must-contain substrings of the error line)
+    ("unknown head", T, "--set head=softmax", ["head='softmax'", "choose one of"]),
+    ("empty hidden", T, "--set hidden=", ["hidden is empty"]),
+    ("zero-width hidden", T, "--set hidden=200,0", ["width 0", ">= 1"]),
+    ("hidden not a number", T, "--set hidden=abc", ["hidden='abc'"]),
+    ("negative learning rate", T, "--set lr=-1", ["lr=-1", "must be"]),
+    ("NaN learning rate", T, "--set lr=nan", ["lr=nan", "finite"]),
+    ("learning rate not a number", T, "--set lr=fast", ["lr='fast'"]),
+    ("momentum above 1", T, "--set momentum=1.5", ["momentum=1.5", "must be"]),
+    ("batch size 0", T, "--set batch_size=0", ["batch_size=0"]),
+    ("zero epochs", T, "--set epochs=0", ["epochs=0"]),
+    ("unknown optimizer", T, "--set optimizer=rmsprop", ["optimizer='rmsprop'", "sgd"]),
+    ("unknown dtype", T, "--set dtype=float16", ["dtype='float16'", "float32"]),
+    ("unknown config key", T, "--set learning_rate=0.1", ["learning_rate", "known keys"]),
+    ("--set without =", T, "--set lr", ["'lr'", "key=value"]),
+    ("unknown init", T, "--set init=he", ["init='he'", "shared"]),
+    ("unknown update rule", T, "--set update_rule=adamw", ["update_rule='adamw'", "torch"]),
+    ("unknown ops", T, "--set ops=fast", ["ops='fast'", "exact"]),
+    ("nesterov without momentum", T, "--set nesterov=true --set momentum=0", ["nesterov=true", "momentum > 0"]),
+    ("negative seed", T, "--seed -1", ["seed=-1", "between"]),
+    ("negative epochs flag", T, "--epochs -3", ["epochs=-3"]),
+    ("epochs not an integer", T, "--epochs three", ["--epochs", "'three'"]),
+    ("unknown preset", T, "--preset huge", ["'huge'", "standard"]),
+    ("missing config file", T, "--config {w}/missing.json", ["missing.json", "cannot read"]),
+    ("config not JSON", T, "--config {w}/bad.json", ["not valid JSON"]),
+    ("config not an object", T, "--config {w}/list.json", ["object of key: value"]),
+    ("config with unknown key", T, "--config {w}/unknown.json", ["learning_rate", "known keys"]),
+    ("config with a bad value", T, "--config {w}/badvalue.json", ["lr='fast'"]),
+    ("unknown device", T, "--device tpu", ["--device", "'tpu'", "cpu"]),
+    ("unknown flag", T, "--learning-rate 0.1", ["--learning-rate", "--help"]),
+    ("negative --keep-checkpoints", T, "--keep-checkpoints -1", ["--keep-checkpoints -1", "positive"]),
+    ("--out under a regular file", T, "--out {w}/a_file/run", ["a_file", "write"]),
+    ("--out an existing non-run folder", T, "--out {w}/not_a_run", ["not_a_run", "not a run directory"]),
+    ("--out an existing run without --resume", T, "--out {w}/a_run", ["a_run", "--resume"]),
+    ("--resume with another config", T, "--out {w}/a_run --resume", ["a_run", "different config"]),
+    ("--data-dir that does not exist", T, "--data-dir {w}/nowhere", ["nowhere"]),
+    ("--data-dir without the files", T, "--data-dir {w}/empty_data", ["empty_data"]),
+    ("--data-dir with a damaged file", T, "--data-dir {w}/bad_data", ["t10k-labels-idx1-ubyte"]),
+    ("unknown Keras backend", "keras", "--backend theano", ["--backend", "'theano'", "tensorflow"]),
+    ("run: --seeds not a number", C, "run --seeds many", ["--seeds 'many'", "comma-separated"]),
+    ("run: repeated seeds", C, "run --seeds 1,1", ["--seeds '1,1'", "distinct"]),
+    ("run: unknown framework", C, "run --frameworks pytorch,mxnet", ["'mxnet'", "pytorch, keras"]),
+    ("run: one contestant", C, "run --frameworks pytorch", ["at least two contestants"]),
+    ("run: unknown Keras backend", C, "run --keras-backends cntk", ["'cntk'", "torch, jax"]),
+    ("run: margin 0", C, "run --margin 0", ["--margin 0", "between 0 and 100"]),
+    ("run: unknown --with", C, "run --with speed", ["--with 'speed'", "defaults"]),
+    ("run: --lockstep-steps too small", C, "run --lockstep-steps 1", ["--lockstep-steps 1", "at least 3"]),
+    ("run: bad --set", C, "run --set lr=-0.1", ["lr=-0.1"]),
+    ("run: --out under a regular file", C, "run --out {w}/a_file/c --epochs 1", ["a_file", "write"]),
+    ("run: --out a non-comparison folder", C, "run --out {w}/not_a_run --epochs 1", ["not_a_run", "not a comparison"]),
+    ("lockstep: unknown backend", C, "lockstep --backends tf", ["--backends 'tf'", "tensorflow"]),
+    ("lockstep: unknown dtype", C, "lockstep --dtypes float16", ["--dtypes 'float16'", "float64"]),
+    ("lockstep: one step", C, "lockstep --steps 1", ["--steps 1", "at least 3"]),
+    ("lockstep: bad --set-keras", C, "lockstep --set-keras slope=0.2", ["slope", "known keys"]),
+    ("ablate: unknown cell", C, "ablate --cells 'matched colour'", ["'matched colour'", "matched init"]),
+    ("defaults: unknown backend", C, "defaults --backends tf", ["--backends 'tf'", "tensorflow"]),
+    ("report: missing folder", C, "report {w}/nowhere", ["nowhere"]),
+    ("report: not a comparison", C, "report {w}/not_a_run", ["not_a_run"]),
+    ("diff: missing folders", C, "diff {w}/nowhere {w}/not_a_run", ["nowhere"]),
+    ("unknown command", C, "train2", ["'train2'", "choose from"]),
+    ("train without --framework", C, "train --out x", ["--framework"]),
+]
+
+
+@pytest.mark.parametrize("what,kind,argv,needles", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2(what, kind, argv, needles, world, data_dir, capsys, monkeypatch):
+    args = [a.replace("{w}", str(world)) for a in _split(argv)]
+    if kind in (T, "keras") and "--out" not in args:
+        args += ["--out", str(world / "out")]
+    if "--data-dir" not in args and args[0] in ("run", "lockstep", "ablate"):
+        args += ["--data-dir", str(data_dir), "--offline"]
+    if kind in (T, "keras") and "--data-dir" not in args:
+        args += ["--data-dir", str(data_dir)]
+    monkeypatch.chdir(world)
+    rc, err = call(kind, args, capsys)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert rc == 2, err
+    assert "Traceback" not in err
+    last = lines[-1]
+    assert last.startswith("error:"), err
+    assert sum("error" in l for l in lines) <= 1, err
+    for n in needles:
+        assert n in last, f"{n!r} not in {last!r}"
+
+
+def _split(text):
+    import shlex
+    return shlex.split(text)
+
+
+def test_catalogue_has_forty_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 40
+    assert len({(c[1], c[2]) for c in CASES}) == len(CASES)
