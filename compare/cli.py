@@ -96,6 +96,9 @@ def cmd_run(args) -> int:
     why_sections(args.with_, config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100,
                  args.lockstep_steps)
     s = report.write_report(out)
+    if args.tensorboard:
+        from compare import tensorboard
+        tensorboard.export(out, args.tensorboard, log=_eprint)
     print()
     for v in s["verdicts"]:
         print(v["sentence"])
@@ -206,6 +209,15 @@ def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: 
         ablate.ablate(config, seeds, labels, out / "ablation", data_dir, margin, log=_eprint)
 
 
+def cmd_tensorboard(args) -> int:
+    """An existing comparison's curves as TensorBoard event files."""
+    from compare import report, tensorboard
+    report.load_runs(args.comparison)  # refuses a folder that is not a comparison, in one line
+    written = tensorboard.export(args.comparison, args.logdir, log=_eprint)
+    print(f"{len(written)} run(s) written; view them with: tensorboard --logdir {args.logdir}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from compare import report
     s = report.write_report(args.comparison)
@@ -262,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also explain the differences, into the same report: any of defaults,lockstep,ablate "
                         "(see those commands); e.g. --with defaults,lockstep")
     r.add_argument("--lockstep-steps", type=int, help="steps for --with lockstep (default: one epoch)")
+    r.add_argument("--tensorboard", type=Path, metavar="LOGDIR",
+                   help="also write every run's per-epoch curves as TensorBoard event files into LOGDIR "
+                        "(then: tensorboard --logdir LOGDIR)")
     r.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit 1 unless every contestant is equivalent to the first and all runs completed")
     r.set_defaults(func=cmd_run)
@@ -327,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="regenerate the report of a comparison directory")
     rp.add_argument("comparison", type=Path, help="directory made by `fmnist-parity run`")
     rp.set_defaults(func=cmd_report)
+    tb = sub.add_parser("tensorboard", help="write a comparison's per-epoch curves as TensorBoard event files",
+                        description="Write every run of COMPARISON (per-epoch train/test loss and accuracy, epoch "
+                                    "time, samples/s) into LOGDIR/<contestant>/seed<N> with TensorBoard's writer, "
+                                    "so that `tensorboard --logdir LOGDIR` overlays PyTorch and Keras.")
+    tb.add_argument("comparison", type=Path, help="a comparison directory (made by `fmnist-parity run`)")
+    tb.add_argument("logdir", type=Path, help="TensorBoard log directory to write")
+    tb.set_defaults(func=cmd_tensorboard)
 
     df = sub.add_parser("diff", help="compare two run or comparison directories and list what differs")
     df.add_argument("a", type=Path)

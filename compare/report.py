@@ -20,6 +20,11 @@ def _fmt(x, digits=4):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _secs(x):
+    """Seconds to 3 significant digits (0.452, 12.3, 1230); the JSON keeps full precision."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}" if x < 1000 else f"{x:.0f}"
+
+
 def _pct(x):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
@@ -235,7 +240,8 @@ def document(s: dict) -> list[tuple]:
     rows = []
     for l in labels:
         t = s["timing"][l]
-        rows.append([l] + [_fmt(t[k]["mean"], 3) if k in t and t[k]["n"] else "n/a" for k in keys]
+        rows.append([l] + [("n/a" if not (k in t and t[k]["n"]) else f"{t[k]['mean']:.0f}" if k == "samples_per_second"
+                            else _secs(t[k]["mean"])) for k in keys]
                     + [f"{t.get('reached_target', 0)}/{s['accuracy'][l]['n']}"])
     blocks.append(("table", ["contestant", "median epoch s", "first epoch s", "samples/s", "eval s",
                              "time to target s", "start-up s", "data load s", "reached target"], rows))

@@ -18,12 +18,9 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import http.client
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,47 +250,43 @@ def atomic_write(path: Path, write: Callable) -> None:
 
 def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, timeout: float,
                   progress: bool) -> None:
-    """Fetch one .gz into dest atomically, verified; raise DataError after `retries` failures."""
-    last = ""
+    """Fetch one .gz with pooch (streamed to a temp file beside dest, checked against the upstream
+    MD5, moved into place), then check its decompressed content; raise DataError after `retries`
+    failed tries (a 4xx is final: a missing file does not appear by retrying)."""
+    import pooch
+    import requests
+    pooch.get_logger().setLevel("WARNING")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=progress)
+    last = ""
     for attempt in range(1, retries + 1):
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-                total = int(r.headers.get("Content-Length") or 0) or None
-                bar = _bar(total, name, progress)
-                got = 0
-                while chunk := r.read(1 << 16):
-                    f.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-                bar.close()
-                if total and got != total:
-                    raise ConnectionError(f"connection closed after {got} of {total} bytes")
-                f.flush()
-                os.fsync(f.fileno())
-            load_file(tmp, name)  # verified before it is renamed into place
-            os.replace(tmp, dest)
+            pooch.retrieve(url, known_hash=f"md5:{FILES[name][1]}", fname=dest.name, path=dest.parent,
+                           downloader=downloader)
+            try:
+                load_file(dest, name)  # the decompressed content, by its SHA-256
+            except DataError:
+                dest.unlink(missing_ok=True)
+                raise
             return
-        except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code} {e.reason}"
-            if 400 <= e.code < 500:
-                break  # a missing file does not appear by retrying
+        except requests.HTTPError as e:
+            last = f"HTTP {e.response.status_code} {e.response.reason}"
+            if 400 <= e.response.status_code < 500:
+                break
+        except ValueError as e:  # pooch: the MD5 of what arrived is not the official .gz's
+            last = ("its MD5 differs from the official file's (a truncated or corrupt gzip download)"
+                    if "hash" in str(e).lower() else str(e))
         except DataError as e:
             last = str(e).split(": ", 1)[-1]
-        except (urllib.error.URLError, OSError, EOFError, http.client.HTTPException) as e:
-            last = str(getattr(e, "reason", None) or e) or type(e).__name__
-        finally:
-            tmp.unlink(missing_ok=True)
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as e:
+            last = ("connection closed after a partial transfer" if "IncompleteRead" in str(e)
+                    or "ended prematurely" in str(e) else f"connection failed ({e})")
+        except (requests.RequestException, OSError) as e:
+            last = str(e) or type(e).__name__
         if attempt < retries:
             log(f"  {url}: {last}; retrying ({attempt}/{retries})")
             time.sleep(min(2 ** (attempt - 1), 4) * float(os.environ.get("FMNIST_RETRY_DELAY", "1")))
     raise DataError(f"{url}: {last}")
-
-
-def _bar(total, name, progress):
-    from tqdm import tqdm
-    return tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress, leave=False)
 
 
 def mirrors() -> list[str]:

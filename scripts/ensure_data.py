@@ -1,0 +1,73 @@
+"""Set-up step of ./run.sh: make sure the Fashion-MNIST files can be found before the main job.
+
+If no place holds them and the download fails (or is off), install Debian's package
+`dataset-fashion-mnist` where that is possible (root or passwordless sudo, with apt-get), saying so
+in one line; otherwise say exactly which command would fix it. An explicit --data-dir /
+FMNIST_DATA_DIR is the user's choice: it is never worked around."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+from shared import data as fdata
+
+PACKAGE = "dataset-fashion-mnist"
+
+
+def facts() -> dict:
+    """What this machine allows, read live."""
+    sudo = shutil.which("sudo") is not None and subprocess.run(
+        ["sudo", "-n", "true"], capture_output=True).returncode == 0
+    return {"root": os.geteuid() == 0, "sudo": sudo, "apt": shutil.which("apt-get") is not None}
+
+
+def decide(found: bool, explicit: bool, machine: dict) -> tuple[str, list[list[str]], str]:
+    """(action, commands, message): action is 'none', 'install' or 'advise'."""
+    if found or explicit:
+        return "none", [], ""
+    install = ["apt-get", "install", "-y", "-q", PACKAGE]
+    if machine["apt"] and (machine["root"] or machine["sudo"]):
+        prefix = [] if machine["root"] else ["sudo", "-n"]
+        return "install", [prefix + ["apt-get", "update", "-q"], prefix + install], \
+            f"Fashion-MNIST not found and not downloadable: installing Debian's {PACKAGE} (apt-get)"
+    if machine["apt"]:
+        how = f"sudo apt-get install {PACKAGE}"
+    else:
+        how = f"copy the four files into a folder and pass --data-dir DIR (or set FMNIST_DATA_DIR); " \
+              f"on Debian/Ubuntu: apt-get install {PACKAGE}"
+    return "advise", [], f"Fashion-MNIST not found and not downloadable; to fix it run: {how}"
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data-dir")
+    p.add_argument("--offline", action="store_true")
+    args, _ = p.parse_known_args(argv)
+    explicit = bool(args.data_dir or os.environ.get("FMNIST_DATA_DIR"))
+    if explicit:
+        return 0  # the command itself checks (and refuses) an explicit folder
+    try:
+        fdata.load(offline=args.offline or None, log=lambda m: print(m, file=sys.stderr),
+                   progress=sys.stderr.isatty())
+        return 0
+    except fdata.DataError:
+        pass
+    action, commands, message = decide(False, explicit, facts())
+    print(message, file=sys.stderr)
+    if action != "install":
+        return 2
+    for cmd in commands:
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if r.returncode != 0 and "update" not in cmd:
+            print(f"error: {' '.join(cmd)} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+            return 2
+    fdata.load(offline=True)  # now from /usr/share/datasets/fashion-mnist, verified
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
