@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare import harness, report
+from compare import engines, harness, report
 from compare import stats as S
 from shared import config as cfg
 from shared.data import atomic_write
@@ -37,7 +37,7 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
 
 
 def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path, data_dir: str,
-           margin: float, only: list[str] | None = None, log=print) -> dict:
+           margin: float, only: list[str] | None = None, log=print, engine: dict | None = None) -> dict:
     out = Path(out)
     plan = cells(config)
     if only:
@@ -51,13 +51,9 @@ def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path
         cell_dir = out / "cells" / name.replace(" ", "-")
         jobs.append((name, c, harness.plan(cell_dir, c, seeds, labels, {"margin": margin, "target_acc": 0.85,
                                                                          "reproduce": f"ablate cell {name}"})))
-    total = sum(len(j) for _, _, j in jobs)
-    i = 0
-    for name, c, cell_jobs in jobs:
+    for name, c, _ in jobs:
         log(f"ablate cell '{name}': {json.dumps({k: c.to_dict()[k] for k in plan[name]})}")
-        for job in cell_jobs:
-            i += 1
-            harness.run_job(job, c, data_dir, i, total, log)
+    engines.run_jobs([(job, c) for _, c, cell_jobs in jobs for job in cell_jobs], data_dir, log, **(engine or {}))
     summaries = {name: report.write_report(out / "cells" / name.replace(" ", "-")) for name in plan}
     s = summarize(plan, summaries, labels, margin)
     atomic_write(out / "ablation.json", lambda f: f.write(json.dumps(report._jsonable(s), indent=1).encode()))

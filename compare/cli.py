@@ -14,6 +14,7 @@ from shared import data as fdata
 from shared.cli import Parser, Stopped, stop_on_signals
 from shared.environment import quiet_frameworks
 from shared.rundir import RunFormatError
+from compare import engines, harness
 from compare.harness import HarnessError
 
 EPILOG = """\
@@ -84,15 +85,21 @@ def cmd_run(args) -> int:
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
     if not 0 < args.margin < 100:
         raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    engine = _engine_args(args)
+    if args.grid:
+        if args.with_:
+            raise HarnessError("--with and --grid together are not supported; run the analyses on one cell")
+        return run_sweep(args, config, seeds, labels, engine, t0)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
     _eprint(f"data: {data.source} (verified)")
     out = Path(args.out or f"comparisons/{args.preset}")
     reproduce = "fmnist-parity " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "fmnist-parity run"
     jobs = harness.plan(out, config, seeds, labels, {"margin": args.margin / 100, "target_acc": args.target_acc,
-                                                     "reproduce": reproduce})
+                                                     "reproduce": reproduce, "engine": engine["engine"],
+                                                     "packed": engine["pack"]})
     _eprint(f"comparing {', '.join(labels)} on preset {args.preset} ({config.epochs} epochs) with seeds "
             f"{seeds}: {len(jobs)} runs into {out}")
-    harness.run_all(jobs, config, str(Path(data.directory).resolve()), _eprint)
+    engines.run_jobs([(j, config) for j in jobs], str(Path(data.directory).resolve()), _eprint, **engine)
     why_sections(args.with_, config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100,
                  args.lockstep_steps)
     s = report.write_report(out)
@@ -112,6 +119,48 @@ def cmd_run(args) -> int:
     print(f"Report: {(out / 'report.html').resolve()}  (wall time {time.perf_counter() - t0:.0f} s)")
     if args.fail_on_mismatch and (failed or any(v["final"]["outcome"] != "equivalent" for v in s["verdicts"])):
         return 1
+    return 0
+
+
+def _engine_args(args) -> dict:
+    """--engine/--ray-address/--pack, checked before any work starts."""
+    if args.engine not in engines.ENGINES:
+        raise HarnessError(f"--engine {args.engine!r}: choose from {', '.join(engines.ENGINES)}")
+    if args.engine == "local" and (args.ray_address or args.pack):
+        raise HarnessError("--ray-address and --pack need --engine ray")
+    if args.engine == "ray" and args.ray_address:
+        engines._check_address(args.ray_address)  # before any work: a wrong address is one line, not a hang
+    return {"engine": args.engine, "ray_address": args.ray_address, "pack": bool(args.pack)}
+
+
+def run_sweep(args, config, seeds, labels, engine: dict, t0: float) -> int:
+    """--grid: every cell of the cross product is a comparison directory; all their jobs go to the
+    engine together (on Ray they spread over the cluster), then one report per cell and sweep.md."""
+    import time
+    from compare import report, sweep
+    grid = sweep.cells(args.grid, config)
+    data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
+    _eprint(f"data: {data.source} (verified)")
+    out = Path(args.out or f"comparisons/sweep-{args.preset}")
+    work = []
+    for name, c in grid:
+        jobs = harness.plan(out / "cells" / name, c, seeds, labels,
+                            {"margin": args.margin / 100, "target_acc": args.target_acc,
+                             "reproduce": f"sweep cell {name}", "engine": engine["engine"], "packed": engine["pack"]})
+        work += [(j, c) for j in jobs]
+    _eprint(f"sweep: {len(grid)} cells x {len(seeds)} seeds x {len(labels)} contestants = {len(work)} runs into {out}")
+    engines.run_jobs(work, str(Path(data.directory).resolve()), _eprint, **engine)
+    for name, _ in grid:
+        report.write_report(out / "cells" / name)
+        if args.tensorboard:
+            from compare import tensorboard
+            tensorboard.export(out / "cells" / name, Path(args.tensorboard) / name, log=_eprint)
+    result = sweep.summarize(out, [n for n, _ in grid], labels)
+    print()
+    for r in result["rows"]:
+        print(f"{r['cell']}: " + "; ".join(f"{l} {100 * r['accuracy'][l]['mean']:.2f}%" for l in labels
+                                          if r["accuracy"][l]["n"]) + " | " + " ".join(r["verdicts"]))
+    print(f"Sweep: {(out / 'sweep.md').resolve()}  (wall time {time.perf_counter() - t0:.0f} s)")
     return 0
 
 
@@ -172,9 +221,11 @@ def cmd_ablate(args) -> int:
     if not 0 < args.margin < 100:
         raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
     only = [c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None
+    engine = _engine_args(args)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
     out = Path(args.out or f"comparisons/ablate-{args.preset}")
-    s = ablate.ablate(config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100, only, log=_eprint)
+    s = ablate.ablate(config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100, only,
+                      log=_eprint, engine=engine)
     print()
     for line in s["conclusions"]:
         print(line)
@@ -233,6 +284,15 @@ def cmd_diff(args) -> int:
     return 0
 
 
+def _engine_flags(p) -> None:
+    p.add_argument("--engine", default="local", help="local (default: one run after another on this machine) or "
+                                                     "ray (a Ray cluster; see --ray-address)")
+    p.add_argument("--ray-address", help="with --engine ray: 'auto' or HOST:PORT joins an existing cluster; "
+                                         "default: start a local Ray instance")
+    p.add_argument("--pack", action="store_true", help="with --engine ray: let several runs share a node "
+                                                       "(throughput over timing; the report says timings are not comparable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="fmnist-parity",
@@ -277,6 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", type=Path, metavar="LOGDIR",
                    help="also write every run's per-epoch curves as TensorBoard event files into LOGDIR "
                         "(then: tensorboard --logdir LOGDIR)")
+    r.add_argument("--grid", action="append", metavar="KEY=V1,V2",
+                   help="sweep: the cross product of these config values (repeatable), each cell a comparison "
+                        "under OUT/cells/, plus sweep.md across cells; e.g. --grid lr=0.01,0.1 --grid batch_size=64,128")
+    _engine_flags(r)
     r.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit 1 unless every contestant is equivalent to the first and all runs completed")
     r.set_defaults(func=cmd_run)
@@ -337,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--out", help="output directory (default comparisons/ablate-<preset>)")
     ab.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
     ab.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    _engine_flags(ab)
     ab.set_defaults(func=cmd_ablate)
 
     rp = sub.add_parser("report", help="regenerate the report of a comparison directory")

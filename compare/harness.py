@@ -106,7 +106,14 @@ def job_state(job: Job) -> str:
     return "done" if state in ("completed", "diverged") else "resume"
 
 
-def _die_with_parent() -> None:
+def command(contestant: str, cfg_path: Path, seed: int, run_dir: Path, data_dir: str, resume: bool) -> list[str]:
+    """The one command line that trains a job (the local and the Ray engine both run it)."""
+    cmd = [sys.executable, *CONTESTANTS[contestant], "--config", str(cfg_path), "--seed", str(seed),
+           "--out", str(run_dir), "--data-dir", data_dir, "--keep-checkpoints", "2"]
+    return cmd + (["--resume"] if resume else [])
+
+
+def die_with_parent() -> None:
     """In the child, before exec: Linux sends it SIGTERM when the harness dies (even by SIGKILL)."""
     try:
         import ctypes
@@ -125,13 +132,10 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
         shutil.rmtree(job.run_dir)  # a run that never wrote its status: nothing to keep
     cfg_path = job.run_dir.parent / f".{job.run_dir.name}.config.json"
     atomic_write(cfg_path, lambda f: f.write(config.to_json().encode()))
-    cmd = [sys.executable, *CONTESTANTS[job.contestant], "--config", str(cfg_path), "--seed", str(job.seed),
-           "--out", str(job.run_dir), "--data-dir", data_dir, "--keep-checkpoints", "2"]
-    if state == "resume":
-        cmd.append("--resume")
+    cmd = command(job.contestant, cfg_path, job.seed, job.run_dir, data_dir, state == "resume")
     log(f"[{index}/{total}] {job.name}: {'resuming' if state == 'resume' else 'starting'}")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
     tail = []
     try:
         for line in proc.stdout:  # the child's per-epoch lines, shown live
@@ -173,3 +177,9 @@ def _ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:
 def run_all(jobs: list[Job], config: cfg.RunConfig, data_dir: str, log) -> None:
     for i, job in enumerate(jobs, 1):
         run_job(job, config, data_dir, i, len(jobs), log)
+
+
+def run_local(work: list[tuple[Job, cfg.RunConfig]], data_dir: str, log) -> None:
+    """The local engine: every job in turn on this machine (timings stay honest)."""
+    for i, (job, config) in enumerate(work, 1):
+        run_job(job, config, data_dir, i, len(work), log)

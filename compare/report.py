@@ -47,6 +47,14 @@ def load_runs(comp_dir: Path) -> tuple[dict, list[dict]]:
     return meta, runs
 
 
+def _where(run_dir: Path) -> dict:
+    """Which engine and node ran it (engine.json, written by the Ray engine); local otherwise."""
+    try:
+        return json.loads((run_dir / "engine.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"engine": "local"}
+
+
 def run_timing(rec, target: float) -> dict:
     ts = [m["train_seconds"] for m in rec.metrics]
     time_to_target, total = None, 0.0
@@ -81,7 +89,7 @@ def summarize(comp_dir: Path) -> dict:
         s["runs"].append({"contestant": r["contestant"], "seed": r["seed"], "dir": r["dir"], "state": r["state"],
                           "message": r["message"], "epochs_done": len(rec.metrics) if rec else 0,
                           "final_test_acc": rec.metrics[-1]["test_acc"] if rec and rec.metrics else None,
-                          "timing": r["timing"]})
+                          "timing": r["timing"], "where": _where(comp_dir / r["dir"])})
     for l in labels:
         recs = [r["record"] for r in done[l]]
         s["accuracy"][l] = S.describe([rec.metrics[-1]["test_acc"] for rec in recs])
@@ -232,6 +240,13 @@ def document(s: dict) -> list[tuple]:
                                  "gap pp [95% CI]", "verdict"], rows))
         blocks.append(("img", f"acc_diff_{v['a']}.png", f"Accuracy difference {v['a']} - {v['b']}"))
     blocks.append(("h2", "Timing"))
+    if any(r["where"].get("packed") for r in s["runs"]):
+        blocks.append(("p", "Warning: these runs were packed onto shared Ray nodes (--pack): several trained at once on "
+                            "the same cores, so their timings are NOT comparable between contestants."))
+    elif any(r["where"]["engine"] == "ray" for r in s["runs"]):
+        nodes = sorted({r["where"]["node_id"][:8] for r in s["runs"] if r["where"]["engine"] == "ray"})
+        blocks.append(("p", f"Ran on Ray, one timed run per node at a time, on {len(nodes)} node(s) ({', '.join(nodes)}); "
+                            "compare timings across nodes only if the nodes are the same hardware."))
     blocks.append(("p", "Training seconds exclude process start-up, data loading and evaluation (stated separately); "
                         "GPU work is synchronised before the clock stops. Values are means over seeds of per-run figures; "
                         f"time to target is cumulative training time until test accuracy first reached {_pct(s['target_acc'])}."))
@@ -257,8 +272,11 @@ def document(s: dict) -> list[tuple]:
     if s["data"]:
         blocks.append(("p", f"Data: {s['data']['source']}, verified by SHA-256 of the decompressed files:"))
         blocks.append(("table", ["file", "sha256"], [[n, d] for n, d in s["data"]["sha256"].items()]))
-    blocks.append(("table", ["run", "state", "epochs", "final test acc", "message"],
-                   [[r["dir"], r["state"], r["epochs_done"], _pct(r["final_test_acc"]), r["message"]] for r in s["runs"]]))
+    blocks.append(("table", ["run", "state", "epochs", "final test acc", "ran on", "message"],
+                   [[r["dir"], r["state"], r["epochs_done"], _pct(r["final_test_acc"]),
+                     "this machine" if r["where"]["engine"] == "local" else
+                     f"ray node {r['where']['node_id'][:8]} ({r['where']['host']})" + (", packed" if r["where"].get("packed") else ""),
+                     r["message"]] for r in s["runs"]]))
     return blocks
 
 
