@@ -352,6 +352,45 @@ def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
     return blocks, found
 
 
+def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
+    """Per-layer gradient norms per epoch (runs trained with diagnostics=true): one panel per
+    contestant (its first seed), log scale, and every vanishing/exploding warning."""
+    from shared import diagnostics
+    found = {}
+    for r in s["runs"]:
+        rows = diagnostics.read(comp_dir / r["dir"])
+        if rows:
+            found.setdefault(r["contestant"], (r["seed"], rows))
+    if not found:
+        return [], {}
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 3.8), squeeze=False)
+    for ax, (label, (seed, rows)) in zip(axes[0], found.items()):
+        g = np.array([row["grad_norm"] for row in rows])
+        for i in range(g.shape[1]):
+            ax.semilogy([row["epoch"] for row in rows], g[:, i], marker=".", label=f"layer {i + 1}")
+        ax.set(title=f"{label} seed {seed}: gradient norm per layer", xlabel="epoch", ylabel="L2 norm (probe batch)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(comp_dir / "diagnostics.png", lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)
+    warnings = [f"{r['contestant']} seed {r['seed']}, epoch {row['epoch']}: {row['warning']}"
+                for r in s["runs"] for row in diagnostics.read(comp_dir / r["dir"]) if row["warning"]]
+    blocks = [("h2", "Gradient diagnostics"),
+              ("p", f"Per-layer L2 norm of the gradient (kernel and bias) on a fixed probe batch (the first "
+                    f"{diagnostics.PROBE} training images) after every epoch; weight norms are in each run's "
+                    f"{diagnostics.FILE}. A layer below {diagnostics.VANISH:g} x the largest layer's norm reads as "
+                    f"vanishing, a total above {diagnostics.EXPLODE:g} as exploding."),
+              ("img", "diagnostics.png", "Gradient norm per layer and epoch")]
+    first = {}
+    for w in warnings:  # the first warning of each run, not one per epoch
+        first.setdefault(w.split(", epoch")[0], w)
+    blocks += [("p", "Warning: " + w) for w in first.values()] or [("p", "No vanishing or exploding gradients detected.")]
+    return blocks, {"warnings": list(first.values())}
+
+
 def write_report(comp_dir: Path) -> dict:
     comp_dir = Path(comp_dir)
     if not (comp_dir / "comparison.json").exists():
@@ -360,6 +399,9 @@ def write_report(comp_dir: Path) -> dict:
     s = summarize(comp_dir)
     images = {name for name, _ in plots(s, comp_dir)}
     blocks = document(s)
+    diag_blocks, s["diagnostics"] = diagnostics_section(comp_dir, s)
+    images |= {b[1] for b in diag_blocks if b[0] == "img"}
+    blocks[-1:-1] = diag_blocks  # before the table of runs
     extra, s["why"] = why_sections(comp_dir)
     at = blocks.index(("h2", "Final test accuracy"))
     blocks[at:at] = extra  # right after the verdict: the "why" comes before the details

@@ -50,13 +50,16 @@ def setup(config, threads: int) -> dict:
         torch.backends.cudnn.allow_tf32 = config.tf32
         cuda = torch.cuda.is_available()
         env.update(torch=torch.__version__, device="cuda" if cuda else "cpu",
-                   device_name=torch.cuda.get_device_name(0) if cuda else "cpu", torch_threads=torch.get_num_threads())
+                   device_name=torch.cuda.get_device_name(0) if cuda else "cpu", torch_threads=torch.get_num_threads(),
+                   **({"device_free_bytes": torch.cuda.mem_get_info(0)[0]} if cuda else {}))
     else:
         import jax
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.tf32 else "highest")
         dev = jax.devices()[0]
+        stats = (dev.memory_stats() or {}) if dev.platform == "gpu" else {}
         env.update(jax=jax.__version__, device="cuda" if dev.platform == "gpu" else "cpu",
-                   device_name=getattr(dev, "device_kind", str(dev)))
+                   device_name=getattr(dev, "device_kind", str(dev)),
+                   **({"device_free_bytes": stats["bytes_limit"] - stats.get("bytes_in_use", 0)} if "bytes_limit" in stats else {}))
     if config.device == "cuda" and env["device"] != "cuda":
         raise RunError(f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; "
                            f"use --device cpu or auto")

@@ -42,7 +42,9 @@ def setup(config, threads: int) -> dict:
     return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
             "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch_threads": torch.get_num_threads(), "tf32": config.tf32, "deterministic": config.deterministic}
+            "torch_threads": torch.get_num_threads(), "tf32": config.tf32, "deterministic": config.deterministic,
+            # free device memory, for the check against the config's estimate (shared/memory.py)
+            **({"device_free_bytes": torch.cuda.mem_get_info(device)[0]} if device.type == "cuda" else {})}
 
 
 def build(config, env: dict) -> State:

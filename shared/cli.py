@@ -118,6 +118,12 @@ def main(framework: str, load_impl, argv=None) -> int:
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         return 2
     except Exception as e:  # anything else: record it, keep the traceback for the user
+        from shared import memory
+        if memory.is_oom(e):  # the estimate let it through, the device did not: one line all the same
+            msg = memory.oom_message(config, e) if "config" in locals() else f"out of memory: {e}"
+            print(f"error: {msg}", file=sys.stderr)
+            _mark_failed(args.out, msg)
+            return 1
         traceback.print_exc()
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         return 1

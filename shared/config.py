@@ -53,6 +53,7 @@ class RunConfig:
     threads: int = 0                 # intra-op threads; 0 = the number of CPU cores
     tf32: bool = False               # allow TF32 matrix math on GPUs that have it
     deterministic: bool = False      # torch.use_deterministic_algorithms / TF op determinism
+    diagnostics: bool = False        # per-layer gradient and weight norms per epoch (diagnostics.jsonl)
     pipeline: str = "memory"         # memory: tensors on device; torchvision: the report's DataLoader (PyTorch)
     update_rule: str = "native"      # the optimizer's definition: native (each its own), torch or keras on both
     ops: str = "native"              # native: the libraries' layers/optimizers; exact: written out, every constant

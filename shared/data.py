@@ -19,6 +19,7 @@ import functools
 import gzip
 import hashlib
 import os
+import re
 import tempfile
 import time
 import zlib
@@ -279,8 +280,9 @@ def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, 
         except DataError as e:
             last = str(e).split(": ", 1)[-1]
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as e:
+            why = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))
             last = ("connection closed after a partial transfer" if "IncompleteRead" in str(e)
-                    or "ended prematurely" in str(e) else f"connection failed ({e})")
+                    or "ended prematurely" in str(e) else f"connection failed ({why.group(1) if why else e})")
         except (requests.RequestException, OSError) as e:
             last = str(e) or type(e).__name__
         if attempt < retries:

@@ -14,7 +14,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared import rundir, weights
+from shared import diagnostics, memory, rundir, weights
 from shared.environment import host_environment, resolve_threads
 
 
@@ -99,6 +99,9 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     done = prepare_out(out, config, impl.FRAMEWORK, backend, resume)
     threads = resolve_threads(config.threads)
     env = {**host_environment(threads), **impl.setup(config, threads)}
+    on_gpu = env.get("device", "cpu") != "cpu"
+    memory.check(config, env.get("device_free_bytes") if on_gpu else memory.host_available(),
+                 f"the GPU ({env.get('device_name', 'cuda')})" if on_gpu else "this machine's RAM")
     t_data = time.perf_counter()
     data = fdata.load(data_dir, log=lambda m: _say(quiet, m), progress=not quiet and sys.stderr.isatty())
     mean, std = data.train_pixel_stats
@@ -110,6 +113,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
 
     rows = []
     epoch = resume_from(impl, state, out, done, quiet) if done else 0
+    diag = diagnostics.read(out)[:epoch] if config.diagnostics else []
     if epoch:
         rows = rundir.read_run(out).metrics[:epoch]
         _say(quiet, f"resuming {out} after epoch {epoch}")
@@ -154,6 +158,11 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         rows.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                      "test_loss": test_loss, "test_acc": test_acc, "train_seconds": train_seconds,
                      "eval_seconds": eval_seconds, "samples_per_second": seen / train_seconds})
+        if config.diagnostics:  # before the checkpoint: a resume never lacks an epoch's row
+            diag.append(diagnostics.measure(impl, state, tensors, n, epoch))
+            diagnostics.write(out, diag)
+            if diag[-1]["warning"] and not any(d["warning"] for d in diag[:-1]):
+                _say(quiet, f"{label} epoch {epoch}: {diag[-1]['warning']}")
         impl.save_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT), epoch)
         rundir.seal_checkpoint(rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT))
         rundir.write_metrics(out, rows)

@@ -109,6 +109,7 @@ CASES = [
     ("--data-dir that does not exist", T, "--data-dir {w}/nowhere", ["nowhere"]),
     ("--data-dir without the files", T, "--data-dir {w}/empty_data", ["empty_data"]),
     ("--data-dir with a damaged file", T, "--data-dir {w}/bad_data", ["t10k-labels-idx1-ubyte"]),
+    ("a config too large for memory", T, "--set hidden=100000,100000", ["needs about", "lower hidden=100000,100000"]),
     ("unknown Keras backend", "keras", "--backend theano", ["--backend", "'theano'", "tensorflow"]),
     ("run: --seeds not a number", C, "run --seeds many", ["--seeds 'many'", "comma-separated"]),
     ("run: repeated seeds", C, "run --seeds 1,1", ["--seeds '1,1'", "distinct"]),
