@@ -6,9 +6,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# read once, at start: the autouse fixture below removes FMNIST_DATA_DIR from each test's environment
+DATA_DIR_FROM_ENV = os.environ.get("FMNIST_DATA_DIR")
+
+
 def real_data_dir() -> Path:
     """The official files for tests: $FMNIST_DATA_DIR, else the shared folder beside the checkout."""
-    d = Path(os.environ.get("FMNIST_DATA_DIR") or REPO.parent / "shared" / "data" / "fashion-mnist")
+    d = Path(DATA_DIR_FROM_ENV or REPO.parent / "shared" / "data" / "fashion-mnist")
     if not (d / "train-images-idx3-ubyte.gz").exists():
         pytest.fail(f"real Fashion-MNIST files not found in {d}; set FMNIST_DATA_DIR")
     return d
