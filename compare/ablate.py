@@ -136,15 +136,7 @@ def plot(s: dict, path: Path) -> None:
     rows, labels = s["rows"], s["labels"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(rows))
-    for j, l in enumerate(labels):
-        means = [100 * (r["accuracy"][l]["mean"] if r["accuracy"][l]["n"] else np.nan) for r in rows]
-        ax1.plot(x + 0.1 * j, means, "o", label=l)
-        for i, r in enumerate(rows):
-            ax1.plot([i + 0.1 * j] * r["accuracy"][l]["n"], [100 * v for v in r["accuracy"][l]["values"]], ".",
-                     color=ax1.lines[-1].get_color(), alpha=0.4)
-    ax1.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax1.set(ylabel="final test accuracy (%)", title="Accuracy per cell (dots: seeds)")
-    ax1.legend(fontsize=8)
+    report.accuracy_per_cell(ax1, rows, labels, "Accuracy per cell (dots: seeds)")
     for o in labels[1:]:
         d = np.array([100 * (r["gaps"][o]["diff"] if r["gaps"][o]["diff"] is not None else np.nan) for r in rows])
         lo = np.array([100 * r["gaps"][o]["ci"][0] if r["gaps"][o]["ci"] else np.nan for r in rows])

@@ -187,6 +187,7 @@ def run_ray(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, a
                  runtime_env={"working_dir": str(repo), "excludes": [".venv", "comparisons", ".git", "data"]})
     else:  # a local instance with one timing slot
         ray.init(resources={SLOT: 1}, include_dashboard=False, log_to_driver=True, logging_level="ERROR")
+    pending = {}
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         log(f"ray: {len(nodes)} node(s), {ray.cluster_resources().get('CPU', 0):.0f} CPUs; "
@@ -196,7 +197,6 @@ def run_ray(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, a
         files = ray.put({p.name: p.read_bytes() for p in fdata.find_files(Path(data_dir)).values()})
         task = ray.remote(train_on_node).options(max_retries=RETRIES, retry_exceptions=[HarnessSignal],
                                                  **_resources(ray, pack))
-        pending = {}
         for i, (job, config) in enumerate(work, 1):
             if harness.job_state(job) == "done":
                 log(f"[{i}/{len(work)}] {job.name}: already finished, kept")
@@ -212,12 +212,12 @@ def run_ray(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, a
                 res = ray.get(ref)
                 log(f"[{i}/{len(work)}] {job.name}: exit {res['rc']} on {res['host']} (node {res['node_id'][:8]})")
                 if res["rc"] not in (0, 3):
-                    harness._ensure_failed_status(job, res["rc"], res["tail"])
+                    harness.ensure_failed_status(job, res["rc"], res["tail"])
             except Exception as e:  # retries used up, a lost driver node...
                 msg = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
                 log(f"[{i}/{len(work)}] {job.name}: failed on Ray after {RETRIES} retries: {msg}")
-                harness._ensure_failed_status(job, 1, [msg])
+                harness.ensure_failed_status(job, 1, [msg])
     finally:
-        for ref in locals().get("pending", {}):  # interrupted: stop what still runs on the cluster
+        for ref in pending:  # interrupted: stop what still runs on the cluster
             ray.cancel(ref, force=True)
         ray.shutdown()

@@ -150,7 +150,7 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
     cfg_path.unlink(missing_ok=True)
     if rc not in (0, 3):
         log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
-        _ensure_failed_status(job, rc, tail)
+        ensure_failed_status(job, rc, tail)
     return rc
 
 
@@ -165,18 +165,13 @@ def stop_child(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def _ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:
+def ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:
     """A run that died before writing a status still shows up in the report as failed."""
     if not (job.run_dir / "run.json").exists():
         job.run_dir.mkdir(parents=True, exist_ok=True)
         (job.run_dir / "failed.txt").write_text(f"exit {rc}\n" + "\n".join(tail) + "\n")
     elif rundir.read_run(job.run_dir).status["state"] == "running":
         rundir.write_status(job.run_dir, "failed", f"exit {rc}: " + (tail[-1] if tail else ""))
-
-
-def run_all(jobs: list[Job], config: cfg.RunConfig, data_dir: str, log) -> None:
-    for i, job in enumerate(jobs, 1):
-        run_job(job, config, data_dir, i, len(jobs), log)
 
 
 def run_local(work: list[tuple[Job, cfg.RunConfig]], data_dir: str, log) -> None:

@@ -30,6 +30,10 @@ def _pct(x):
 
 
 def load_runs(comp_dir: Path) -> tuple[dict, list[dict]]:
+    comp_dir = Path(comp_dir)
+    if not (comp_dir / "comparison.json").exists():
+        raise rundir.RunFormatError(f"{comp_dir}: no comparison.json; is this a comparison directory "
+                                    f"(made by `fmnist-parity run`)?")
     meta = json.loads((comp_dir / "comparison.json").read_text())
     runs = []
     for label in meta["contestants"]:
@@ -130,6 +134,21 @@ def summarize(comp_dir: Path) -> dict:
 
 
 # ---------------------------------------------------------------- plots
+
+def accuracy_per_cell(ax, rows: list[dict], labels: list[str], title: str) -> None:
+    """Final test accuracy per cell (rows with "cell" and "accuracy"[label] from stats.describe):
+    the mean as a dot per contestant, each seed as a faint dot (ablation and sweep plots)."""
+    x = np.arange(len(rows))
+    for j, l in enumerate(labels):
+        line, = ax.plot(x + 0.1 * j, [100 * r["accuracy"][l]["mean"] if r["accuracy"][l]["n"] else np.nan
+                                      for r in rows], "o", label=l)
+        for i, r in enumerate(rows):
+            ax.plot([i + 0.1 * j] * r["accuracy"][l]["n"], [100 * v for v in r["accuracy"][l]["values"]], ".",
+                    color=line.get_color(), alpha=0.4)
+    ax.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="final test accuracy (%)", title=title)
+    ax.legend(fontsize=8)
+
 
 def plots(s: dict, out: Path) -> list[tuple[str, str]]:
     import matplotlib
@@ -356,9 +375,9 @@ def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
     """Per-layer gradient norms per epoch (runs trained with diagnostics=true): one panel per
     contestant (its first seed), log scale, and every vanishing/exploding warning."""
     from shared import diagnostics
+    per_run = [(r, diagnostics.read(comp_dir / r["dir"])) for r in s["runs"]]
     found = {}
-    for r in s["runs"]:
-        rows = diagnostics.read(comp_dir / r["dir"])
+    for r, rows in per_run:
         if rows:
             found.setdefault(r["contestant"], (r["seed"], rows))
     if not found:
@@ -377,7 +396,7 @@ def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
     atomic_write(comp_dir / "diagnostics.png", lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
     warnings = [f"{r['contestant']} seed {r['seed']}, epoch {row['epoch']}: {row['warning']}"
-                for r in s["runs"] for row in diagnostics.read(comp_dir / r["dir"]) if row["warning"]]
+                for r, rows in per_run for row in rows if row["warning"]]
     blocks = [("h2", "Gradient diagnostics"),
               ("p", f"Per-layer L2 norm of the gradient (kernel and bias) on a fixed probe batch (the first "
                     f"{diagnostics.PROBE} training images) after every epoch; weight norms are in each run's "
@@ -393,9 +412,6 @@ def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
 
 def write_report(comp_dir: Path) -> dict:
     comp_dir = Path(comp_dir)
-    if not (comp_dir / "comparison.json").exists():
-        raise rundir.RunFormatError(f"{comp_dir}: no comparison.json; is this a comparison directory "
-                                    f"(made by `fmnist-parity run`)?")
     s = summarize(comp_dir)
     images = {name for name, _ in plots(s, comp_dir)}
     blocks = document(s)

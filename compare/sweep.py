@@ -7,8 +7,6 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
-
 from compare import report
 from shared import config as cfg
 from shared.data import atomic_write
@@ -61,15 +59,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows, labels = result["rows"], result["labels"]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
-    x = np.arange(len(rows))
-    for j, l in enumerate(labels):
-        vals = [r["accuracy"][l]["values"] for r in rows]
-        line, = ax.plot(x + 0.12 * j, [100 * np.mean(v) if v else np.nan for v in vals], "o", label=l)
-        for i, v in enumerate(vals):
-            ax.plot([i + 0.12 * j] * len(v), [100 * a for a in v], ".", color=line.get_color(), alpha=0.4)
-    ax.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel="final test accuracy (%)", title="Sweep: accuracy per cell (dots: seeds)")
-    ax.legend(fontsize=8)
+    report.accuracy_per_cell(ax, rows, labels, "Sweep: accuracy per cell (dots: seeds)")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)

@@ -91,6 +91,7 @@ def main(framework: str, load_impl, argv=None) -> int:
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     stop_on_signals()
+    config = None
     try:
         if args.keep_checkpoints < 0:
             raise cfg.ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: give 0 (keep all) or a positive count")
@@ -120,7 +121,7 @@ def main(framework: str, load_impl, argv=None) -> int:
     except Exception as e:  # anything else: record it, keep the traceback for the user
         from shared import memory
         if memory.is_oom(e):  # the estimate let it through, the device did not: one line all the same
-            msg = memory.oom_message(config, e) if "config" in locals() else f"out of memory: {e}"
+            msg = memory.oom_message(config, e) if config else f"out of memory: {e}"
             print(f"error: {msg}", file=sys.stderr)
             _mark_failed(args.out, msg)
             return 1

@@ -21,11 +21,14 @@ def probe_indices(n: int) -> list[np.ndarray]:
 
 def measure(impl, state, tensors, n: int, epoch: int) -> dict:
     xb, yb = next(iter(impl.batches(state, tensors, probe_indices(n))))
-    grads = impl.gradients(state, xb, yb)
-    weights = impl.export_weights(state)
-    g = [float(np.sqrt(np.sum(np.square(k, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64)))) for k, b in grads]
-    w = [float(np.sqrt(np.sum(np.square(k, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64)))) for k, b in weights]
-    return {"epoch": epoch, "grad_norm": g, "weight_norm": w, "warning": reading(g)}
+    g = norms(impl.gradients(state, xb, yb))
+    return {"epoch": epoch, "grad_norm": g, "weight_norm": norms(impl.export_weights(state)), "warning": reading(g)}
+
+
+def norms(layers) -> list[float]:
+    """L2 norm of each (kernel, bias) pair, in float64."""
+    return [float(np.sqrt(np.sum(np.square(k, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64))))
+            for k, b in layers]
 
 
 def reading(g: list[float]) -> str:

@@ -80,11 +80,6 @@ def checkpoints(run_dir: Path, ext: str) -> list[tuple[int, Path]]:
     return [(int(p.name.split("-")[1].split(".")[0]), p) for p in found]
 
 
-def latest_checkpoint(run_dir: Path, ext: str) -> tuple[int, Path] | None:
-    found = checkpoints(run_dir, ext)
-    return found[0] if found else None
-
-
 def _digest(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

@@ -36,8 +36,7 @@ def _only_leftovers(out: Path) -> bool:
     """True if `out` holds nothing but what a run killed while starting leaves: its lock, temp files,
     initial weights, run.json."""
     ours = {rundir.LOCK, "run.json", "weights", "initial.npz", "checkpoints"}
-    return all(p.is_dir() and p.name in ours or p.name in ours or p.name.endswith(".tmp")
-               for p in out.rglob("*"))
+    return all(p.name in ours or p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
 def prepare_out(out: Path, config: cfg.RunConfig, framework: str, backend: str | None, resume: bool) -> int:
