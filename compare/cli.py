@@ -16,6 +16,7 @@ from shared.environment import quiet_frameworks
 from shared.rundir import RunFormatError
 from compare import engines, harness
 from compare.harness import HarnessError
+from compare.bench import CONTESTANTS as BENCH_CONTESTANTS
 
 EPILOG = """\
 Data: every command that reads data accepts --data-dir DIR (or FMNIST_DATA_DIR=DIR);
@@ -197,6 +198,31 @@ def cmd_lockstep(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    """Time one training epoch per contestant and batch size against the matrix-product floor."""
+    from compare import bench
+    config = cfg.resolve(args.preset, args.set, {"device": args.device})
+    names = _list(args.contestants or bench.DEFAULT, tuple(bench.CONTESTANTS), "--contestants")
+    try:
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise HarnessError(f"--batch-sizes {args.batch_sizes!r}: give positive integers, comma-separated (e.g. 64,128,512)")
+    if not 1 <= args.samples <= 60000 or args.reps < 1 or args.warmup < 0:
+        raise HarnessError(f"--samples {args.samples} / --reps {args.reps} / --warmup {args.warmup}: "
+                           f"need 1 <= samples <= 60000, reps >= 1, warmup >= 0")
+    for bs in sizes:
+        cfg.from_dict({"batch_size": bs}, config)  # refuse a bad batch size before any process starts
+    data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
+    out = Path(args.out)
+    s = bench.bench(config, names, sizes, args.samples, args.reps, args.warmup,
+                    str(Path(data.directory).resolve()), out, log=_eprint)
+    print(bench.terminal(s))
+    print(f"Bench report: {(out / 'bench.md').resolve()} (and bench.json, bench.png)")
+    return 0
+
+
 def cmd_defaults(args) -> int:
     """Every default that changes how this network trains, PyTorch vs Keras, read live."""
     from compare import defaults
@@ -368,6 +394,30 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
     ls.add_argument("--offline", action="store_true", default=None, help="never download the data")
     ls.set_defaults(func=cmd_lockstep)
+
+    be = sub.add_parser("bench", help="speed: one training epoch per contestant, against the matrix-product floor",
+                        description="Time one training epoch (the standard network, 60,000 samples) for each "
+                                    "contestant at each batch size, each contestant in its own process, after "
+                                    "warm-up, over several repetitions (median and spread), through the same "
+                                    "training code `run` uses. The floor, measured in the same run with the same "
+                                    "library, dtype and threads, is only the epoch's forward and backward matrix "
+                                    "products. Prints and writes (bench.json, bench.md, bench.png) each contestant's "
+                                    "ratio to its floor and to PyTorch eager. Contestants: "
+                                    + "; ".join(f"{n}: {d}" for n, (_, _, d) in BENCH_CONTESTANTS.items()),
+                        epilog="Only ratios measured in one run mean anything on a shared machine; pin threads "
+                               "with --set threads=N to compare like with like.")
+    be.add_argument("--contestants", default=None, help="comma-separated subset (default: all)")
+    be.add_argument("--batch-sizes", default="64,128,512", help="default 64,128,512")
+    be.add_argument("--reps", type=int, default=5, help="timed epochs per batch size (default 5)")
+    be.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
+    be.add_argument("--samples", type=int, default=60000, help="training images per epoch (default 60000; fewer for a quick look)")
+    be.add_argument("--preset", default="standard", help=f"network and dtype from a preset ({', '.join(cfg.PRESETS)}); default standard")
+    be.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. threads=2")
+    be.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (default), cpu or cuda")
+    be.add_argument("--out", default="comparisons/bench", help="output directory (default comparisons/bench)")
+    be.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
+    be.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    be.set_defaults(func=cmd_bench)
 
     de = sub.add_parser("defaults", help="what differs out of the box: a live table of defaults, PyTorch vs Keras",
                         description="Probe PyTorch and each Keras backend, each in its own process, for every default "

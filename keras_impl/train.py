@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_impl import model as M
 
-from shared.runner import RunError
+from shared.runner import RunError, epoch_totals
 
 FRAMEWORK = "keras"
 CHECKPOINT_EXT = "npz"
@@ -73,8 +73,11 @@ def build(config, env: dict) -> State:
     net = M.build_model(config)
     opt = M.build_optimizer(config, net)
     loss = M.loss_fn(config)
-    net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"])
+    jit = {"native": "auto", "on": True, "off": False}[config.compile]
+    net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,
+                steps_per_execution=config.steps_per_execution)
     env["jit_compile"] = bool(net.jit_compile)
+    env["compiled"] = bool(net.jit_compile)
     return State(config, env["device"], net, opt, loss)
 
 
@@ -97,6 +100,37 @@ def train_step(state: State, xb, yb) -> tuple[float, int]:
     """One SGD step; returns the batch-mean loss (before the update) and the number correct."""
     logs = state.model.train_on_batch(xb, yb, return_dict=True)
     return float(logs["loss"]), int(round(float(logs["sparse_categorical_accuracy"]) * int(yb.shape[0])))
+
+
+class _Tick(keras.callbacks.Callback):
+    def __init__(self, tick, steps: int):
+        super().__init__()
+        self.tick, self.steps = tick, steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.tick(self.steps)  # called once per execution of steps_per_execution steps
+
+
+def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float, int, tuple | None]:
+    """One epoch in the shared batch order -> (mean train loss, correct, first bad step or None).
+    host_sync=epoch is Keras' own fit() over the epoch's rows in that order (steps_per_execution
+    steps per call, the loss read once; Keras averages it in float32 on the device, and a
+    non-finite loss is known by epoch, not step); host_sync=step calls train_on_batch per batch."""
+    if state.config.host_sync == "step":
+        losses, rights = [], []
+        for xb, yb in batches(state, tensors, index_batches):
+            loss, right = train_step(state, xb, yb)
+            losses.append(loss)
+            rights.append(right)
+            tick(1)
+        return epoch_totals(losses, rights, index_batches)
+    order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
+    x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
+    logs = state.model.fit(x, y, batch_size=state.config.batch_size, epochs=1, shuffle=False, verbose=0,
+                           callbacks=[_Tick(tick, state.config.steps_per_execution)]).history
+    loss, seen = float(logs["loss"][-1]), len(order)
+    correct = int(round(float(logs["sparse_categorical_accuracy"][-1]) * seen))
+    return (loss, correct, None) if np.isfinite(loss) else (np.nan, 0, (None, loss))
 
 
 def activations(state: State, xb) -> list[np.ndarray]:
@@ -140,6 +174,24 @@ def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def sync(state: State) -> None:
     pass  # train_on_batch returns host values, which already waited for the device
+
+
+def floor_epoch(state: State, tensors: dict, index_batches) -> None:
+    """The bench floor: only the matrix products of one training epoch, at the same shapes, dtype,
+    device and threads (forward, weight gradients, input gradients except the first layer's)."""
+    ops = keras.ops
+    ws = [ops.convert_to_tensor(layer.kernel) for layer in M.dense_layers(state.model)]  # [in, out]
+    x = tensors["x_train"]
+    for idx in index_batches:
+        acts = [x[:len(idx)]]
+        for w in ws:
+            acts.append(ops.matmul(acts[-1], w))
+        g = acts[-1]  # stands in for d(loss)/d(output): same shape
+        for i in reversed(range(len(ws))):
+            ops.matmul(ops.transpose(acts[i]), g)
+            if i:
+                g = ops.matmul(g, ops.transpose(ws[i]))
+    ops.convert_to_numpy(g[:1])  # wait for the device
 
 
 def evaluate(state: State, tensors: dict) -> tuple[float, float]:

@@ -11,7 +11,7 @@ import torch
 
 from pytorch_impl import model as M
 
-from shared.runner import RunError
+from shared.runner import RunError, epoch_totals
 
 FRAMEWORK = "pytorch"
 CHECKPOINT_EXT = "pt"
@@ -24,6 +24,7 @@ class State:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     loss_fn: object
+    forward: object  # the model, or torch.compile of it (compile=on); weights and checkpoints use `model`
 
 
 def setup(config, threads: int) -> dict:
@@ -50,7 +51,11 @@ def setup(config, threads: int) -> dict:
 def build(config, env: dict) -> State:
     device = torch.device(env["device"])
     net = M.build_model(config).to(device)
-    return State(config, device, net, M.build_optimizer(config, net), M.loss_fn(config))
+    # compile=on: Inductor kernels; on a GPU also CUDA graphs ("reduce-overhead"), which replay a
+    # recorded step without per-kernel launch costs
+    forward = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None) if config.compile == "on" else net
+    env["compiled"] = config.compile == "on"
+    return State(config, device, net, M.build_optimizer(config, net), M.loss_fn(config), forward)
 
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
@@ -75,15 +80,36 @@ def batches(state: State, tensors: dict, index_batches):
         yield tensors["x_train"][i], tensors["y_train"][i]
 
 
-def train_step(state: State, xb, yb) -> tuple[float, int]:
-    """One SGD step; returns the batch-mean loss (before the update) and the number correct."""
+def _step(state: State, xb, yb):
+    """One SGD step; the batch-mean loss (before the update) and the number correct, on the device."""
     state.model.train()
-    out = state.model(xb)
+    out = state.forward(xb)
     loss = state.loss_fn(out, yb)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     state.optimizer.step()
-    return loss.item(), int((out.argmax(1) == yb).sum())
+    return loss.detach(), (out.argmax(1) == yb).sum()
+
+
+def train_step(state: State, xb, yb) -> tuple[float, int]:
+    """One SGD step; returns the batch-mean loss (before the update) and the number correct."""
+    loss, right = _step(state, xb, yb)
+    return loss.item(), int(right)
+
+
+def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float, int, tuple | None]:
+    """One epoch in the shared batch order -> (mean train loss, correct, first bad step or None).
+    host_sync=epoch keeps each step's loss and count on the device and reads them all once at the
+    end (no host wait per step); host_sync=step reads them after every step. Same numbers."""
+    losses, rights = [], []
+    for xb, yb in batches(state, tensors, index_batches):
+        loss, right = _step(state, xb, yb) if state.config.host_sync == "epoch" else train_step(state, xb, yb)
+        losses.append(loss)
+        rights.append(right)
+        tick(1)
+    if state.config.host_sync == "epoch":
+        losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
+    return epoch_totals(losses, rights, index_batches)
 
 
 def activations(state: State, xb) -> list[np.ndarray]:
@@ -109,6 +135,24 @@ def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
 def sync(state: State) -> None:
     if state.device.type == "cuda":
         torch.cuda.synchronize(state.device)
+
+
+def floor_epoch(state: State, tensors: dict, index_batches) -> None:
+    """The bench floor: only the matrix products of one training epoch, at the same shapes, dtype,
+    device and threads (forward, weight gradients, input gradients except the first layer's)."""
+    ws = [m.weight.detach().T.contiguous() for m in M.dense_layers(state.model)]  # [in, out]
+    x = tensors["x_train"]
+    with torch.no_grad():
+        for idx in index_batches:
+            acts = [x[:len(idx)]]
+            for w in ws:
+                acts.append(acts[-1] @ w)
+            g = acts[-1]  # stands in for d(loss)/d(output): same shape
+            for i in reversed(range(len(ws))):
+                acts[i].T @ g
+                if i:
+                    g = g @ ws[i].T
+    sync(state)
 
 
 def evaluate(state: State, tensors: dict) -> tuple[float, float]:

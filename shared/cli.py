@@ -88,6 +88,9 @@ def main(framework: str, load_impl, argv=None) -> int:
     if argv[:1] == ["lockstep"]:
         from shared.lockstep import main as lockstep_main
         return lockstep_main(framework, load_impl, argv[1:])
+    if argv[:1] == ["bench"]:
+        from shared.bench import main as bench_main
+        return bench_main(framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     stop_on_signals()

@@ -25,6 +25,8 @@ CHOICES = {
     "pipeline": ("memory", "torchvision"),
     "update_rule": ("native", "torch", "keras"),
     "ops": ("native", "exact"),
+    "host_sync": ("epoch", "step"),
+    "compile": ("native", "on", "off"),
 }
 NATIVE = "native"  # for negative_slope and eps: each framework's own library default
 NATIVE_OK = ("negative_slope", "eps")
@@ -58,6 +60,11 @@ class RunConfig:
     update_rule: str = "native"      # the optimizer's definition: native (each its own), torch or keras on both
     ops: str = "native"              # native: the libraries' layers/optimizers; exact: written out, every constant
                                      # in the model dtype (Keras rounds some to float32 even in float64)
+    host_sync: str = "epoch"         # when the host reads the training loss: once per epoch (PyTorch: per-step
+                                     # values stay on the device; Keras: fit()) or after every step (train_on_batch)
+    steps_per_execution: int = 1     # Keras, host_sync=epoch: training steps per call into the backend
+    compile: str = "native"          # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
+                                     # native: each side's default (PyTorch eager, Keras "auto")
 
     def __post_init__(self):
         validate(self)
@@ -105,6 +112,7 @@ def validate(c: RunConfig) -> None:
         ("epochs", 1 <= c.epochs <= 100000, "between 1 and 100000"),
         ("seed", 0 <= c.seed < 2**32, "between 0 and 2**32-1"),
         ("threads", 0 <= c.threads <= 1024, "between 0 (all cores) and 1024"),
+        ("steps_per_execution", 1 <= c.steps_per_execution <= 60000, "between 1 and 60000"),
     ]
     for key, ok, allowed in checks:
         if not ok:

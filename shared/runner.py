@@ -1,6 +1,6 @@
 """The training driver both implementations share: run directory, resume, batch loop, timing,
 divergence. It is framework-free; each implementation passes its `train` module, whose functions
-(setup, build, to_device, batches, train_step, sync, evaluate, checkpoints, weights) are the only
+(setup, build, to_device, batches, train_step, train_epoch, sync, evaluate, checkpoints, weights) are the only
 places the frameworks differ. Read pytorch_impl/train.py and keras_impl/train.py side by side."""
 from __future__ import annotations
 
@@ -84,6 +84,19 @@ def resume_from(impl, state, out: Path, done: int, quiet: bool) -> int:
                    + f"; delete {out} and start again, or restore the checkpoint")
 
 
+def epoch_totals(losses, rights, index_batches) -> tuple[float, int, tuple | None]:
+    """Per-step batch-mean losses and correct counts (host numbers, in step order) -> the epoch's
+    size-weighted mean loss, total correct and the first non-finite step (1-based, value) or None.
+    Summed in float64 in step order, so reading the values per step or once per epoch gives the same bits."""
+    loss_sum, correct = 0.0, 0
+    for step, (loss, right, idx) in enumerate(zip(losses, rights, index_batches), 1):
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return math.nan, 0, (step, loss)
+        loss_sum, correct = loss_sum + loss * len(idx), correct + int(right)
+    return loss_sum / sum(len(i) for i in index_batches), correct, None
+
+
 def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: bool = False,
         quiet: bool = False, backend: str | None = None, keep_checkpoints: int = 0,
         t_start: float | None = None) -> int:
@@ -133,28 +146,25 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     for epoch in range(len(rows) + 1, config.epochs + 1):
         idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
         bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
-        loss_sum, correct, seen = 0.0, 0, 0
         t0 = time.perf_counter()
-        for step, (xb, yb) in enumerate(impl.batches(state, tensors, idx), 1):
-            loss, right = impl.train_step(state, xb, yb)
-            if not math.isfinite(loss):
-                bar.close()
-                msg = (f"loss became {loss} at epoch {epoch}, step {step}; likely causes: the learning rate "
-                       f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
-                       f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}")
-                rundir.write_status(out, "diverged", msg, epoch - 1)
-                _say(False, f"{label}: diverged: {msg}")
-                return 3
-            size = len(idx[step - 1])
-            loss_sum, correct, seen = loss_sum + loss * size, correct + right, seen + size
-            bar.update(1)
+        train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update)
+        if bad is not None:
+            bar.close()
+            where = f"step {bad[0]}" if bad[0] else "a step (fit reads the loss once per epoch)"
+            msg = (f"loss became {bad[1]} at epoch {epoch}, {where}; likely causes: the learning rate "
+                   f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
+                   f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}")
+            rundir.write_status(out, "diverged", msg, epoch - 1)
+            _say(False, f"{label}: diverged: {msg}")
+            return 3
+        seen = sum(len(i) for i in idx)
         impl.sync(state)
         train_seconds = time.perf_counter() - t0
         bar.close()
         t1 = time.perf_counter()
         test_loss, test_acc = impl.evaluate(state, tensors)
         eval_seconds = time.perf_counter() - t1
-        rows.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+        rows.append({"epoch": epoch, "train_loss": train_loss, "train_acc": correct / seen,
                      "test_loss": test_loss, "test_acc": test_acc, "train_seconds": train_seconds,
                      "eval_seconds": eval_seconds, "samples_per_second": seen / train_seconds})
         if config.diagnostics:  # before the checkpoint: a resume never lacks an epoch's row
@@ -168,7 +178,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         rundir.write_status(out, "running", "", epoch)
         if keep_checkpoints and epoch > keep_checkpoints:
             rundir.remove_checkpoint(rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT))
-        _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {loss_sum / seen:.4f} "
+        _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} "
                     f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
                     f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval")
     weights.save(out / "weights" / "final.npz", impl.export_weights(state))

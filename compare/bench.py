@@ -1,0 +1,151 @@
+"""`fmnist-parity bench`: how fast each training path runs, measured against the floor.
+
+Each contestant runs in its own process (`python -m <impl> bench`, shared/bench.py) and times
+training epochs through the same train_epoch that `train` uses, after warm-up, plus the floor of its
+own library: only the epoch's matrix products at the same shapes, dtype, device and threads. Every
+contestant is shown as a ratio to its floor and to PyTorch eager, measured in the same run
+(only ratios from one run mean anything on shared machines)."""
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from compare.harness import CONTESTANTS as TRAINERS, HarnessError, die_with_parent
+from shared import config as cfg
+from shared.data import atomic_write
+from shared.environment import cpu_model
+
+# name: (trainer, config overrides, what it is). The trainer's module and backend come from the harness.
+CONTESTANTS = {
+    "pytorch": ("pytorch", {}, "PyTorch eager, the default path: step losses stay on the device, read once per epoch"),
+    "pytorch-step-sync": ("pytorch", {"host_sync": "step"}, "PyTorch eager reading loss and accuracy after every step (.item())"),
+    "pytorch-compile": ("pytorch", {"compile": "on"}, "torch.compile of the model (Inductor; CUDA graphs on a GPU)"),
+    "pytorch-torchvision": ("pytorch", {"pipeline": "torchvision", "host_sync": "step"},
+                            "the lab report's pipeline: torchvision FashionMNIST + ToTensor + DataLoader"),
+    "keras": ("keras", {}, "Keras on TensorFlow, the default path: fit() over the epoch"),
+    "keras-train-on-batch": ("keras", {"host_sync": "step"}, "Keras on TensorFlow, train_on_batch per step"),
+    "keras-spe32": ("keras", {"steps_per_execution": 32}, "fit() with steps_per_execution=32"),
+    "keras-xla": ("keras", {"compile": "on", "steps_per_execution": 32}, "fit() with jit_compile=True (XLA), steps_per_execution=32"),
+    "keras-jax": ("keras-jax", {"steps_per_execution": 32}, "Keras on JAX (jit), fit() with steps_per_execution=32"),
+    "keras-torch": ("keras-torch", {}, "Keras on the torch backend, fit()"),
+}
+DEFAULT = ",".join(CONTESTANTS)
+REFERENCE = "pytorch"
+LIBRARY = {"pytorch": "torch", "keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
+
+
+def run_contestant(name: str, config: cfg.RunConfig, batch_sizes: list[int], samples: int, reps: int,
+                   warmup: int, data_dir: str, work: Path, log) -> dict:
+    trainer, overrides, _ = CONTESTANTS[name]
+    c = cfg.from_dict(overrides, base=config)
+    cfg_path, out = work / f"{name}.config.json", work / f"{name}.json"
+    cfg_path.write_text(c.to_json())
+    module = TRAINERS[trainer]
+    cmd = [sys.executable, *module[:2], "bench", *module[2:], "--config", str(cfg_path),
+           "--batch-sizes", ",".join(map(str, batch_sizes)), "--samples", str(samples), "--reps", str(reps),
+           "--warmup", str(warmup), "--data-dir", data_dir, "--out", str(out)]
+    log(f"bench {name}: batch sizes {','.join(map(str, batch_sizes))}, {reps} timed epochs each ...")
+    r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
+    if r.returncode != 0:
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+        return {"name": name, "error": f"exit {r.returncode}: {lines[-1] if lines else ''}"}
+    result = json.loads(out.read_text())
+    return {"name": name, "trainer": trainer, "library": LIBRARY[trainer], "config": c.to_dict(), **result}
+
+
+def table(results: list[dict]) -> list[dict]:
+    """One row per contestant x batch size: median, spread, ratio to its floor and to PyTorch eager."""
+    ref = {r["batch_size"]: r["median"] for x in results if x["name"] == REFERENCE and "rows" in x for r in x["rows"]}
+    rows = []
+    for x in results:
+        if "rows" not in x:
+            rows.append({"contestant": x["name"], "error": x["error"]})
+            continue
+        for r in x["rows"]:
+            rows.append({"contestant": x["name"], "library": x["library"], "batch_size": r["batch_size"],
+                         "median_s": r["median"], "min_s": min(r["seconds"]), "max_s": max(r["seconds"]),
+                         "samples_per_s": x["samples"] / r["median"], "floor_s": r["floor_median"],
+                         "x_floor": r["median"] / r["floor_median"],
+                         "x_pytorch": r["median"] / ref[r["batch_size"]] if r["batch_size"] in ref else None})
+    return rows
+
+
+def markdown(summary: dict) -> str:
+    h = summary["host"]
+    lines = [f"# fmnist-parity bench: one training epoch ({summary['samples']} samples, hidden "
+             f"{','.join(map(str, summary['config']['hidden']))}, {summary['config']['dtype']})", "",
+             f"Host: {h['cpu']} ({h['cpu_count']} CPUs), threads {summary['threads']}; devices: "
+             f"{', '.join(sorted(set(summary['devices'].values())))}. Medians of {summary['reps']} timed epochs after "
+             f"{summary['warmup']} warm-up; floor = only the matrix products of the epoch in the contestant's own "
+             f"library (torch, tensorflow, jax), same shapes, dtype, threads. Ratios are from this one run.", "",
+             "| contestant | batch | median s | spread s | samples/s | x floor | x pytorch |",
+             "|---|---|---|---|---|---|---|"]
+    for r in summary["table"]:
+        if "error" in r:
+            lines.append(f"| {r['contestant']} | - | failed: {r['error']} | | | | |")
+            continue
+        xp = f"{r['x_pytorch']:.2f}" if r["x_pytorch"] is not None else "-"
+        lines.append(f"| {r['contestant']} | {r['batch_size']} | {r['median_s']:.3g} | {r['min_s']:.3g}-{r['max_s']:.3g} "
+                     f"| {r['samples_per_s']:,.0f} | {r['x_floor']:.2f} ({r['library']} {r['floor_s']:.3g} s) | {xp} |")
+    lines += ["", "Contestants:"] + [f"- `{n}`: {CONTESTANTS[n][2]}" for n in summary["contestants"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in summary["table"] if "error" not in r]
+    sizes = sorted({r["batch_size"] for r in rows})
+    names = list(dict.fromkeys(r["contestant"] for r in rows))
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 0.45 * len(names) + 1.5), squeeze=False)
+    for ax, bs in zip(axes[0], sizes):
+        got = {r["contestant"]: r for r in rows if r["batch_size"] == bs}
+        ys = [n for n in names if n in got]
+        ax.barh(ys, [got[n]["x_floor"] for n in ys], color="tab:blue")
+        ax.axvline(1.0, color="k", lw=0.8)
+        ax.invert_yaxis()
+        ax.set_title(f"batch {bs}: epoch time / floor")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench(config: cfg.RunConfig, names: list[str], batch_sizes: list[int], samples: int, reps: int, warmup: int,
+          data_dir: str, out: Path, log) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [run_contestant(n, config, batch_sizes, samples, reps, warmup, data_dir, Path(tmp), log) for n in names]
+    ok = [x for x in results if "rows" in x]
+    if not ok:
+        raise HarnessError("every bench contestant failed: " + "; ".join(f"{x['name']}: {x['error']}" for x in results))
+    versions = {}
+    for x in ok:
+        env = x["environment"]
+        versions.update({k: env[k] for k in ("torch", "keras", "tensorflow", "jax", "torchvision") if k in env})
+    summary = {"format": "fmnist-parity-bench", "version": 1, "config": config.to_dict(), "contestants": names,
+               "batch_sizes": batch_sizes, "samples": samples, "reps": reps, "warmup": warmup,
+               "threads": ok[0]["environment"]["threads"],
+               "host": {"cpu": cpu_model(), "cpu_count": ok[0]["environment"]["cpu_count"], "python": platform.python_version()},
+               "devices": {x["name"]: x["environment"].get("device_name", "cpu") for x in ok},
+               "versions": versions, "results": results, "table": table(results)}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "bench.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+    atomic_write(out / "bench.md", lambda f: f.write(markdown(summary).encode()))
+    plot(summary, out / "bench.png")
+    return summary
+
+
+def terminal(summary: dict) -> str:
+    lines = [f"{'contestant':22s} {'batch':>5s} {'median s':>9s} {'x floor':>8s} {'x pytorch':>9s}"]
+    for r in summary["table"]:
+        if "error" in r:
+            lines.append(f"{r['contestant']:22s} failed: {r['error']}")
+            continue
+        xp = f"{r['x_pytorch']:.2f}" if r["x_pytorch"] is not None else "-"
+        lines.append(f"{r['contestant']:22s} {r['batch_size']:5d} {r['median_s']:9.3f} {r['x_floor']:8.2f} {xp:>9s}")
+    return "\n".join(lines)
+

@@ -1,0 +1,81 @@
+"""One bench contestant, inside its own process (`python -m pytorch_impl bench` / `python -m keras_impl bench`):
+time training epochs through the implementation's own train_epoch (the path `train` runs) and the
+floor (only the epoch's matrix products, same library, dtype, device and threads) at each batch size.
+Framework-free: the implementation is passed in; compare/bench.py runs the contestants and reports."""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared import batches as fbatches
+from shared import config as cfg
+from shared import data as fdata
+from shared.cli import Parser
+from shared.environment import host_environment, resolve_threads
+
+
+def _timed(fn, reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], samples: int, reps: int,
+            warmup: int) -> dict:
+    """Per batch size: `warmup` untimed epochs, then `reps` timed epochs of `samples` training
+    images, and the same for the floor. Seconds per epoch, every repetition kept."""
+    t_start = time.perf_counter()
+    threads = resolve_threads(config.threads)
+    env = {**host_environment(threads), **impl.setup(config, threads)}
+    data = fdata.load(data_dir, log=lambda m: None, progress=False)
+    x_train, x_test = data.scaled(config.scaling, config.dtype)
+    rows = []
+    for bs in batch_sizes:
+        c = cfg.from_dict({"batch_size": bs}, base=config)
+        state = impl.build(c, env)
+        tensors = impl.to_device(state, x_train[:samples], data.train_labels[:samples].astype(np.int64),
+                                 x_test, data.test_labels.astype(np.int64), data)
+        epochs = iter(range(1, warmup + reps + 1))
+        idx = lambda: fbatches.epoch_batches(c.seed, next(epochs), samples, bs, c.last_batch)
+
+        def train():
+            impl.train_epoch(state, tensors, idx(), lambda n: None)
+            impl.sync(state)
+
+        _timed(train, warmup)
+        seconds = _timed(train, reps)
+        fixed = fbatches.epoch_batches(c.seed, 1, samples, bs, c.last_batch)
+        _timed(lambda: impl.floor_epoch(state, tensors, fixed), 1)
+        floor = _timed(lambda: impl.floor_epoch(state, tensors, fixed), reps)
+        rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floor,
+                     "median": statistics.median(seconds), "floor_median": statistics.median(floor)})
+    return {"environment": env, "rows": rows, "samples": samples,
+            "process_seconds": time.perf_counter() - t_start}
+
+
+def main(framework: str, load_impl, argv=None) -> int:
+    p = Parser(prog=f"python -m {framework}_impl bench",
+               description="Time training epochs and the matrix-product floor of one contestant "
+                           "(run by `fmnist-parity bench`, which explains the options).")
+    if framework == "keras":
+        p.add_argument("--backend", default="tensorflow", choices=("tensorflow", "torch", "jax"))
+    p.add_argument("--config", type=Path, required=True, help="JSON config of the contestant")
+    p.add_argument("--batch-sizes", required=True)
+    p.add_argument("--samples", type=int, default=60000)
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    a = p.parse_args(argv)
+    config = cfg.load_json(a.config.read_text())
+    impl = load_impl(getattr(a, "backend", None), config)
+    result = measure(impl, config, a.data_dir, [int(b) for b in a.batch_sizes.split(",")], a.samples, a.reps, a.warmup)
+    fdata.atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    return 0
