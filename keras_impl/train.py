@@ -3,6 +3,7 @@ Mirror of pytorch_impl/train.py: same functions, same order. The backend (KERAS_
 its thread/device settings are fixed by keras_impl/cli.py before Keras is imported."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -176,22 +177,41 @@ def sync(state: State) -> None:
     pass  # train_on_batch returns host values, which already waited for the device
 
 
+@functools.lru_cache(maxsize=None)
+def _floor_step(backend: str):
+    """The matrix products of one step, compiled the backend's way (tf.function / jax.jit) so the
+    floor carries no per-op dispatch; every product is returned, so none is optimised away."""
+    ops = keras.ops
+
+    def step(x, ws):
+        acts = [x]
+        for w in ws:
+            acts.append(ops.matmul(acts[-1], w))
+        g, grads = acts[-1], []  # g stands in for d(loss)/d(output): same shape
+        for i in reversed(range(len(ws))):
+            grads.append(ops.matmul(ops.transpose(acts[i]), g))
+            if i:
+                g = ops.matmul(g, ops.transpose(ws[i]))
+        return grads
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.function(step, reduce_retracing=True)
+    if backend == "jax":
+        import jax
+        return jax.jit(step)
+    return step
+
+
 def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     """The bench floor: only the matrix products of one training epoch, at the same shapes, dtype,
     device and threads (forward, weight gradients, input gradients except the first layer's)."""
-    ops = keras.ops
-    ws = [ops.convert_to_tensor(layer.kernel) for layer in M.dense_layers(state.model)]  # [in, out]
+    step = _floor_step(keras.backend.backend())
+    ws = [keras.ops.convert_to_tensor(layer.kernel) for layer in M.dense_layers(state.model)]  # [in, out]
     x = tensors["x_train"]
     for idx in index_batches:
-        acts = [x[:len(idx)]]
-        for w in ws:
-            acts.append(ops.matmul(acts[-1], w))
-        g = acts[-1]  # stands in for d(loss)/d(output): same shape
-        for i in reversed(range(len(ws))):
-            ops.matmul(ops.transpose(acts[i]), g)
-            if i:
-                g = ops.matmul(g, ops.transpose(ws[i]))
-    ops.convert_to_numpy(g[:1])  # wait for the device
+        grads = step(x[:len(idx)], ws)
+    keras.ops.convert_to_numpy(grads[-1])  # wait for the device
 
 
 def evaluate(state: State, tensors: dict) -> tuple[float, float]:

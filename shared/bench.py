@@ -49,13 +49,16 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
             impl.train_epoch(state, tensors, idx(), lambda n: None)
             impl.sync(state)
 
-        _timed(train, warmup)
-        seconds = _timed(train, reps)
         fixed = fbatches.epoch_batches(c.seed, 1, samples, bs, c.last_batch)
-        _timed(lambda: impl.floor_epoch(state, tensors, fixed), 1)
-        floor = _timed(lambda: impl.floor_epoch(state, tensors, fixed), reps)
-        rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floor,
-                     "median": statistics.median(seconds), "floor_median": statistics.median(floor)})
+        floor = lambda: impl.floor_epoch(state, tensors, fixed)
+        _timed(train, warmup)
+        _timed(floor, 1)
+        seconds, floors = [], []
+        for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits both
+            seconds += _timed(train, 1)
+            floors += _timed(floor, 1)
+        rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floors,
+                     "median": statistics.median(seconds), "floor_median": statistics.median(floors)})
     return {"environment": env, "rows": rows, "samples": samples,
             "process_seconds": time.perf_counter() - t_start}
 

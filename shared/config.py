@@ -62,7 +62,8 @@ class RunConfig:
                                      # in the model dtype (Keras rounds some to float32 even in float64)
     host_sync: str = "epoch"         # when the host reads the training loss: once per epoch (PyTorch: per-step
                                      # values stay on the device; Keras: fit()) or after every step (train_on_batch)
-    steps_per_execution: int = 1     # Keras, host_sync=epoch: training steps per call into the backend
+    steps_per_execution: int = 32    # Keras, host_sync=epoch: training steps per call into the backend (same
+                                     # weights as 1, bit for bit; fewer returns to Python)
     compile: str = "native"          # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
                                      # native: each side's default (PyTorch eager, Keras "auto")
 
