@@ -39,13 +39,21 @@ def setup(config, threads: int) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = config.tf32
     torch.backends.cudnn.allow_tf32 = config.tf32
     torch.manual_seed(config.seed)
-    from importlib.metadata import version  # torchvision's version without importing it (seconds)
-    return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": version("torchvision"),
+    return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": _version("torchvision"),
             "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
             "torch_threads": torch.get_num_threads(), "tf32": config.tf32, "deterministic": config.deterministic,
             # free device memory, for the check against the config's estimate (shared/memory.py)
             **({"device_free_bytes": torch.cuda.mem_get_info(device)[0]} if device.type == "cuda" else {})}
+
+
+def _version(package: str) -> str | None:
+    """A package's version without importing it (torchvision takes seconds); None where absent."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def build(config, env: dict) -> State:

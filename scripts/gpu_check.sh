@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU check, on a machine with a CUDA GPU, in under 5 minutes: the GPU-marked tests, one epoch of
+# each contestant the machine can run with and without deterministic=true, and `bench` at batch sizes
+# 64, 128, 512. Everything lands in RESULTS_DIR.      usage: scripts/gpu_check.sh RESULTS_DIR
+# Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data
+# when the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the
+# Keras-TensorFlow contestant is skipped where TensorFlow is absent. Versions are recorded, never enforced.
+set -uo pipefail
+out=$(realpath -m "${1:?usage: scripts/gpu_check.sh RESULTS_DIR}")
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+PY=${PYTHON:-python3}
+log="$out/log.txt"
+say() { echo "$(date +%T) $*" | tee -a "$log"; }
+if ! $PY -c "import keras" 2>/dev/null && ls .gpu/wheels/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fmnist-site .gpu/wheels/*.whl
+  export PYTHONPATH=/tmp/fmnist-site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ -d .gpu/data ] && export FMNIST_DATA_DIR=${FMNIST_DATA_DIR:-$PWD/.gpu/data}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+  $PY -c "import platform; from importlib.metadata import version
+print('python', platform.python_version())
+for m in ('torch', 'jax', 'keras', 'tensorflow', 'torchvision'):
+    try: print(m, version(m))
+    except Exception: print(m, 'absent')
+import torch; print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+} > "$out/env.txt" 2>&1
+say "environment: $(tr '\n' ';' < "$out/env.txt")"
+
+say "GPU-marked tests"
+timeout 120 $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$out/pytest.txt" 2>&1
+say "tests exit $? ($(tail -1 "$out/pytest.txt"))"
+
+contestants="pytorch keras-jax keras-torch"
+has_tf() { $PY -c "from importlib.metadata import version; version('tensorflow')" 2>/dev/null \
+           || $PY -c "from importlib.metadata import version; version('tensorflow-cpu')" 2>/dev/null; }
+has_tf && contestants="$contestants keras"
+runs=$(mktemp -d)
+echo "| contestant | deterministic | exit | test acc | train s | device |" > "$out/epochs.md"
+echo "|---|---|---|---|---|---|" >> "$out/epochs.md"
+for c in $contestants; do
+  case $c in pytorch) mod=(-m pytorch_impl);; keras) mod=(-m keras_impl --backend tensorflow);;
+                      *) mod=(-m keras_impl --backend "${c#keras-}");; esac
+  for det in false true; do
+    timeout 60 $PY "${mod[@]}" --device cuda --epochs 1 --set deterministic=$det --quiet --out "$runs/$c-$det" >> "$log" 2>&1
+    rc=$?
+    row=$($PY -c "import json,sys; m=json.loads(open('$runs/$c-$det/metrics.jsonl').readline()); e=json.load(open('$runs/$c-$det/run.json'))['environment']
+print(f\"{m['test_acc']:.4f} | {m['train_seconds']:.3f} | {e.get('device_name')}\")" 2>/dev/null || echo "- | - | -")
+    echo "| $c | $det | $rc | $row |" >> "$out/epochs.md"
+  done
+done
+say "one epoch each: $out/epochs.md"
+
+bench="pytorch,pytorch-step-sync,pytorch-compile,keras-jax,keras-torch"
+has_tf && bench="$bench,keras,keras-spe32,keras-xla"
+timeout 150 $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 64,128,512 --reps 5 \
+  --out "$out/bench" >> "$log" 2>&1
+say "bench exit $?: $out/bench/bench.md"
+cat "$out/epochs.md" "$out/bench/bench.md" 2>/dev/null

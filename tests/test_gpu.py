@@ -1,0 +1,52 @@
+"""On a CUDA GPU (opt-in: `./test.sh -m gpu`; scripts/gpu_check.sh runs these): the device paths
+train, deterministic mode repeats bit for bit, and the fast path equals the step-synchronous one."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import env, metrics, train
+
+pytestmark = pytest.mark.gpu
+TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cuda():
+    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                       capture_output=True, text=True, env=env())
+    if r.stdout.strip() != "True":
+        pytest.skip("no CUDA GPU visible to PyTorch")
+
+
+def _same(a, b):
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+    wa, wb = np.load(a / "weights" / "final.npz"), np.load(b / "weights" / "final.npz")
+    return strip(metrics(a)) == strip(metrics(b)) and all(np.array_equal(wa[k], wb[k]) for k in wa.files)
+
+
+def test_pytorch_deterministic_on_gpu_repeats_and_fast_path_is_identical(tmp_path):
+    for name, sync in (("a", "epoch"), ("b", "epoch"), ("c", "step")):
+        train("pytorch", tmp_path / name, "--device", "cuda", "--epochs", "1", "--set", "deterministic=true",
+              "--set", f"host_sync={sync}")
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["environment"]["device"] == "cuda" and run["environment"]["device_free_bytes"] > 0
+    assert _same(tmp_path / "a", tmp_path / "b")
+    assert _same(tmp_path / "a", tmp_path / "c")
+    assert metrics(tmp_path / "a")[0]["test_acc"] > 0.8
+
+
+@pytest.mark.parametrize("who", ["keras-jax", "keras-torch"])
+def test_keras_trains_on_gpu(who, tmp_path):
+    train(who, tmp_path / "run", "--device", "cuda", "--epochs", "1")
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["environment"]["device"] == "cuda"
+    assert metrics(tmp_path / "run")[0]["test_acc"] > 0.8
+
+
+def test_too_large_for_the_gpu_is_refused_in_one_line(tmp_path):
+    r = train("pytorch", tmp_path / "run", "--device", "cuda", "--set", "hidden=400000,400000", check=False)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "needs about" in r.stderr and "GPU" in r.stderr
