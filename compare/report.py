@@ -75,6 +75,18 @@ def run_timing(rec, target: float) -> dict:
             "data_seconds": rec.meta.get("timing", {}).get("data_seconds")}
 
 
+def training_path(config: dict, env: dict, label: str) -> str:
+    """In words, which training loop a contestant ran (config keys host_sync, steps_per_execution,
+    compile, pipeline; the run's environment says whether it was compiled)."""
+    epoch = config.get("host_sync", "step") == "epoch"
+    compiled = env.get("compiled", env.get("jit_compile", False))
+    if label == "pytorch":
+        return ("torch.compile" if compiled else "eager") + (", loss read once per epoch" if epoch else ", loss read every step") \
+            + (", torchvision DataLoader" if config.get("pipeline") == "torchvision" else "")
+    return (f"fit(), steps_per_execution={config.get('steps_per_execution', 1)}" if epoch else "train_on_batch per step") \
+        + (", XLA" if compiled else ", no XLA")
+
+
 def summarize(comp_dir: Path) -> dict:
     meta, runs = load_runs(comp_dir)
     labels, epochs = meta["contestants"], meta["config"]["epochs"]
@@ -279,6 +291,8 @@ def document(s: dict) -> list[tuple]:
                     + [f"{t.get('reached_target', 0)}/{s['accuracy'][l]['n']}"])
     blocks.append(("table", ["contestant", "median epoch s", "first epoch s", "samples/s", "eval s",
                              "time to target s", "start-up s", "data load s", "reached target"], rows))
+    blocks.append(("p", "Training path (what was timed): " + "; ".join(
+        f"{l}: {training_path(meta['config'], s['environments'][l] or {}, l)}" for l in labels) + "."))
     blocks.append(("img", "epoch_time.png", "Epoch time per contestant"))
     blocks.append(("h2", "Setup"))
     blocks.append(("p", "Reproduce: " + meta.get("reproduce", "")))

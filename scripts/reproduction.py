@@ -1,0 +1,163 @@
+"""Figures and summary numbers of docs/REPRODUCTION.md, from the comparison directories of the
+reproduction runs and the notebook's own log. Usage (the commands are in docs/REPRODUCTION.md):
+
+    .venv/bin/python scripts/reproduction.py --runs comparisons/repro --notebook-log PATH/notebook_log.csv
+
+Writes docs/reproduction/: curves.csv (every run's per-epoch metrics and gradient norms),
+summary.json (plateau, peak, final figures per run and for the notebook) and the figures."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "reproduction"
+CHANCE_PLUS = 0.11  # "left the plateau": test accuracy above 11% (chance is 10%)
+COLORS = {"pytorch": "tab:red", "keras": "tab:blue"}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+def load(runs_root: Path) -> dict:
+    """{experiment: {(framework, seed): {"metrics": [...], "diagnostics": [...], "config": {...}}}}"""
+    exps = {}
+    for run in sorted(runs_root.glob("*/runs/*-seed*")):
+        framework, seed = run.name.rsplit("-seed", 1)
+        meta = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+        exps.setdefault(run.parent.parent.name, {})[(framework, int(seed))] = {
+            "metrics": read_jsonl(run / "metrics.jsonl"), "diagnostics": read_jsonl(run / "diagnostics.jsonl"),
+            "config": meta.get("config", {}), "environment": meta.get("environment", {}),
+            "state": json.loads((run / "status.json").read_text())["state"] if (run / "status.json").exists() else "missing"}
+    return exps
+
+
+def notebook(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{"epoch": int(r["epoch"]), "test_loss": float(r["test_loss"]), "test_acc": float(r["test_acc"])}
+                for r in csv.DictReader(f)]
+
+
+def figures(rows: list[dict]) -> dict:
+    """Plateau end (first epoch above 11%), peak and final test accuracy of one curve."""
+    acc = [(r["epoch"], r["test_acc"]) for r in rows if r["epoch"] >= 1]
+    if not acc:
+        return {}
+    left = next((e for e, a in acc if a > CHANCE_PLUS), None)
+    peak = max(acc, key=lambda x: x[1])
+    return {"epochs": acc[-1][0], "plateau_until": (left - 1) if left else acc[-1][0], "left_plateau_at": left,
+            "peak_acc": peak[1], "peak_epoch": peak[0], "final_acc": acc[-1][1],
+            "final_test_loss": rows[-1]["test_loss"]}
+
+
+def plot_curves(ax_acc, ax_loss, runs: dict, label_suffix="", style="-", nb=None):
+    for (fw, seed), r in sorted(runs.items()):
+        m = r["metrics"]
+        e = [x["epoch"] for x in m]
+        ax_acc.plot(e, [100 * x["test_acc"] for x in m], style, color=COLORS[fw], alpha=0.55 + 0.2 * (seed % 2),
+                    lw=1.2, label=f"{fw} seed {seed}{label_suffix}")
+        if ax_loss is not None:
+            ax_loss.plot(e, [x["test_loss"] for x in m], style, color=COLORS[fw], alpha=0.55 + 0.2 * (seed % 2), lw=1.2)
+    if nb:
+        ax_acc.plot([x["epoch"] for x in nb], [100 * x["test_acc"] for x in nb], color="k", lw=1.5,
+                    label="the notebook's log (its own DataLoader order, CUDA)")
+        if ax_loss is not None:
+            ax_loss.plot([x["epoch"] for x in nb], [x["test_loss"] for x in nb], color="k", lw=1.5)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, default=Path("comparisons/repro"))
+    p.add_argument("--notebook-log", type=Path, required=True, help="notebook_log.csv beside the lab report")
+    a = p.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    exps, nb = load(a.runs), notebook(a.notebook_log)
+
+    with open(OUT / "curves.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["experiment", "framework", "seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                    "train_seconds", "grad_norm_per_layer"])
+        for name, runs in sorted(exps.items()):
+            for (fw, seed), r in sorted(runs.items()):
+                diag = {d["epoch"]: d for d in r["diagnostics"]}
+                for m in r["metrics"]:
+                    g = diag.get(m["epoch"], {}).get("grad_norm", [])
+                    w.writerow([name, fw, seed, m["epoch"], f"{m['train_loss']:.6g}", f"{m['train_acc']:.6g}",
+                                f"{m['test_loss']:.6g}", f"{m['test_acc']:.6g}", f"{m['train_seconds']:.3f}",
+                                ";".join(f"{x:.4g}" for x in g)])
+
+    summary = {"notebook": {**figures(nb), "source": str(a.notebook_log.name)},
+               "runs": {name: {f"{fw}-seed{seed}": {**figures(r["metrics"]), "state": r["state"],
+                                                     "dtype": r["config"].get("dtype"), "head": r["config"].get("head"),
+                                                     "cpu": r["environment"].get("cpu"), "threads": r["environment"].get("threads")}
+                               for (fw, seed), r in sorted(runs.items())} for name, runs in sorted(exps.items())}}
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+    for name, title in (("seed-notebook", "seed-notebook: 784-784-784-200-200-10, Sigmoid+LogSoftmax, SGD 0.001/0.5, batch 512"),
+                        ("seed-report", "seed-report: 784-200-200-10, Sigmoid+LogSoftmax, SGD 0.001/0.5, batch 512")):
+        if name not in exps:
+            continue
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+        plot_curves(ax1, ax2, exps[name], nb=nb if name == "seed-notebook" else None)
+        ax1.axhline(10, color="grey", ls=":", lw=0.8)  # chance
+        ax1.set(xlabel="epoch", ylabel="test accuracy %", title=title)
+        ax2.axhline(1.4611, color="grey", ls=":", lw=0.8)
+        ax2.text(1, 1.47, "loss floor ln(9+e)-1 = 1.461", fontsize=8, color="grey")
+        ax2.set(xlabel="epoch", ylabel="test loss (NLL)")
+        ax1.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(OUT / f"{name}.png", dpi=100)
+        plt.close(fig)
+
+    # float64 vs float32 (same seed, same framework): accuracy and per-layer gradient norms
+    if "seed-notebook-float64" in exps and "seed-notebook" in exps:
+        f64 = exps["seed-notebook-float64"]
+        fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
+        n = max(len(r["metrics"]) for r in f64.values())
+        f32 = {k: {**v, "metrics": v["metrics"][:n], "diagnostics": v["diagnostics"][:n]}
+               for k, v in exps["seed-notebook"].items() if k in f64}
+        plot_curves(axes[0], None, f32, " float32", "-")
+        plot_curves(axes[0], None, f64, " float64", "--")
+        axes[0].set(xlabel="epoch", ylabel="test accuracy %", title="seed-notebook, float32 vs float64")
+        axes[0].legend(fontsize=8)
+        for ax, fw in zip(axes[1:], ("pytorch", "keras")):
+            for runs, style, dt in ((f32, "-", "float32"), (f64, "--", "float64")):
+                for (f, seed), r in runs.items():
+                    if f != fw or not r["diagnostics"]:
+                        continue
+                    layers = len(r["diagnostics"][0]["grad_norm"])
+                    for i in range(layers):
+                        ax.semilogy([d["epoch"] for d in r["diagnostics"]], [d["grad_norm"][i] for d in r["diagnostics"]],
+                                    style, color=plt.cm.viridis(i / max(1, layers - 1)), lw=1,
+                                    label=f"layer {i + 1} {dt}" if dt == "float32" or i == 0 else None)
+            ax.set(xlabel="epoch", ylabel="gradient norm (probe batch)", title=f"{fw}: per-layer gradient norms")
+            ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(OUT / "float64.png", dpi=100)
+        plt.close(fig)
+
+    if "seed-notebook-logits" in exps and "seed-notebook" in exps:
+        lg = exps["seed-notebook-logits"]
+        n = max(len(r["metrics"]) for r in lg.values())
+        seedh = {k: {**v, "metrics": v["metrics"][:n]} for k, v in exps["seed-notebook"].items() if k in lg}
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        plot_curves(ax, None, seedh, " Sigmoid+LogSoftmax head", "-")
+        plot_curves(ax, None, lg, " logits head", "--")
+        ax.set(xlabel="epoch", ylabel="test accuracy %", title="seed-notebook: the report's head vs plain logits")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(OUT / "logits.png", dpi=100)
+        plt.close(fig)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
