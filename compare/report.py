@@ -83,7 +83,8 @@ def training_path(config: dict, env: dict, label: str) -> str:
     if label == "pytorch":
         return ("torch.compile" if compiled else "eager") + (", loss read once per epoch" if epoch else ", loss read every step") \
             + (", torchvision DataLoader" if config.get("pipeline") == "torchvision" else "")
-    return (f"fit(), steps_per_execution={config.get('steps_per_execution', 1)}" if epoch else "train_on_batch per step") \
+    spe = env.get("steps_per_execution", config.get("steps_per_execution", 1))
+    return (f"fit(), steps_per_execution={spe}" if epoch else "train_on_batch per step") \
         + (", XLA" if compiled else ", no XLA")
 
 

@@ -75,8 +75,10 @@ def build(config, env: dict) -> State:
     opt = M.build_optimizer(config, net)
     loss = M.loss_fn(config)
     jit = {"native": "auto", "on": True, "off": False}[config.compile]
+    # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
+    env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
     net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,
-                steps_per_execution=config.steps_per_execution)
+                steps_per_execution=env["steps_per_execution"])
     env["jit_compile"] = bool(net.jit_compile)
     env["compiled"] = bool(net.jit_compile)
     return State(config, env["device"], net, opt, loss)
@@ -128,7 +130,7 @@ def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float
     order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
     logs = state.model.fit(x, y, batch_size=state.config.batch_size, epochs=1, shuffle=False, verbose=0,
-                           callbacks=[_Tick(tick, state.config.steps_per_execution)]).history
+                           callbacks=[_Tick(tick, state.model.steps_per_execution)]).history
     loss, seen = float(logs["loss"][-1]), len(order)
     correct = int(round(float(logs["sparse_categorical_accuracy"][-1]) * seen))
     return (loss, correct, None) if np.isfinite(loss) else (np.nan, 0, (None, loss))

@@ -30,7 +30,8 @@ def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path):
     assert strip(step) == strip(epoch)  # train loss too: the same float32 values summed in the same order
 
 
-@pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]), ("keras-jax", [])])
+@pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]), ("keras-jax", []),
+                                      ("keras-torch", [])])
 def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path):
     (step, epoch), same_weights = _run_both(who, tmp_path, *extra)
     assert same_weights  # the same train_step runs, inside fit's loop instead of one call per batch
