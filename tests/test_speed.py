@@ -17,7 +17,7 @@ def _run_both(who, tmp_path, *extra):
     runs = {}
     for sync in ("step", "epoch"):
         runs[sync] = tmp_path / sync
-        train(who, runs[sync], "--epochs", "2", "--set", "threads=2", "--set", f"host_sync={sync}", *extra)
+        train(who, runs[sync], "--epochs", "1", "--set", "threads=2", "--set", f"host_sync={sync}", *extra)
     weights = {k: np.load(p / "weights" / "final.npz") for k, p in runs.items()}
     same_weights = all(np.array_equal(weights["step"][k], weights["epoch"][k]) for k in weights["step"].files)
     return [metrics(runs[k]) for k in ("step", "epoch")], same_weights
