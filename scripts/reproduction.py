@@ -59,6 +59,33 @@ def figures(rows: list[dict]) -> dict:
             "final_test_loss": rows[-1]["test_loss"]}
 
 
+def init_signal(sizes: list[int], seeds=range(1, 6)) -> dict:
+    """At initialisation, on the first 1024 training images (x/255): how much of each output score
+    depends on the input, against the spread of the scores' means (the biases), under each library's
+    default initialiser distribution (PyTorch: weight and bias U(+-1/sqrt(fan_in)); Keras: Glorot
+    uniform, zero bias), LeakyReLU 0.01, drawn in numpy for several seeds."""
+    import sys
+    import numpy as np
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from shared import data as fdata
+    d = fdata.load(None, log=lambda m: None, progress=False)
+    x = d.scaled("unit", "float64")[0][:1024]
+    out = {}
+    for name in ("pytorch", "keras"):
+        rows = []
+        for seed in seeds:
+            rng, h = np.random.default_rng(seed), x
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                bound = 1 / np.sqrt(a) if name == "pytorch" else np.sqrt(6 / (a + b))
+                w = rng.uniform(-bound, bound, (a, b))
+                z = h @ w + (rng.uniform(-bound, bound, b) if name == "pytorch" else 0)
+                h = np.where(z > 0, z, 0.01 * z)
+            rows.append({"input_dependent_std": float(z.std(0).mean()), "mean_score_spread": float(z.mean(0).std()),
+                         "classes_predicted": int(len(set(z.argmax(1))))})
+        out[name] = {k: [r[k] for r in rows] for k in rows[0]}
+    return out
+
+
 def plot_curves(ax_acc, ax_loss, runs: dict, label_suffix="", style="-", nb=None):
     for (fw, seed), r in sorted(runs.items()):
         m = r["metrics"]
@@ -100,6 +127,8 @@ def main() -> int:
                                                      "dtype": r["config"].get("dtype"), "head": r["config"].get("head"),
                                                      "cpu": r["environment"].get("cpu"), "threads": r["environment"].get("threads")}
                                for (fw, seed), r in sorted(runs.items())} for name, runs in sorted(exps.items())}}
+    summary["init_signal"] = {"seed-notebook": init_signal([784, 784, 784, 200, 200, 10]),
+                              "seed-report": init_signal([784, 200, 200, 10])}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
     for name, title in (("seed-notebook", "seed-notebook: 784-784-784-200-200-10, Sigmoid+LogSoftmax, SGD 0.001/0.5, batch 512"),
