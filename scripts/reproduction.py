@@ -127,6 +127,11 @@ def main() -> int:
                                                      "dtype": r["config"].get("dtype"), "head": r["config"].get("head"),
                                                      "cpu": r["environment"].get("cpu"), "threads": r["environment"].get("threads")}
                                for (fw, seed), r in sorted(runs.items())} for name, runs in sorted(exps.items())}}
+    nbl = {r["epoch"]: r["test_loss"] for r in nb}
+    for key, r in summary["runs"].get("seed-notebook", {}).items():
+        fw, seed = key.rsplit("-seed", 1)
+        d = [abs(m["test_loss"] - nbl[m["epoch"]]) for m in exps["seed-notebook"][(fw, int(seed))]["metrics"] if m["epoch"] in nbl]
+        r["test_loss_vs_notebook"] = {"max_abs": max(d), "mean_abs": sum(d) / len(d)}
     summary["init_signal"] = {"seed-notebook": init_signal([784, 784, 784, 200, 200, 10]),
                               "seed-report": init_signal([784, 200, 200, 10])}
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -148,28 +153,33 @@ def main() -> int:
         fig.savefig(OUT / f"{name}.png", dpi=100)
         plt.close(fig)
 
-    # float64 vs float32 (same seed, same framework): accuracy and per-layer gradient norms
-    if "seed-notebook-float64" in exps and "seed-notebook" in exps:
-        f64 = exps["seed-notebook-float64"]
-        fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
-        n = max(len(r["metrics"]) for r in f64.values())
-        f32 = {k: {**v, "metrics": v["metrics"][:n], "diagnostics": v["diagnostics"][:n]}
-               for k, v in exps["seed-notebook"].items() if k in f64}
-        plot_curves(axes[0], None, f32, " float32", "-")
-        plot_curves(axes[0], None, f64, " float64", "--")
-        axes[0].set(xlabel="epoch", ylabel="test accuracy %", title="seed-notebook, float32 vs float64")
+    # float64 vs float32, same seed, same initial weights: PyTorch with its native init (drawn in
+    # float32, then converted), Keras with init=shared (Keras draws its init in the layer dtype)
+    pairs = [(fw, exps.get(a, {}).get((fw, 1)), exps.get(b, {}).get((fw, 1)), label) for fw, a, b, label in (
+        ("pytorch", "seed-notebook", "seed-notebook-float64", "native init"),
+        ("keras", "seed-notebook-shared-init", "seed-notebook-float64-shared-init", "init=shared"))]
+    pairs = [p for p in pairs if p[1] and p[2]]
+    if pairs:
+        fig, axes = plt.subplots(1, 1 + len(pairs), figsize=(6 * (1 + len(pairs)), 4.5))
+        for fw, f32, f64, label in pairs:
+            n = len(f64["metrics"])
+            for r, style, dt in ((f32, "-", "float32"), (f64, "--", "float64")):
+                m = r["metrics"][:n]
+                axes[0].plot([x["epoch"] for x in m], [100 * x["test_acc"] for x in m], style, color=COLORS[fw],
+                             label=f"{fw} seed 1 ({label}) {dt}")
+        axes[0].set(xlabel="epoch", ylabel="test accuracy %", title="seed-notebook: float32 vs float64")
         axes[0].legend(fontsize=8)
-        for ax, fw in zip(axes[1:], ("pytorch", "keras")):
-            for runs, style, dt in ((f32, "-", "float32"), (f64, "--", "float64")):
-                for (f, seed), r in runs.items():
-                    if f != fw or not r["diagnostics"]:
-                        continue
-                    layers = len(r["diagnostics"][0]["grad_norm"])
-                    for i in range(layers):
-                        ax.semilogy([d["epoch"] for d in r["diagnostics"]], [d["grad_norm"][i] for d in r["diagnostics"]],
-                                    style, color=plt.cm.viridis(i / max(1, layers - 1)), lw=1,
-                                    label=f"layer {i + 1} {dt}" if dt == "float32" or i == 0 else None)
-            ax.set(xlabel="epoch", ylabel="gradient norm (probe batch)", title=f"{fw}: per-layer gradient norms")
+        for ax, (fw, f32, f64, label) in zip(axes[1:], pairs):
+            n = len(f64["diagnostics"])
+            for r, style, dt in ((f32, "-", "float32"), (f64, "--", "float64")):
+                diag = r["diagnostics"][:n]
+                layers = len(diag[0]["grad_norm"])
+                for i in range(layers):
+                    ax.semilogy([d["epoch"] for d in diag], [d["grad_norm"][i] for d in diag], style,
+                                color=plt.cm.viridis(i / max(1, layers - 1)), lw=1,
+                                label=f"layer {i + 1}" if dt == "float32" else None)
+            ax.set(xlabel="epoch", ylabel="gradient norm (probe batch)",
+                   title=f"{fw} ({label}): per-layer gradient norms, float32 solid, float64 dashed")
             ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(OUT / "float64.png", dpi=100)
