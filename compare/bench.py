@@ -28,7 +28,7 @@ CONTESTANTS = {
                             "the lab report's pipeline: torchvision FashionMNIST + ToTensor + DataLoader"),
     "keras": ("keras", {}, "Keras on TensorFlow, the default path: fit() over the epoch"),
     "keras-train-on-batch": ("keras", {"host_sync": "step"}, "Keras on TensorFlow, train_on_batch per step"),
-    "keras-spe32": ("keras", {"steps_per_execution": 32}, "fit() with steps_per_execution=32"),
+    "keras-spe1": ("keras", {"steps_per_execution": 1}, "fit() with steps_per_execution=1 (one step per call)"),
     "keras-xla": ("keras", {"compile": "on", "steps_per_execution": 32}, "fit() with jit_compile=True (XLA), steps_per_execution=32"),
     "keras-jax": ("keras-jax", {"steps_per_execution": 32}, "Keras on JAX (jit), fit() with steps_per_execution=32"),
     "keras-torch": ("keras-torch", {}, "Keras on the torch backend, fit()"),

@@ -53,7 +53,7 @@ done
 say "one epoch each: $out/epochs.md"
 
 bench="pytorch,pytorch-step-sync,pytorch-compile,keras-jax,keras-torch"
-has_tf && bench="$bench,keras,keras-spe32,keras-xla"
+has_tf && bench="$bench,keras,keras-spe1,keras-xla"
 timeout 150 $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 64,128,512 --reps 5 \
   --out "$out/bench" >> "$log" 2>&1
 say "bench exit $?: $out/bench/bench.md"

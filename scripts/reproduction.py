@@ -178,8 +178,8 @@ def main() -> int:
                     ax.semilogy([d["epoch"] for d in diag], [d["grad_norm"][i] for d in diag], style,
                                 color=plt.cm.viridis(i / max(1, layers - 1)), lw=1,
                                 label=f"layer {i + 1}" if dt == "float32" else None)
-            ax.set(xlabel="epoch", ylabel="gradient norm (probe batch)",
-                   title=f"{fw} ({label}): per-layer gradient norms, float32 solid, float64 dashed")
+            ax.set(xlabel="epoch", ylabel="gradient norm (probe batch)")
+            ax.set_title(f"{fw} ({label}): gradient norm per layer\nfloat32 solid, float64 dashed (on top of it)", fontsize=10)
             ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(OUT / "float64.png", dpi=100)
