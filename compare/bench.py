@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from compare.harness import CONTESTANTS as TRAINERS, HarnessError, die_with_parent
+from compare.harness import HarnessError, die_with_parent, last_line, subcommand
 from shared import config as cfg
 from shared.data import atomic_write
 from shared.environment import cpu_model
@@ -44,15 +43,13 @@ def run_contestant(name: str, config: cfg.RunConfig, batch_sizes: list[int], sam
     c = cfg.from_dict(overrides, base=config)
     cfg_path, out = work / f"{name}.config.json", work / f"{name}.json"
     cfg_path.write_text(c.to_json())
-    module = TRAINERS[trainer]
-    cmd = [sys.executable, *module[:2], "bench", *module[2:], "--config", str(cfg_path),
-           "--batch-sizes", ",".join(map(str, batch_sizes)), "--samples", str(samples), "--reps", str(reps),
-           "--warmup", str(warmup), "--data-dir", data_dir, "--out", str(out)]
+    cmd = subcommand(trainer, "bench", "--config", str(cfg_path), "--batch-sizes", ",".join(map(str, batch_sizes)),
+                     "--samples", str(samples), "--reps", str(reps), "--warmup", str(warmup),
+                     "--data-dir", data_dir, "--out", str(out))
     log(f"bench {name}: batch sizes {','.join(map(str, batch_sizes))}, {reps} timed epochs each ...")
     r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent)
     if r.returncode != 0:
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-        return {"name": name, "error": f"exit {r.returncode}: {lines[-1] if lines else ''}"}
+        return {"name": name, "error": f"exit {r.returncode}: {last_line(r.stderr)}"}
     result = json.loads(out.read_text())
     return {"name": name, "trainer": trainer, "library": LIBRARY[trainer], "config": c.to_dict(), **result}
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from compare.harness import CONTESTANTS, HarnessError
+from compare.harness import HarnessError, subcommand
 from shared.data import atomic_write
 
 
@@ -62,8 +61,7 @@ ROWS = [
 
 
 def probe(label: str) -> dict:
-    module, rest = CONTESTANTS[label][:2], CONTESTANTS[label][2:]
-    r = subprocess.run([sys.executable, *module, "defaults", *rest], capture_output=True, text=True)
+    r = subprocess.run(subcommand(label, "defaults"), capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"defaults probe of {label} failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

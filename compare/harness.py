@@ -106,6 +106,18 @@ def job_state(job: Job) -> str:
     return "done" if state in ("completed", "diverged") else "resume"
 
 
+def subcommand(contestant: str, name: str, *args: str) -> list[str]:
+    """The command line of an implementation's subcommand (lockstep, defaults, bench) for a contestant."""
+    module, rest = CONTESTANTS[contestant][:2], CONTESTANTS[contestant][2:]
+    return [sys.executable, *module, name, *rest, *args]
+
+
+def last_line(stderr: str) -> str:
+    """The last non-empty line a failed child wrote: its one-line error."""
+    lines = [l for l in stderr.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
 def command(contestant: str, cfg_path: Path, seed: int, run_dir: Path, data_dir: str, resume: bool) -> list[str]:
     """The one command line that trains a job (the local and the Ray engine both run it)."""
     cmd = [sys.executable, *CONTESTANTS[contestant], "--config", str(cfg_path), "--seed", str(seed),

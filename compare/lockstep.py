@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from compare.harness import CONTESTANTS, HarnessError
+from compare.harness import HarnessError, last_line, subcommand
 from shared import config as cfg
 from shared import lockstep as trace_format
 from shared.data import atomic_write
@@ -49,18 +48,16 @@ def eps(dtype: str) -> float:
 
 def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str,
              perturb: int | None = None) -> Path:
-    module, rest = CONTESTANTS[label][:2], CONTESTANTS[label][2:]
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     cfg_path.write_text(config.to_json())
-    cmd = [sys.executable, *module, "lockstep", *rest, "--config", str(cfg_path), "--steps", str(steps),
-           "--every", str(every), "--out", str(out), "--data-dir", data_dir]
+    cmd = subcommand(label, "lockstep", "--config", str(cfg_path), "--steps", str(steps),
+                     "--every", str(every), "--out", str(out), "--data-dir", data_dir)
     if perturb is not None:
         cmd += ["--perturb", str(perturb)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-        raise HarnessError(f"lockstep side {label} failed (exit {r.returncode}): {lines[-1] if lines else ''}")
+        raise HarnessError(f"lockstep side {label} failed (exit {r.returncode}): {last_line(r.stderr)}")
     return out
 
 

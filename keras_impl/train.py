@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_impl import model as M
 
-from shared.runner import RunError, epoch_totals
+from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "keras"
 CHECKPOINT_EXT = "npz"
@@ -120,12 +120,7 @@ def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float
     steps per call, the loss read once; Keras averages it in float32 on the device, and a
     non-finite loss is known by epoch, not step); host_sync=step calls train_on_batch per batch."""
     if state.config.host_sync == "step":
-        losses, rights = [], []
-        for xb, yb in batches(state, tensors, index_batches):
-            loss, right = train_step(state, xb, yb)
-            losses.append(loss)
-            rights.append(right)
-            tick(1)
+        losses, rights = step_by_step(lambda xb, yb: train_step(state, xb, yb), batches(state, tensors, index_batches), tick)
         return epoch_totals(losses, rights, index_batches)
     order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)

@@ -11,7 +11,7 @@ import torch
 
 from pytorch_impl import model as M
 
-from shared.runner import RunError, epoch_totals
+from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "pytorch"
 CHECKPOINT_EXT = "pt"
@@ -111,12 +111,8 @@ def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float
     """One epoch in the shared batch order -> (mean train loss, correct, first bad step or None).
     host_sync=epoch keeps each step's loss and count on the device and reads them all once at the
     end (no host wait per step); host_sync=step reads them after every step. Same numbers."""
-    losses, rights = [], []
-    for xb, yb in batches(state, tensors, index_batches):
-        loss, right = _step(state, xb, yb) if state.config.host_sync == "epoch" else train_step(state, xb, yb)
-        losses.append(loss)
-        rights.append(right)
-        tick(1)
+    step = _step if state.config.host_sync == "epoch" else train_step
+    losses, rights = step_by_step(lambda xb, yb: step(state, xb, yb), batches(state, tensors, index_batches), tick)
     if state.config.host_sync == "epoch":
         losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
     return epoch_totals(losses, rights, index_batches)

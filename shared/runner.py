@@ -84,6 +84,18 @@ def resume_from(impl, state, out: Path, done: int, quiet: bool) -> int:
                    + f"; delete {out} and start again, or restore the checkpoint")
 
 
+def step_by_step(step, batches, tick) -> tuple[list, list]:
+    """Run `step(xb, yb) -> (loss, correct)` on every batch, in order; the per-step values as the step
+    returns them (host numbers, or device scalars an implementation reads once per epoch)."""
+    losses, rights = [], []
+    for xb, yb in batches:
+        loss, right = step(xb, yb)
+        losses.append(loss)
+        rights.append(right)
+        tick(1)
+    return losses, rights
+
+
 def epoch_totals(losses, rights, index_batches) -> tuple[float, int, tuple | None]:
     """Per-step batch-mean losses and correct counts (host numbers, in step order) -> the epoch's
     size-weighted mean loss, total correct and the first non-finite step (1-based, value) or None.

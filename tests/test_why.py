@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO
 from helpers import python
-from compare import ablate, defaults, lockstep
+from compare import ablate, defaults, harness, lockstep
 from shared import config as cfg
 from shared.data import atomic_write
 
@@ -105,7 +105,7 @@ def lockstep_perturb(layers, dtype):
 
 
 def probe(label, patch=""):
-    module, rest = defaults.CONTESTANTS[label][:2], defaults.CONTESTANTS[label][2:]
+    module, rest = harness.CONTESTANTS[label][:2], harness.CONTESTANTS[label][2:]
     code = ("import sys, json\n"
             f"sys.argv = ['x', 'defaults', *{rest!r}]\n"
             "from shared.environment import quiet_frameworks; quiet_frameworks()\n"
