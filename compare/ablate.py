@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from compare import engines, harness, report
+from compare import engines, harness
+from compare.render import accuracy_per_cell, jsonable
+from compare.render import render_md as md
+from compare.summary import summarize as summarize_cell
 from compare import stats as S
 from shared import config as cfg
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 
 def cells(config: cfg.RunConfig) -> dict[str, dict]:
@@ -36,6 +39,10 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
     return out
 
 
+def cell_dir(out: Path, name: str) -> Path:
+    return Path(out) / "cells" / name.replace(" ", "-")
+
+
 def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path, data_dir: str,
            margin: float, only: list[str] | None = None, log=print, engine: dict | None = None) -> dict:
     out = Path(out)
@@ -48,15 +55,14 @@ def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path
     jobs = []
     for name, overrides in plan.items():
         c = cfg.from_dict(overrides, config)
-        cell_dir = out / "cells" / name.replace(" ", "-")
-        jobs.append((name, c, harness.plan(cell_dir, c, seeds, labels, {"margin": margin, "target_acc": 0.85,
+        jobs.append((name, c, harness.plan(cell_dir(out, name), c, seeds, labels, {"margin": margin, "target_acc": 0.85,
                                                                          "reproduce": f"ablate cell {name}"})))
     for name, c, _ in jobs:
         log(f"ablate cell '{name}': {json.dumps({k: c.to_dict()[k] for k in plan[name]})}")
     engines.run_jobs([(job, c) for _, c, cell_jobs in jobs for job in cell_jobs], data_dir, log, **(engine or {}))
-    summaries = {name: report.write_report(out / "cells" / name.replace(" ", "-")) for name in plan}
+    summaries = {name: summarize_cell(cell_dir(out, name)) for name in plan}  # their reports: report.write_cell_reports
     s = summarize(plan, summaries, labels, margin)
-    atomic_write(out / "ablation.json", lambda f: f.write(json.dumps(report._jsonable(s), indent=1).encode()))
+    atomic_write(out / "ablation.json", lambda f: f.write(json.dumps(jsonable(s), indent=1).encode()))
     plot(s, out / "ablation.png")
     atomic_write(out / "ablation.md", lambda f: f.write(render_md(s).encode()))
     return s
@@ -136,7 +142,7 @@ def plot(s: dict, path: Path) -> None:
     rows, labels = s["rows"], s["labels"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(rows))
-    report.accuracy_per_cell(ax1, rows, labels, "Accuracy per cell (dots: seeds)")
+    accuracy_per_cell(ax1, rows, labels, "Accuracy per cell (dots: seeds)")
     for o in labels[1:]:
         d = np.array([100 * (r["gaps"][o]["diff"] if r["gaps"][o]["diff"] is not None else np.nan) for r in rows])
         lo = np.array([100 * r["gaps"][o]["ci"][0] if r["gaps"][o]["ci"] else np.nan for r in rows])
@@ -176,5 +182,4 @@ def blocks(s: dict) -> list[tuple]:
 
 
 def render_md(s: dict) -> str:
-    from compare.report import render_md as md
     return md(blocks(s), {"ablation/ablation.png"}).replace("ablation/ablation.png", "ablation.png")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compare.harness import HarnessError, die_with_parent, last_line, subcommand
 from shared import config as cfg
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 from shared.environment import cpu_model
 
 # name: (trainer, config overrides, what it is). The trainer's module and backend come from the harness.

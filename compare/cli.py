@@ -11,8 +11,10 @@ from pathlib import Path
 
 from shared import config as cfg
 from shared import data as fdata
-from shared.cli import Parser, Stopped, stop_on_signals
+from shared.cli import Stopped, stop_on_signals
+from shared.parsing import Parser
 from shared.environment import quiet_frameworks
+from shared import rundir
 from shared.rundir import RunFormatError
 from compare import engines, harness
 from compare.harness import HarnessError
@@ -27,6 +29,15 @@ package, a torchvision root and the Keras cache, and downloaded if none has them
 
 def _eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+_CLAIMED: list[Path] = []  # what this command may create; a refusal (exit 2) removes it again
+
+
+def _claim(path) -> Path:
+    """An output path this command is about to write: remember what writing it would create."""
+    _CLAIMED.append(rundir.first_missing(Path(path)))
+    return Path(path)
 
 
 def cmd_data(args) -> int:
@@ -77,7 +88,7 @@ def cmd_run(args) -> int:
     from compare import harness, report
     t0 = time.perf_counter()
     config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
-    seeds = harness.parse_seeds(args.seeds)
+    seeds = harness.parse_seeds(args.seeds, args.seed)
     if args.with_:
         _list(args.with_, WHY, "--with")  # refuse a bad flag before hours of training
     if args.lockstep_steps is not None and args.lockstep_steps < 3:
@@ -93,7 +104,7 @@ def cmd_run(args) -> int:
         return run_sweep(args, config, seeds, labels, engine, t0)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
     _eprint(f"data: {data.source} (verified)")
-    out = Path(args.out or f"comparisons/{args.preset}")
+    out = _claim(args.out or f"comparisons/{args.preset}")
     reproduce = "fmnist-parity " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "fmnist-parity run"
     jobs = harness.plan(out, config, seeds, labels, {"margin": args.margin / 100, "target_acc": args.target_acc,
                                                      "reproduce": reproduce, "engine": engine["engine"],
@@ -140,9 +151,12 @@ def run_sweep(args, config, seeds, labels, engine: dict, t0: float) -> int:
     import time
     from compare import report, sweep
     grid = sweep.cells(args.grid, config)
+    warning = harness.dtype_init_warning([c.to_dict() for _, c in grid], labels)
+    if warning:
+        _eprint(warning)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
     _eprint(f"data: {data.source} (verified)")
-    out = Path(args.out or f"comparisons/sweep-{args.preset}")
+    out = _claim(args.out or f"comparisons/sweep-{args.preset}")
     work = []
     for name, c in grid:
         jobs = harness.plan(out / "cells" / name, c, seeds, labels,
@@ -151,8 +165,8 @@ def run_sweep(args, config, seeds, labels, engine: dict, t0: float) -> int:
         work += [(j, c) for j in jobs]
     _eprint(f"sweep: {len(grid)} cells x {len(seeds)} seeds x {len(labels)} contestants = {len(work)} runs into {out}")
     engines.run_jobs(work, str(Path(data.directory).resolve()), _eprint, **engine)
+    report.write_cell_reports(out)
     for name, _ in grid:
-        report.write_report(out / "cells" / name)
         if args.tensorboard:
             from compare import tensorboard
             tensorboard.export(out / "cells" / name, Path(args.tensorboard) / name, log=_eprint)
@@ -184,7 +198,7 @@ def cmd_lockstep(args) -> int:
         raise HarnessError(f"--steps {args.steps} / --every {args.every}: need at least 3 steps and every >= 1")
     cfg.from_dict(cfg.parse_sets(args.set_keras), config)  # refuse a bad --set-keras before any run
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
-    out = Path(args.out or f"comparisons/lockstep-{args.preset}")
+    out = _claim(args.out or f"comparisons/lockstep-{args.preset}")
     s = lockstep.lockstep(config, backends, dtypes, args.steps, args.every, out, str(Path(data.directory).resolve()),
                           args.set_keras, args.keep_traces, cells, log=_eprint)
     print()
@@ -215,7 +229,7 @@ def cmd_bench(args) -> int:
     for bs in sizes:
         cfg.from_dict({"batch_size": bs}, config)  # refuse a bad batch size before any process starts
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
-    out = Path(args.out)
+    out = _claim(args.out)
     s = bench.bench(config, names, sizes, args.samples, args.reps, args.warmup,
                     str(Path(data.directory).resolve()), out, log=_eprint)
     print(bench.terminal(s))
@@ -228,7 +242,7 @@ def cmd_defaults(args) -> int:
     from compare import defaults
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
     labels = ["pytorch"] + ["keras" if b == "tensorflow" else f"keras-{b}" for b in backends]
-    t = defaults.defaults(labels, Path(args.out) if args.out else None, log=_eprint)
+    t = defaults.defaults(labels, _claim(args.out) if args.out else None, log=_eprint)
     if args.json:
         import json
         print(json.dumps(t, indent=1))
@@ -239,9 +253,9 @@ def cmd_defaults(args) -> int:
 
 def cmd_ablate(args) -> int:
     """Which out-of-the-box difference matters: native, one switch at a time, all matched."""
-    from compare import ablate, harness
+    from compare import ablate, harness, report
     config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
-    seeds = harness.parse_seeds(args.seeds)
+    seeds = harness.parse_seeds(args.seeds, args.seed)
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
     if not 0 < args.margin < 100:
@@ -249,9 +263,10 @@ def cmd_ablate(args) -> int:
     only = [c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None
     engine = _engine_args(args)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
-    out = Path(args.out or f"comparisons/ablate-{args.preset}")
+    out = _claim(args.out or f"comparisons/ablate-{args.preset}")
     s = ablate.ablate(config, seeds, labels, out, str(Path(data.directory).resolve()), args.margin / 100, only,
                       log=_eprint, engine=engine)
+    report.write_cell_reports(out)
     print()
     for line in s["conclusions"]:
         print(line)
@@ -267,7 +282,7 @@ def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: 
     """`run --with ...`: the "why" analyses, written into the comparison directory for its report."""
     if not with_:
         return
-    from compare import ablate, defaults, lockstep
+    from compare import ablate, defaults, lockstep, report
     from shared.batches import steps_per_epoch
     chosen = _list(with_, WHY, "--with")
     if "defaults" in chosen:
@@ -284,12 +299,31 @@ def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: 
             lockstep.lockstep(config, backends, ["float64", "float32"], steps, 20, out / "lockstep", data_dir, log=_eprint)
     if "ablate" in chosen:
         ablate.ablate(config, seeds, labels, out / "ablation", data_dir, margin, log=_eprint)
+        report.write_cell_reports(out / "ablation")
+
+
+def cmd_collect(args) -> int:
+    """Runs made one by one with `train` (same settings), gathered into a comparison and reported."""
+    from compare import collect, report
+    if not 0 < args.margin < 100:
+        raise HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    out = _claim(args.out)
+    reproduce = shlex.join(["fmnist-parity", *sys.argv[1:]]) if sys.argv[1:2] == ["collect"] else "fmnist-parity collect"
+    jobs = collect.collect(args.runs, out, {"margin": args.margin / 100, "target_acc": args.target_acc,
+                                            "reproduce": reproduce})
+    missing = [j.name for j in jobs if not (j.run_dir / "run.json").exists()]
+    _eprint(f"collected {len(jobs) - len(missing)} runs into {out}" + (f"; missing: {', '.join(missing)}" if missing else ""))
+    s = report.write_report(out)
+    for v in s["verdicts"]:
+        print(v["sentence"])
+    print(f"Report: {(out / 'report.html').resolve()}")
+    return 0
 
 
 def cmd_tensorboard(args) -> int:
     """An existing comparison's curves as TensorBoard event files."""
     from compare import tensorboard
-    written = tensorboard.export(args.comparison, args.logdir, log=_eprint)
+    written = tensorboard.export(args.comparison, _claim(args.logdir), log=_eprint)
     print(f"{len(written)} run(s) written; view them with: tensorboard --logdir {args.logdir}")
     return 0
 
@@ -307,6 +341,12 @@ def cmd_diff(args) -> int:
     from compare import diff
     print(diff.describe(args.a, args.b))
     return 0
+
+
+def _seed_flags(p) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--seeds", default="3", metavar="N|A,B,..|A-B", help=harness.SEEDS_HELP)
+    g.add_argument("--seed", type=int, metavar="N", help="one seed, numbered N (the same as --seeds N,)")
 
 
 def _engine_flags(p) -> None:
@@ -346,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--preset", default="standard", help=f"{', '.join(cfg.PRESETS)} (default standard)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     r.add_argument("--epochs", type=int, help="epochs per run (default: the preset's)")
-    r.add_argument("--seeds", default="3", help="number of seeds (3 -> 0,1,2) or a list (0,5,9); default 3")
+    _seed_flags(r)
     r.add_argument("--frameworks", default="pytorch,keras", help="comma-separated, default pytorch,keras")
     r.add_argument("--keras-backends", default="", help="extra Keras contestants on other backends: torch,jax")
     r.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (default), cpu or cuda")
@@ -441,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--preset", default="standard", help=f"{', '.join(cfg.PRESETS)} (default standard)")
     ab.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
     ab.add_argument("--epochs", type=int, help="epochs per run (default: the preset's)")
-    ab.add_argument("--seeds", default="3", help="number of seeds per cell (3 -> 0,1,2) or a list; default 3")
+    _seed_flags(ab)
     ab.add_argument("--frameworks", default="pytorch,keras", help="comma-separated, default pytorch,keras")
     ab.add_argument("--keras-backends", default="", help="extra Keras contestants: torch,jax")
     ab.add_argument("--cells", help="only these cells (besides native), e.g. 'matched init,all matched'")
@@ -452,6 +492,17 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--offline", action="store_true", default=None, help="never download the data")
     _engine_flags(ab)
     ab.set_defaults(func=cmd_ablate)
+
+    co = sub.add_parser("collect", help="gather runs made by `train` into a comparison directory and report it",
+                        description="Take run directories made one at a time with `fmnist-parity train` (the same "
+                                    "settings, any seeds, at least two contestants), copy them into a new comparison "
+                                    "directory laid out as `run` makes it, and write its report. The originals are "
+                                    "left as they are. Example: fmnist-parity collect runs/ --out comparisons/mine")
+    co.add_argument("runs", nargs="+", type=Path, help="run directories, or folders holding them")
+    co.add_argument("--out", required=True, type=Path, help="the comparison directory to create")
+    co.add_argument("--margin", type=float, default=1.0, help="equivalence margin in accuracy points (default 1)")
+    co.add_argument("--target-acc", type=float, default=0.85, help="test accuracy for time-to-target (default 0.85)")
+    co.set_defaults(func=cmd_collect)
 
     rp = sub.add_parser("report", help="regenerate the report of a comparison directory")
     rp.add_argument("comparison", type=Path, help="directory made by `fmnist-parity run`")
@@ -504,20 +555,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(fn) -> int:
     stop_on_signals()
+    _CLAIMED.clear()
     try:
         return fn()
     except (fdata.DataError, cfg.ConfigError, HarnessError, RunFormatError) as e:
         _eprint(f"error: {e}")
-        return 2
+        return _refused()
     except OSError as e:  # e.g. an --out that cannot be created or written
         _eprint(f"error: {e.filename or ''}: {e.strerror or e}; choose a location you can write to")
-        return 2
+        return _refused()
     except (Stopped, KeyboardInterrupt) as e:  # the harness has already stopped its child
         signum = getattr(e, "signum", 2)
         _eprint(f"interrupted by {'SIGTERM' if signum == 15 else 'SIGINT'}; finished runs and each run's last "
                 f"complete epoch are kept: run the same command again to resume: "
                 + shlex.join(["fmnist-parity", *sys.argv[1:]]))
         return 128 + signum
+
+
+def _refused() -> int:
+    """Exit 2, leaving the file system as the command found it (runs that started are kept)."""
+    for root in _CLAIMED:
+        rundir.remove_unstarted(root)
+    _CLAIMED.clear()
+    return 2
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from compare.harness import HarnessError, subcommand
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 
 def _g(x) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from compare.harness import dtype_init_warning
 from shared import rundir
 
 
@@ -55,6 +56,11 @@ def describe(a: Path, b: Path) -> str:
             lines += [f"  {k[len(section) + 1:]}: {fa.get(k, '(absent)')!r} -> {fb.get(k, '(absent)')!r}" for k in rows]
         elif section in ("config", "data"):
             lines.append(f"{title}: identical")
+    configs = [{k[len("config."):]: v for k, v in f.items() if k.startswith("config.")} for f in (fa, fb)]
+    labels = [str(l) for f in (fa, fb) for l in (f.get("comparison.contestants") or [f.get("run.framework", "")])]
+    warning = dtype_init_warning(configs, labels)
+    if warning:
+        lines.append(warning)
     same_settings = not any(k.startswith(("config.", "comparison.", "data.")) for k in changed)
     lines.append("The settings and data are the same; differences are in environment or results only."
                  if same_settings else "The two differ in settings or data: results are not directly comparable.")

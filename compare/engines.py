@@ -26,7 +26,7 @@ from pathlib import Path
 from compare import harness
 from shared import config as cfg
 from shared import data as fdata
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 ENGINES = ("local", "ray")
 SLOT = "fmnist_parity_slot"  # custom resource: one per node = one timed job per node

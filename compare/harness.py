@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shared import config as cfg
 from shared import rundir
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 # contestant label -> the command that trains it
 CONTESTANTS = {
@@ -55,18 +55,45 @@ def contestants(frameworks: list[str], keras_backends: list[str]) -> list[str]:
     return out
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'3' -> [0, 1, 2]; '0,5,7' -> [0, 5, 7]."""
+SEEDS_HELP = ("which seeds: a count (3 = seeds 0,1,2), a list (4,7), or an inclusive range (2-5 = 2,3,4,5); "
+              "default 3. One seed numbered N: --seed N")
+
+
+def parse_seeds(text: str, single: int | None = None) -> list[int]:
+    """--seeds: '3' -> [0, 1, 2] (a count); '4,7' -> [4, 7] (a list); '2-5' -> [2, 3, 4, 5] (a range);
+    --seed N (`single`) -> [N]."""
+    if single is not None:
+        if single < 0:
+            raise HarnessError(f"--seed {single}: give a non-negative seed")
+        return [single]
+    text = str(text).strip()
     try:
         if "," in text:
             seeds = [int(s) for s in text.split(",") if s.strip()]
+        elif "-" in text.lstrip("-"):
+            lo, hi = (int(s) for s in text.split("-", 1))
+            seeds = list(range(lo, hi + 1)) if hi >= lo else []
         else:
             seeds = list(range(int(text)))
     except ValueError:
-        raise HarnessError(f"--seeds {text!r}: give a count (3) or a comma-separated list (0,1,2)") from None
+        raise HarnessError(f"--seeds {text!r}: give a count (3), a comma-separated list (0,5,9) or a range (2-5); "
+                           f"one seed numbered N: --seed N") from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise HarnessError(f"--seeds {text!r}: need at least one distinct non-negative seed")
+        raise HarnessError(f"--seeds {text!r}: need at least one distinct non-negative seed"
+                           + (" (a range runs from low to high, e.g. 2-5)" if "-" in text else ""))
     return seeds
+
+
+def dtype_init_warning(configs: list[dict], labels: list[str]) -> str | None:
+    """One line where dtypes are compared under native init with Keras: Keras draws its initial weights
+    in the layer dtype, so one seed gives float32 and float64 runs different starting weights
+    (PyTorch builds its layers in float32 and casts, so its start only rounds)."""
+    if len({c.get("dtype") for c in configs}) > 1 and any(c.get("init") == "native" for c in configs) \
+            and any(l.startswith("keras") for l in labels):
+        return ("warning: with init=native Keras draws its initial weights in the layer dtype, so the same seed starts "
+                "float32 and float64 Keras runs from different weights (not just rounded); --set init=shared "
+                "starts every dtype from the same draws")
+    return None
 
 
 def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], settings: dict) -> list[Job]:
@@ -76,6 +103,9 @@ def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], 
             "contestants": labels, **settings}
     path = out / COMPARISON
     if out.exists() and not path.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
+        if any(out.rglob("run.json")):
+            raise HarnessError(f"{out} holds runs made by `fmnist-parity train`, not a comparison; gather them into "
+                               f"one with: fmnist-parity collect {out} --out NEW_DIR (or choose another --out)")
         raise HarnessError(f"{out} exists and is not a comparison directory; choose another --out")
     try:
         rundir.lock(out, "comparison directory")
@@ -160,6 +190,8 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
         stop_child(proc)
         raise
     cfg_path.unlink(missing_ok=True)
+    if rc == 2 and not (job.run_dir / "status.json").exists():  # refused before training: so would every job
+        raise HarnessError(f"{job.name}: {last_line(chr(10).join(tail)).removeprefix('error: ')}")
     if rc not in (0, 3):
         log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
         ensure_failed_status(job, rc, tail)

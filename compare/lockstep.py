@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from compare.harness import HarnessError, last_line, subcommand
+from compare.render import render_md as md
 from shared import config as cfg
 from shared import lockstep as trace_format
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 REFERENCE = "pytorch"
 # name -> (config overrides, what stays different between the two sides)
@@ -418,5 +419,4 @@ def blocks(summary: dict) -> list[tuple]:
 
 
 def render_md(summary: dict) -> str:
-    from compare.report import render_md as md
     return md(blocks(summary), {"lockstep/lockstep.png"}).replace("lockstep/lockstep.png", "lockstep.png")

@@ -2,166 +2,19 @@
 report.html. Reads run directories only through shared.rundir; imports no framework."""
 from __future__ import annotations
 
-import base64
-import html
 import json
-import math
-import statistics
 from pathlib import Path
 
 import numpy as np
 
-from compare import stats as S
-from shared import rundir
-from shared.data import atomic_write
-
-
-def _fmt(x, digits=4):
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
-
-
-def _secs(x):
-    """Seconds to 3 significant digits (0.452, 12.3, 1230); the JSON keeps full precision."""
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}" if x < 1000 else f"{x:.0f}"
-
-
-def _pct(x):
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
-
-
-def load_runs(comp_dir: Path) -> tuple[dict, list[dict]]:
-    comp_dir = Path(comp_dir)
-    if not (comp_dir / "comparison.json").exists():
-        raise rundir.RunFormatError(f"{comp_dir}: no comparison.json; is this a comparison directory "
-                                    f"(made by `fmnist-parity run`)?")
-    meta = json.loads((comp_dir / "comparison.json").read_text())
-    runs = []
-    for label in meta["contestants"]:
-        for seed in meta["seeds"]:
-            d = comp_dir / "runs" / f"{label}-seed{seed}"
-            entry = {"contestant": label, "seed": seed, "dir": str(d.relative_to(comp_dir)), "record": None}
-            try:
-                rec = rundir.read_run(d)
-                entry.update(record=rec, state=rec.status["state"], message=rec.status.get("message", ""))
-            except rundir.RunFormatError as e:
-                failed = d / "failed.txt"
-                entry.update(state="failed" if failed.exists() else "missing",
-                             message=failed.read_text().strip() if failed.exists() else str(e))
-            runs.append(entry)
-    return meta, runs
-
-
-def _where(run_dir: Path) -> dict:
-    """Which engine and node ran it (engine.json, written by the Ray engine); local otherwise."""
-    try:
-        return json.loads((run_dir / "engine.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"engine": "local"}
-
-
-def run_timing(rec, target: float) -> dict:
-    ts = [m["train_seconds"] for m in rec.metrics]
-    time_to_target, total = None, 0.0
-    for m in rec.metrics:
-        total += m["train_seconds"]
-        if m["test_acc"] >= target:
-            time_to_target = total
-            break
-    return {"first_epoch_seconds": ts[0], "median_epoch_seconds": statistics.median(ts[1:] if len(ts) > 1 else ts),
-            "samples_per_second": statistics.median(m["samples_per_second"] for m in rec.metrics[1:] or rec.metrics),
-            "eval_seconds": statistics.median(m["eval_seconds"] for m in rec.metrics),
-            "time_to_target_seconds": time_to_target,
-            "startup_seconds": rec.meta.get("timing", {}).get("startup_seconds"),
-            "data_seconds": rec.meta.get("timing", {}).get("data_seconds")}
-
-
-def training_path(config: dict, env: dict, label: str) -> str:
-    """In words, which training loop a contestant ran (config keys host_sync, steps_per_execution,
-    compile, pipeline; the run's environment says whether it was compiled)."""
-    epoch = config.get("host_sync", "step") == "epoch"
-    compiled = env.get("compiled", env.get("jit_compile", False))
-    if label == "pytorch":
-        return ("torch.compile" if compiled else "eager") + (", loss read once per epoch" if epoch else ", loss read every step") \
-            + (", torchvision DataLoader" if config.get("pipeline") == "torchvision" else "")
-    spe = env.get("steps_per_execution", config.get("steps_per_execution", 1))
-    return (f"fit(), steps_per_execution={spe}" if epoch else "train_on_batch per step") \
-        + (", XLA" if compiled else ", no XLA")
-
-
-def summarize(comp_dir: Path) -> dict:
-    meta, runs = load_runs(comp_dir)
-    labels, epochs = meta["contestants"], meta["config"]["epochs"]
-    margin, target = meta.get("margin", 0.01), meta.get("target_acc", 0.85)
-    done = {l: [r for r in runs if r["contestant"] == l and r["state"] == "completed"
-                and len(r["record"].metrics) == epochs] for l in labels}
-    any_rec = next((r["record"] for r in runs if r["record"]), None)
-    s = {"comparison": meta, "margin": margin, "target_acc": target,
-         "data": any_rec.meta["data"] if any_rec else None,
-         "environments": {l: next((r["record"].meta["environment"] for r in runs
-                                   if r["contestant"] == l and r["record"]), None) for l in labels},
-         "runs": [], "accuracy": {}, "per_epoch": {}, "timing": {}, "verdicts": [], "speed_ratios": []}
-    for r in runs:
-        rec = r["record"]
-        r["timing"] = run_timing(rec, target) if rec and rec.metrics else None
-        s["runs"].append({"contestant": r["contestant"], "seed": r["seed"], "dir": r["dir"], "state": r["state"],
-                          "message": r["message"], "epochs_done": len(rec.metrics) if rec else 0,
-                          "final_test_acc": rec.metrics[-1]["test_acc"] if rec and rec.metrics else None,
-                          "timing": r["timing"], "where": _where(comp_dir / r["dir"])})
-    for l in labels:
-        recs = [r["record"] for r in done[l]]
-        s["accuracy"][l] = S.describe([rec.metrics[-1]["test_acc"] for rec in recs])
-        s["per_epoch"][l] = [{k: S.describe([rec.metrics[e][k] for rec in recs])
-                              for k in ("train_loss", "train_acc", "test_loss", "test_acc")} for e in range(epochs)] if recs else []
-        timings = [r["timing"] for r in done[l]]
-        s["timing"][l] = {k: S.describe([t[k] for t in timings if t[k] is not None])
-                          for k in (timings[0] if timings else {})}
-        s["timing"][l]["reached_target"] = sum(t["time_to_target_seconds"] is not None for t in timings)
-    ref = labels[0]
-    for other in labels[1:]:
-        # paired when every completed run of one side has its seed's partner on the other (same batches)
-        sa, sb = [r["seed"] for r in done[other]], [r["seed"] for r in done[ref]]
-        paired = len(sa) >= 2 and sa == sb
-        a = s["accuracy"][other]["values"]
-        b = s["accuracy"][ref]["values"]
-        v = S.verdict(a, b, margin, paired=paired)
-        per_epoch = []
-        for e in range(epochs if s["per_epoch"][ref] and s["per_epoch"][other] else 0):
-            ea, eb = s["per_epoch"][other][e]["test_acc"]["values"], s["per_epoch"][ref][e]["test_acc"]["values"]
-            pv = S.verdict(ea, eb, margin, paired=paired)
-            per_epoch.append({"epoch": e + 1, "outcome": pv["outcome"],
-                              "diff": pv["interval"]["diff"] if pv["interval"] else float(np.mean(ea) - np.mean(eb)),
-                              "ci": pv["interval"]["ci"] if pv["interval"] else None})
-        why = ("paired t test on the per-seed differences: for each seed both saw the same batches in the same order"
-               + (" from the same initial weights" if meta["config"]["init"] == "shared" else "")
-               if paired else "Welch's unpaired test: the seeds do not pair up (a run is missing on one side)")
-        s["verdicts"].append({"a": other, "b": ref, "final": v, "sentence": S.sentence(v, other, ref),
-                              "per_epoch": per_epoch, "test": v.get("test"), "why": why,
-                              "welch_sentence": S.sentence({**v, "interval": v["welch"], "test": "Welch",
-                                                            "outcome": v["outcome"]}, other, ref) if paired and v["welch"] else None})
-        pairs = {r["seed"]: r["timing"] for r in done[ref]}
-        ratios = [r["timing"]["median_epoch_seconds"] / pairs[r["seed"]]["median_epoch_seconds"]
-                  for r in done[other] if r["seed"] in pairs]
-        s["speed_ratios"].append({"a": other, "b": ref, **S.describe(ratios),
-                                  "min": min(ratios) if ratios else None, "max": max(ratios) if ratios else None})
-    return s
+from compare import ablate, defaults, lockstep
+from compare.render import fmt, jsonable, pct, render_html, render_md, secs
+from compare.summary import summarize, training_path
+from shared import diagnostics
+from shared.atomic import atomic_write
 
 
 # ---------------------------------------------------------------- plots
-
-def accuracy_per_cell(ax, rows: list[dict], labels: list[str], title: str) -> None:
-    """Final test accuracy per cell (rows with "cell" and "accuracy"[label] from stats.describe):
-    the mean as a dot per contestant, each seed as a faint dot (ablation and sweep plots)."""
-    x = np.arange(len(rows))
-    for j, l in enumerate(labels):
-        line, = ax.plot(x + 0.1 * j, [100 * r["accuracy"][l]["mean"] if r["accuracy"][l]["n"] else np.nan
-                                      for r in rows], "o", label=l)
-        for i, r in enumerate(rows):
-            ax.plot([i + 0.1 * j] * r["accuracy"][l]["n"], [100 * v for v in r["accuracy"][l]["values"]], ".",
-                    color=line.get_color(), alpha=0.4)
-    ax.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel="final test accuracy (%)", title=title)
-    ax.legend(fontsize=8)
-
 
 def plots(s: dict, out: Path) -> list[tuple[str, str]]:
     import matplotlib
@@ -253,8 +106,8 @@ def document(s: dict) -> list[tuple]:
             f"{r['contestant']} seed {r['seed']}: {r['state']} {r['message']}".strip() for r in bad)))
     blocks.append(("h2", "Final test accuracy"))
     blocks.append(("table", ["contestant", "seeds", "mean", "std", "per seed"],
-                   [[l, s["accuracy"][l]["n"], _pct(s["accuracy"][l]["mean"]), _pct(s["accuracy"][l]["std"]),
-                     ", ".join(_pct(x) for x in s["accuracy"][l]["values"])] for l in labels]))
+                   [[l, s["accuracy"][l]["n"], pct(s["accuracy"][l]["mean"]), pct(s["accuracy"][l]["std"]),
+                     ", ".join(pct(x) for x in s["accuracy"][l]["values"])] for l in labels]))
     blocks.append(("img", "accuracy.png", "Test accuracy per epoch"))
     blocks.append(("img", "loss.png", "Test loss per epoch"))
     for v in s["verdicts"]:
@@ -262,9 +115,9 @@ def document(s: dict) -> list[tuple]:
         pa, pb = s["per_epoch"][v["a"]], s["per_epoch"][v["b"]]
         rows = []
         for e, pe in enumerate(v["per_epoch"]):
-            rows.append([e + 1, _fmt(pb[e]["train_loss"]["mean"]), _fmt(pa[e]["train_loss"]["mean"]),
-                         _fmt(pb[e]["test_loss"]["mean"]), _fmt(pa[e]["test_loss"]["mean"]),
-                         _pct(pb[e]["test_acc"]["mean"]), _pct(pa[e]["test_acc"]["mean"]),
+            rows.append([e + 1, fmt(pb[e]["train_loss"]["mean"]), fmt(pa[e]["train_loss"]["mean"]),
+                         fmt(pb[e]["test_loss"]["mean"]), fmt(pa[e]["test_loss"]["mean"]),
+                         pct(pb[e]["test_acc"]["mean"]), pct(pa[e]["test_acc"]["mean"]),
                          f"{100 * pe['diff']:+.2f}" + (f" [{100 * pe['ci'][0]:+.2f}, {100 * pe['ci'][1]:+.2f}]" if pe["ci"] else ""),
                          pe["outcome"]])
         blocks.append(("table", ["epoch", f"train loss {v['b']}", f"train loss {v['a']}", f"test loss {v['b']}",
@@ -281,14 +134,14 @@ def document(s: dict) -> list[tuple]:
                             "compare timings across nodes only if the nodes are the same hardware."))
     blocks.append(("p", "Training seconds exclude process start-up, data loading and evaluation (stated separately); "
                         "GPU work is synchronised before the clock stops. Values are means over seeds of per-run figures; "
-                        f"time to target is cumulative training time until test accuracy first reached {_pct(s['target_acc'])}."))
+                        f"time to target is cumulative training time until test accuracy first reached {pct(s['target_acc'])}."))
     keys = ["median_epoch_seconds", "first_epoch_seconds", "samples_per_second", "eval_seconds",
             "time_to_target_seconds", "startup_seconds", "data_seconds"]
     rows = []
     for l in labels:
         t = s["timing"][l]
         rows.append([l] + [("n/a" if not (k in t and t[k]["n"]) else f"{t[k]['mean']:.0f}" if k == "samples_per_second"
-                            else _secs(t[k]["mean"])) for k in keys]
+                            else secs(t[k]["mean"])) for k in keys]
                     + [f"{t.get('reached_target', 0)}/{s['accuracy'][l]['n']}"])
     blocks.append(("table", ["contestant", "median epoch s", "first epoch s", "samples/s", "eval s",
                              "time to target s", "start-up s", "data load s", "reached target"], rows))
@@ -307,73 +160,15 @@ def document(s: dict) -> list[tuple]:
         blocks.append(("p", f"Data: {s['data']['source']}, verified by SHA-256 of the decompressed files:"))
         blocks.append(("table", ["file", "sha256"], [[n, d] for n, d in s["data"]["sha256"].items()]))
     blocks.append(("table", ["run", "state", "epochs", "final test acc", "ran on", "message"],
-                   [[r["dir"], r["state"], r["epochs_done"], _pct(r["final_test_acc"]),
+                   [[r["dir"], r["state"], r["epochs_done"], pct(r["final_test_acc"]),
                      "this machine" if r["where"]["engine"] == "local" else
                      f"ray node {r['where']['node_id'][:8]} ({r['where']['host']})" + (", packed" if r["where"].get("packed") else ""),
                      r["message"]] for r in s["runs"]]))
     return blocks
 
 
-def render_md(blocks, images: set) -> str:
-    out = []
-    for b in blocks:
-        if b[0] == "h1":
-            out.append(f"# {b[1]}\n")
-        elif b[0] == "h2":
-            out.append(f"## {b[1]}\n")
-        elif b[0] == "p":
-            out.append(b[1] + "\n")
-        elif b[0] == "img" and b[1] in images:
-            out.append(f"![{b[2]}]({b[1]})\n")
-        elif b[0] == "table":
-            esc = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
-            out.append("| " + " | ".join(map(esc, b[1])) + " |")
-            out.append("|" + "---|" * len(b[1]))
-            out += ["| " + " | ".join(map(esc, r)) + " |" for r in b[2]]
-            out.append("")
-    return "\n".join(out)
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
-       "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}.broken{color:#b00}")
-# Marks the page if an embedded image fails to decode (a reader sees it; the browser test checks it).
-SCRIPT = ("window.addEventListener('load',function(){var bad=[].filter.call(document.images,function(i){"
-          "return !(i.complete&&i.naturalWidth>0)});document.body.dataset.images=bad.length?'broken':'ok';"
-          "bad.forEach(function(i){var p=document.createElement('p');p.className='broken';"
-          "p.textContent='image failed to load: '+i.alt;i.after(p)})});")
-
-
-def render_html(blocks, out: Path, images: set) -> str:
-    parts = []
-    for b in blocks:
-        if b[0] in ("h1", "h2", "p"):
-            parts.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
-        elif b[0] == "img" and b[1] in images:
-            data = base64.b64encode((out / b[1]).read_bytes()).decode()
-            parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
-        elif b[0] == "table":
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b[1])
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fmnist-parity report</title>"
-            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body data-images=\"pending\">"
-            + "\n".join(parts) + "</body></html>\n")
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    return x
-
-
 def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
     """The sections `run --with lockstep,defaults,ablate` left in the comparison directory, if any."""
-    from compare import ablate, defaults, lockstep
     blocks, found = [], {}
     for name, path, make in (("defaults", comp_dir / "defaults.json", defaults.blocks),
                              ("lockstep", comp_dir / "lockstep" / "lockstep.json", lockstep.blocks),
@@ -389,7 +184,6 @@ def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
 def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
     """Per-layer gradient norms per epoch (runs trained with diagnostics=true): one panel per
     contestant (its first seed), log scale, and every vanishing/exploding warning."""
-    from shared import diagnostics
     per_run = [(r, diagnostics.read(comp_dir / r["dir"])) for r in s["runs"]]
     found = {}
     for r, rows in per_run:
@@ -425,6 +219,13 @@ def diagnostics_section(comp_dir: Path, s: dict) -> tuple[list[tuple], dict]:
     return blocks, {"warnings": list(first.values())}
 
 
+def write_cell_reports(root: Path) -> None:
+    """The report of every comparison directory under root/cells (the cells of an ablation or a sweep)."""
+    for cell in sorted(Path(root, "cells").iterdir()):
+        if (cell / "comparison.json").exists():
+            write_report(cell)
+
+
 def write_report(comp_dir: Path) -> dict:
     comp_dir = Path(comp_dir)
     s = summarize(comp_dir)
@@ -437,7 +238,7 @@ def write_report(comp_dir: Path) -> dict:
     at = blocks.index(("h2", "Final test accuracy"))
     blocks[at:at] = extra  # right after the verdict: the "why" comes before the details
     images |= {b[1] for b in extra if b[0] == "img" and (comp_dir / b[1]).exists()}
-    atomic_write(comp_dir / "summary.json", lambda f: f.write(json.dumps(_jsonable(s), indent=2).encode()))
+    atomic_write(comp_dir / "summary.json", lambda f: f.write(json.dumps(jsonable(s), indent=2).encode()))
     atomic_write(comp_dir / "report.md", lambda f: f.write(render_md(blocks, images).encode()))
     atomic_write(comp_dir / "report.html", lambda f: f.write(render_html(blocks, comp_dir, images).encode()))
     return s

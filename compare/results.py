@@ -27,7 +27,7 @@ def load(directory: str | Path):
         rec = rundir.read_run(directory)
         rows = _rows(rec.label, rec)
     else:
-        from compare.report import load_runs
+        from compare.summary import load_runs
         _, runs = load_runs(directory)
         rows = [row for r in runs if r["record"] is not None for row in _rows(r["contestant"], r["record"])]
     columns = ID_COLUMNS + list(rundir.METRIC_KEYS)

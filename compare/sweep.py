@@ -7,9 +7,9 @@ import itertools
 import json
 from pathlib import Path
 
-from compare import report
+from compare.render import accuracy_per_cell, jsonable, pct, render_md, secs
 from shared import config as cfg
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 
 def cells(grid: list[str], base: cfg.RunConfig) -> list[tuple[str, cfg.RunConfig]]:
@@ -42,14 +42,14 @@ def summarize(out: Path, names: list[str], labels: list[str]) -> dict:
                      "median_epoch_seconds": {l: s["timing"][l]["median_epoch_seconds"]["mean"]
                                               if s["timing"][l]["median_epoch_seconds"]["n"] else None for l in labels}})
     result = {"labels": labels, "rows": rows}
-    atomic_write(out / "sweep.json", lambda f: f.write(json.dumps(report._jsonable(result), indent=1).encode()))
+    atomic_write(out / "sweep.json", lambda f: f.write(json.dumps(jsonable(result), indent=1).encode()))
     blocks = [("h1", "Sweep"), ("p", f"{len(rows)} cells; each is a comparison directory under cells/ with its own report."),
               ("table", ["cell", *(f"{l} final acc" for l in labels), *(f"{l} epoch s" for l in labels), "verdict"],
-               [[r["cell"], *(report._pct(r["accuracy"][l]["mean"]) + f" (n={r['accuracy'][l]['n']})" for l in labels),
-                 *(report._secs(r["median_epoch_seconds"][l]) for l in labels), " ".join(r["verdicts"])] for r in rows]),
+               [[r["cell"], *(pct(r["accuracy"][l]["mean"]) + f" (n={r['accuracy'][l]['n']})" for l in labels),
+                 *(secs(r["median_epoch_seconds"][l]) for l in labels), " ".join(r["verdicts"])] for r in rows]),
               ("img", "sweep.png", "Final test accuracy per cell and contestant")]
     plot(result, out / "sweep.png")
-    atomic_write(out / "sweep.md", lambda f: f.write(report.render_md(blocks, {"sweep.png"}).encode()))
+    atomic_write(out / "sweep.md", lambda f: f.write(render_md(blocks, {"sweep.png"}).encode()))
     return result
 
 
@@ -59,7 +59,7 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     rows, labels = result["rows"], result["labels"]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
-    report.accuracy_per_cell(ax, rows, labels, "Sweep: accuracy per cell (dots: seeds)")
+    accuracy_per_cell(ax, rows, labels, "Sweep: accuracy per cell (dots: seeds)")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)

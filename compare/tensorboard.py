@@ -23,7 +23,7 @@ def no_tensorflow() -> None:
 def export(comp_dir: str | Path, logdir: str | Path, log=lambda m: None) -> list[Path]:
     """Write every run's curves under logdir (replacing what an earlier export wrote there)."""
     import json
-    from compare.report import load_runs
+    from compare.summary import load_runs
     no_tensorflow()
     from tensorboard.summary import Writer
     comp_dir, logdir = Path(comp_dir), Path(logdir)

@@ -224,7 +224,7 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
-    from shared.data import atomic_write
+    from shared.atomic import atomic_write
     arrays = {"epoch": np.array(epoch)}
     arrays.update({f"model_{i}": np.array(v) for i, v in enumerate(state.model.weights)})
     arrays.update({f"optimizer_{i}": np.array(v) for i, v in enumerate(state.optimizer.variables)})

@@ -7,7 +7,8 @@ import torch
 import torchvision
 from torchvision import transforms
 
-from shared.data import cache_dir, idx_bytes, atomic_write
+from shared.atomic import atomic_write
+from shared.data import cache_dir, idx_bytes
 
 
 def torchvision_root(data) -> str:

@@ -179,7 +179,7 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
-    from shared.data import atomic_write
+    from shared.atomic import atomic_write
     blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict()}
     atomic_write(path, lambda f: torch.save(blob, f))
 

@@ -14,7 +14,8 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared.cli import Parser
+from shared.atomic import atomic_write
+from shared.parsing import Parser
 from shared.environment import host_environment, resolve_threads
 
 
@@ -80,5 +81,5 @@ def main(framework: str, load_impl, argv=None) -> int:
     config = cfg.load_json(a.config.read_text())
     impl = load_impl(getattr(a, "backend", None), config)
     result = measure(impl, config, a.data_dir, [int(b) for b in a.batch_sizes.split(",")], a.samples, a.reps, a.warmup)
-    fdata.atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
+    atomic_write(a.out, lambda f: f.write(json.dumps(result, indent=2).encode()))
     return 0

@@ -13,14 +13,9 @@ from pathlib import Path
 from shared import config as cfg
 from shared import data as fdata
 from shared import rundir
+from shared.atomic import atomic_write
+from shared.parsing import Parser
 from shared.runner import RunError
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (what is wrong, where to look), exit 2."""
-
-    def error(self, message):
-        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
 
 
 class Stopped(BaseException):
@@ -95,6 +90,7 @@ def main(framework: str, load_impl, argv=None) -> int:
     backend = getattr(args, "backend", None)
     stop_on_signals()
     config = None
+    created = rundir.first_missing(args.out)  # a refusal removes what this command created
     try:
         if args.keep_checkpoints < 0:
             raise cfg.ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: give 0 (keep all) or a positive count")
@@ -106,6 +102,7 @@ def main(framework: str, load_impl, argv=None) -> int:
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         _mark_failed(args.out, str(e))
+        rundir.remove_unstarted(created)
         return 2
     except (Stopped, KeyboardInterrupt) as e:
         signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
@@ -120,6 +117,7 @@ def main(framework: str, load_impl, argv=None) -> int:
     except OSError as e:  # an --out that cannot be created or written, a full disk
         print(f"error: {e.filename or args.out}: {e.strerror or e}; choose a location you can write to", file=sys.stderr)
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
+        rundir.remove_unstarted(created)
         return 2
     except Exception as e:  # anything else: record it, keep the traceback for the user
         from shared import memory
@@ -159,7 +157,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fdata.atomic_write(args.out, lambda f: np.save(f, outputs))
+    atomic_write(args.out, lambda f: np.save(f, outputs))
     if args.export:
         weights.save(args.export, impl.export_weights(state))
     return 0

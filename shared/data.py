@@ -7,7 +7,7 @@ Search order (the first place holding all four files wins, and is reported):
   1. an explicit directory (`--data-dir` or $FMNIST_DATA_DIR): used or refused, never replaced;
   2. the project's cache ($FMNIST_PARITY_CACHE, else $XDG_CACHE_HOME/fmnist-parity, else
      ~/.cache/fmnist-parity) under `fashion-mnist/`;
-  3. Debian/Ubuntu's `dataset-fashion-mnist` package: /usr/share/datasets/fashion-mnist/;
+  3. Debian/Ubuntu's `dataset-fashion-mnist` package: /usr/share/datasets/fashion-mnist/ ($FMNIST_DEBIAN_DIR);
   4. a torchvision root: <root>/FashionMNIST/raw/ for root in $FMNIST_TORCHVISION_ROOT, ./data, ~/data;
   5. the Keras cache: $KERAS_HOME/datasets/fashion-mnist/ (default ~/.keras);
   6. a download from the mirrors ($FMNIST_MIRRORS, comma-separated base URLs) into the cache,
@@ -20,7 +20,6 @@ import gzip
 import hashlib
 import os
 import re
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from shared.atomic import atomic_write
 
 # name -> (sha256 of the decompressed IDX file, md5 of the upstream .gz, IDX magic, shape)
 FILES = {
@@ -202,51 +203,6 @@ def _write_parsed_cache(path: Path, data: FashionMNIST) -> None:
         pass  # a cache we cannot write only costs speed
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_writes = 0
-
-
-def _fault_point(f) -> None:
-    """Fault injection for the kill-and-resume tests: FMNIST_PARITY_KILL_IN_WRITE=N makes this
-    process SIGKILL itself in the middle of its N-th atomic write (half the bytes on disk)."""
-    global _writes
-    target = os.environ.get("FMNIST_PARITY_KILL_IN_WRITE")
-    if not target:
-        return
-    _writes += 1
-    if _writes == int(target):
-        f.flush()
-        os.ftruncate(f.fileno(), f.tell() // 2)
-        os.fsync(f.fileno())
-        os.kill(os.getpid(), 9)
-
-
-def atomic_write(path: Path, write: Callable) -> None:
-    """Write through a temp file in the same directory, then rename: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what an ordinary file gets
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            _fault_point(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 # ---------------------------------------------------------------- download
 
 def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, timeout: float,
@@ -323,10 +279,13 @@ def download(dest_dir: Path, log: Callable = _quiet, retries: int = 3, timeout: 
 
 # ---------------------------------------------------------------- finding the data
 
+DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"  # where dataset-fashion-mnist installs the files
+
+
 def candidate_dirs() -> list[tuple[str, Path]]:
     """The implicit places to look, in order, as (label, directory)."""
     places = [("project cache", cache_dir() / "fashion-mnist"),
-              ("Debian package dataset-fashion-mnist", Path("/usr/share/datasets/fashion-mnist"))]
+              ("Debian package dataset-fashion-mnist", Path(os.environ.get("FMNIST_DEBIAN_DIR", DEBIAN_DIR)))]
     roots = [os.environ.get("FMNIST_TORCHVISION_ROOT"), "data", os.path.join("~", "data")]
     for root in filter(None, roots):
         places.append((f"torchvision root {root}", Path(root).expanduser() / "FashionMNIST" / "raw"))

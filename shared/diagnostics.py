@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 FILE = "diagnostics.jsonl"
 PROBE = 1024  # the first 1024 training images: the same probe every epoch, in both frameworks

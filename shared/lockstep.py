@@ -23,7 +23,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 from shared.environment import host_environment, resolve_threads
 from shared.runner import RunError
 
@@ -108,7 +108,7 @@ def load(path: Path) -> tuple[dict, dict]:
 def main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> lockstep`: one side of a lockstep comparison (see compare/lockstep.py)."""
     import argparse
-    from shared.cli import Parser
+    from shared.parsing import Parser
     p = Parser(prog=f"python -m {framework}_impl lockstep",
                                 description="Train K steps from the shared initial weights and record every step.")
     p.add_argument("--config", type=Path, required=True, help="JSON config file")

@@ -31,11 +31,12 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 FORMAT = "fmnist-parity-run"
 FORMAT_VERSION = 1
@@ -118,6 +119,28 @@ _held: dict[str, int] = {}  # directory -> open lock fd, kept for the life of th
 
 def holds_lock(directory: Path) -> bool:
     return str(Path(directory).resolve()) in _held
+
+
+def first_missing(path: Path) -> Path | None:
+    """The outermost of `path` and its parents that does not exist yet: what writing into `path`
+    would create. None if `path` exists. Taken before a command writes, so that a refusal can
+    remove exactly what the command itself created (remove_unstarted)."""
+    path = Path(path).absolute()
+    if path.exists() or path.is_symlink():
+        return None
+    while not (path.parent.exists() or path.parent == path):
+        path = path.parent
+    return path
+
+
+def remove_unstarted(root: Path | None) -> None:
+    """Remove `root` (from first_missing) if no run started under it: a refused command leaves
+    the file system as it found it. Anything holding a status.json is a run and is kept."""
+    if root is None or not root.is_dir() or any(root.rglob("status.json")):
+        return
+    for key in [k for k in _held if Path(k) == root.resolve() or root.resolve() in Path(k).parents]:
+        os.close(_held.pop(key))  # our own lock goes with the folder
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def lock(directory: Path, what: str = "run directory") -> None:

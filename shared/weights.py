@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 
 def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:

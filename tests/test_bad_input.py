@@ -5,9 +5,13 @@ import gzip
 import json
 import shutil
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from helpers import env
 from compare import cli as compare_cli
 from shared import cli as shared_cli
 from shared import rundir
@@ -144,6 +148,12 @@ CASES = [
     ("bench: bad batch sizes", C, "bench --batch-sizes 64,big", ["--batch-sizes '64,big'", "positive integers"]),
     ("bench: zero reps", C, "bench --reps 0", ["--reps 0", "reps >= 1"]),
     ("bench: batch larger than the data", C, "bench --batch-sizes 70000", ["batch_size=70000", "between 1 and 60000"]),
+    ("--data-dir missing, --out in new folders", T, "--out {w}/new/deeper/run --data-dir {w}/nowhere", ["nowhere"]),
+    ("run: --data-dir that does not exist", C, "run --out {w}/new/c --data-dir {w}/nowhere --epochs 1", ["nowhere"]),
+    ("lockstep: --data-dir that does not exist", C, "lockstep --out {w}/new/ls --data-dir {w}/nowhere", ["nowhere"]),
+    ("ablate: --data-dir that does not exist", C, "ablate --out {w}/new/ab --data-dir {w}/nowhere", ["nowhere"]),
+    ("bench: --data-dir that does not exist", C, "bench --out {w}/new/b --data-dir {w}/nowhere", ["nowhere"]),
+    ("tensorboard: not a comparison", C, "tensorboard {w}/not_a_run {w}/new/tb", ["not_a_run"]),
     ("unknown command", C, "train2", ["'train2'", "choose from"]),
     ("train without --framework", C, "train --out x", ["--framework"]),
 ]
@@ -159,7 +169,9 @@ def test_bad_input_is_one_line_exit_2(what, kind, argv, needles, world, data_dir
     if kind in (T, "keras") and "--data-dir" not in args:
         args += ["--data-dir", str(data_dir)]
     monkeypatch.chdir(world)
+    before = tree(world)
     rc, err = call(kind, args, capsys)
+    assert tree(world) == before, f"a refused command left new paths: {sorted(tree(world) - before)}"
     lines = [l for l in err.splitlines() if l.strip()]
     assert rc == 2, err
     assert "Traceback" not in err
@@ -170,6 +182,11 @@ def test_bad_input_is_one_line_exit_2(what, kind, argv, needles, world, data_dir
         assert n in last, f"{n!r} not in {last!r}"
 
 
+def tree(root):
+    """Every path under root (the test's folder is also the working directory: default outputs land there)."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
 def _split(text):
     import shlex
     return shlex.split(text)
@@ -178,3 +195,17 @@ def _split(text):
 def test_catalogue_has_forty_distinct_cases():
     assert len({c[0] for c in CASES}) == len(CASES) >= 40
     assert len({(c[1], c[2]) for c in CASES}) == len(CASES)
+
+
+@pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a CUDA GPU is here: device=cuda is not absent")
+def test_an_absent_device_is_refused_and_leaves_nothing(tmp_path):
+    """The real implementations and the harness (not the stand-in): device=cuda on a machine without one."""
+    runs = [[sys.executable, "-m", "pytorch_impl", "--device", "cuda", "--out", str(tmp_path / "new" / "run")],
+            [sys.executable, "-m", "keras_impl", "--backend", "jax", "--device", "cuda", "--out", str(tmp_path / "new" / "run")],
+            [sys.executable, "-m", "compare.cli", "run", "--device", "cuda", "--epochs", "1", "--seeds", "1",
+             "--out", str(tmp_path / "new" / "c")]]
+    for cmd in runs:
+        r = subprocess.run(cmd, env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        last = [l for l in r.stderr.splitlines() if l.strip()][-1]
+        assert r.returncode == 2 and last.startswith("error:") and "cuda" in last and "Traceback" not in r.stderr, r.stderr
+        assert list(tmp_path.iterdir()) == [], cmd

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 from compare import report, stats as S
-from compare.harness import plan
+from compare.harness import HarnessError, dtype_init_warning, parse_seeds, plan
 from conftest import REPO
 from helpers import env
 from shared import config as cfg, rundir
@@ -112,6 +112,84 @@ def test_diff_names_the_settings_that_differ(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "framework: 'pytorch' -> 'keras-tensorflow'" in out and "settings: identical" in out
     assert main(["diff", str(a), str(a / "runs" / "pytorch-seed0")]) == 2
+
+
+@pytest.mark.parametrize("text,single,seeds", [("3", None, [0, 1, 2]), ("1", None, [0]), ("4,7", None, [4, 7]),
+                                                ("1,", None, [1]), ("2-5", None, [2, 3, 4, 5]), ("3", 1, [1])])
+def test_seeds_are_a_count_a_list_a_range_or_one(text, single, seeds):
+    assert parse_seeds(text, single) == seeds
+
+
+@pytest.mark.parametrize("text", ["5-2", "1,1", "many", "-1", "1-x"])
+def test_bad_seeds_say_what_is_allowed(text):
+    with pytest.raises(HarnessError) as e:
+        parse_seeds(text)
+    assert repr(text) in str(e.value)
+
+
+def test_seed_flag_is_one_numbered_seed_and_excludes_seeds(capsys):
+    from compare.cli import build_parser
+    for cmd in ("run", "ablate"):
+        args = build_parser().parse_args([cmd, "--seed", "1"])
+        assert parse_seeds(args.seeds, args.seed) == [1]
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([cmd, "--seed", "1", "--seeds", "2"])
+        assert "not allowed with argument" in capsys.readouterr().err
+    assert "2-5" in build_parser()._subparsers._group_actions[0].choices["run"].format_help()  # --help says it
+
+
+def train_runs(root: Path, seeds=(0, 1, 2), **overrides) -> Path:
+    """Run directories as `fmnist-parity train` leaves them, side by side in one folder."""
+    c = cfg.resolve("standard", [f"{k}={v}" for k, v in overrides.items()], {"epochs": 3})
+    for label, fw, backend in (("pytorch", "pytorch", None), ("keras", "keras", "tensorflow")):
+        for seed in seeds:
+            final = FINAL[label][seed]
+            fake_run(root / f"{label}-{seed}", fw, backend, cfg.from_dict({"seed": seed}, c),
+                     [final - 0.04, final - 0.01, final], 1.0)
+    return root
+
+
+def test_collect_gathers_train_runs_into_a_comparison(tmp_path, capsys, data_dir):
+    from compare.cli import main
+    runs = train_runs(tmp_path / "runs")
+    before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
+    assert main(["run", "--out", str(runs), "--epochs", "3", "--data-dir", str(data_dir), "--offline"]) == 2
+    assert f"fmnist-parity collect {runs}" in capsys.readouterr().err  # run says how to gather them
+    assert main(["collect", str(runs), "--out", str(tmp_path / "comp")]) == 0
+    out = capsys.readouterr().out
+    ref = report.write_report(fixture_comparison(tmp_path / "ref"))  # the same runs, made by the harness
+    s = json.loads((tmp_path / "comp" / "summary.json").read_text())
+    assert s["verdicts"][0]["sentence"] == ref["verdicts"][0]["sentence"] and s["verdicts"][0]["sentence"] in out
+    assert s["comparison"]["seeds"] == [0, 1, 2] and s["comparison"]["contestants"] == ["pytorch", "keras"]
+    assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before  # the originals are left alone
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(0,), lr=0.1)), "lr differ"),
+    (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(1,))), "two runs of"),
+    (lambda d: [shutil.rmtree(p) for p in train_runs(d / "a").glob("keras-*")], "at least two contestants"),
+    (lambda d: (d / "a").mkdir(), "holds no run directory")])
+def test_collect_refuses_runs_that_are_not_one_comparison(make, needle, tmp_path, capsys):
+    from compare.cli import main
+    make(tmp_path)
+    args = [str(tmp_path / "a")] + ([str(tmp_path / "b")] if (tmp_path / "b").exists() else [])
+    assert main(["collect", *args, "--out", str(tmp_path / "comp")]) == 2
+    assert needle in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "comp").exists()
+
+
+def test_comparing_dtypes_under_native_init_warns_about_keras_draws(tmp_path, capsys):
+    from compare.cli import main
+    for dtype in ("float32", "float64"):
+        for init in ("native", "shared"):
+            fake_run(tmp_path / f"{dtype}-{init}", "keras", "tensorflow",
+                     cfg.resolve("standard", [f"dtype={dtype}", f"init={init}"]), [0.8], 1.0)
+    for init, warned in (("native", True), ("shared", False)):
+        assert main(["diff", str(tmp_path / f"float32-{init}"), str(tmp_path / f"float64-{init}")]) == 0
+        out = capsys.readouterr().out
+        assert ("Keras draws its initial weights in the layer dtype" in out) == warned, out
+    assert dtype_init_warning([{"dtype": "float32", "init": "native"}, {"dtype": "float64", "init": "native"}],
+                              ["pytorch"]) is None  # PyTorch casts float32 draws: no warning
 
 
 def fmp(*args, **kw):

@@ -52,6 +52,56 @@ def test_compare_imports_no_framework():
     assert out.strip() == "[]"
 
 
+PACKAGES = ("shared", "compare", "pytorch_impl", "keras_impl")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the project modules it imports, at any depth of its code (lazy imports count too)."""
+    files = {(f"{pkg}.{f.stem}" if f.stem != "__init__" else pkg): f
+             for pkg in PACKAGES for f in sorted((REPO / pkg).glob("*.py"))}
+    graph = {}
+    for me, f in files.items():
+        edges = set()
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.Import):
+                edges |= {a.name for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+                # `from compare import report` imports the module compare.report; `from compare.report import x` compare.report
+                edges |= {f"{n.module}.{a.name}" if f"{n.module}.{a.name}" in files else n.module for a in n.names}
+        graph[me] = {e for e in edges if e in files and e != me}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import circle, once each (as the path back to where it started)."""
+    found, state = [], {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for e in sorted(graph[m]):
+            if state.get(e) == "open":
+                found.append(path[path.index(e):] + [e])
+            elif e not in state:
+                visit(e, path + [e])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
+def test_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_imports_point_one_way():
+    graph = import_graph()
+    assert "compare.render" in graph["compare.report"] and "shared.atomic" in graph["shared.rundir"]  # it reads imports
+    assert cycles(graph) == [], "import circles: " + "; ".join(" -> ".join(c) for c in cycles(graph))
+
+
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
 def test_standard_preset_reaches_85_percent_in_3_epochs(who, tmp_path):
     train(who, tmp_path / "run", "--epochs", "3")

@@ -10,7 +10,7 @@ from conftest import REPO
 from helpers import python
 from compare import ablate, defaults, harness, lockstep
 from shared import config as cfg
-from shared.data import atomic_write
+from shared.atomic import atomic_write
 
 STEPS = 30
 

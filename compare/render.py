@@ -1,0 +1,97 @@
+"""How the project writes what it found: the block structure every report and analysis uses
+(("h1"|"h2"|"p", text), ("table", header, rows), ("img", file, alt)) rendered as Markdown or as
+self-contained HTML, the number formats, and a plot panel shared by the ablation and sweep.
+The bottom of compare/: it imports nothing of compare/, so every analysis and the report can use it."""
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+def fmt(x, digits=4):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def secs(x):
+    """Seconds to 3 significant digits (0.452, 12.3, 1230); the JSON keeps full precision."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3g}" if x < 1000 else f"{x:.0f}"
+
+
+def pct(x):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def render_md(blocks, images: set) -> str:
+    out = []
+    for b in blocks:
+        if b[0] == "h1":
+            out.append(f"# {b[1]}\n")
+        elif b[0] == "h2":
+            out.append(f"## {b[1]}\n")
+        elif b[0] == "p":
+            out.append(b[1] + "\n")
+        elif b[0] == "img" and b[1] in images:
+            out.append(f"![{b[2]}]({b[1]})\n")
+        elif b[0] == "table":
+            esc = lambda x: str(x).replace("|", "\\|").replace("\n", " ")
+            out.append("| " + " | ".join(map(esc, b[1])) + " |")
+            out.append("|" + "---|" * len(b[1]))
+            out += ["| " + " | ".join(map(esc, r)) + " |" for r in b[2]]
+            out.append("")
+    return "\n".join(out)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
+       "text-align:left;vertical-align:top}th{background:#f3f3f3}img{max-width:100%}.broken{color:#b00}")
+# Marks the page if an embedded image fails to decode (a reader sees it; the browser test checks it).
+SCRIPT = ("window.addEventListener('load',function(){var bad=[].filter.call(document.images,function(i){"
+          "return !(i.complete&&i.naturalWidth>0)});document.body.dataset.images=bad.length?'broken':'ok';"
+          "bad.forEach(function(i){var p=document.createElement('p');p.className='broken';"
+          "p.textContent='image failed to load: '+i.alt;i.after(p)})});")
+
+
+def render_html(blocks, out: Path, images: set) -> str:
+    parts = []
+    for b in blocks:
+        if b[0] in ("h1", "h2", "p"):
+            parts.append(f"<{b[0]}>{html.escape(b[1])}</{b[0]}>")
+        elif b[0] == "img" and b[1] in images:
+            data = base64.b64encode((out / b[1]).read_bytes()).decode()
+            parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
+        elif b[0] == "table":
+            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in b[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>fmnist-parity report</title>"
+            f"<style>{CSS}</style><script>{SCRIPT}</script></head><body data-images=\"pending\">"
+            + "\n".join(parts) + "</body></html>\n")
+
+
+def jsonable(x):
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    return x
+
+
+def accuracy_per_cell(ax, rows: list[dict], labels: list[str], title: str) -> None:
+    """Final test accuracy per cell (rows with "cell" and "accuracy"[label] from stats.describe):
+    the mean as a dot per contestant, each seed as a faint dot (ablation and sweep plots)."""
+    x = np.arange(len(rows))
+    for j, l in enumerate(labels):
+        line, = ax.plot(x + 0.1 * j, [100 * r["accuracy"][l]["mean"] if r["accuracy"][l]["n"] else np.nan
+                                      for r in rows], "o", label=l)
+        for i, r in enumerate(rows):
+            ax.plot([i + 0.1 * j] * r["accuracy"][l]["n"], [100 * v for v in r["accuracy"][l]["values"]], ".",
+                    color=line.get_color(), alpha=0.4)
+    ax.set_xticks(x, [r["cell"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel="final test accuracy (%)", title=title)
+    ax.legend(fontsize=8)
