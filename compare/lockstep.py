@@ -16,9 +16,11 @@ moved one unit in the last place (the size of one rounding). Imports no framewor
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -264,29 +266,47 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
                "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
     cache = {}
+    attribute = ("exact ops", "same definition")  # run only where the native pair differs for real
 
-    def side(label, c, perturb=None):
-        key = (label, c.to_json(), perturb)
-        if key not in cache:
+    def configs(base, cell):
+        c = cfg.from_dict(CELLS[cell][0], base)
+        return (cfg.from_dict(cfg.parse_sets(keras_sets), c) if keras_sets else c), c
+
+    def fetch(sides):
+        """Run the sides not yet traced, as many at once as there are cores (each is its own process,
+        mostly start-up; the traces do not depend on what runs beside them)."""
+        todo = list(dict.fromkeys((l, c.to_json(), p) for l, c, p in sides if (l, c.to_json(), p) not in cache))
+        for label, text, perturb in todo:
+            c = cfg.load_json(text)
             log(f"lockstep {c.dtype}: {label}" + (" (perturbed by 1 ulp)" if perturb is not None else "")
                 + f", ops={c.ops}, update_rule={c.update_rule}")
-            cache[key] = _load(run_side(label, c, work / f"{len(cache):02d}-{label}", steps, every, data_dir, perturb))
-        return cache[key]
+        dirs = [work / f"{len(cache) + i:02d}-{label}" for i, (label, _, _) in enumerate(todo)]
+        with ThreadPoolExecutor(max(1, min(len(todo), os.cpu_count() or 1))) as pool:
+            done = pool.map(lambda t: run_side(t[0][0], cfg.load_json(t[0][1]), t[1], steps, every, data_dir, t[0][2]),
+                            zip(todo, dirs))
+            for key, path in zip(todo, list(done)):
+                cache[key] = _load(path)
+
+    def side(label, c, perturb=None):
+        fetch([(label, c, perturb)])
+        return cache[(label, c.to_json(), perturb)]
 
     try:
         for dt in dtypes:
             base = cfg.from_dict({"dtype": dt, "init": "shared"}, config)
             summary["config"][dt] = base.to_dict()
             x, _ = first_batch(base, data_dir)
+            fetch([(REFERENCE, base, 1), (REFERENCE, base, None)]
+                  + [(who, c, None) for label in labels for cell in cells if cell not in attribute
+                     for who, c in zip((label, REFERENCE), configs(base, cell))])
             floor = divergence(side(REFERENCE, base, perturb=1), side(REFERENCE, base))  # the noise floor
             entry = {"dtype": dt, "floor": _compact(floor), "pairs": []}
             for label in labels:
                 real = True
                 for cell in cells:
-                    if cell in ("exact ops", "same definition") and not real:
+                    if cell in attribute and not real:
                         continue  # nothing to attribute
-                    c = cfg.from_dict(CELLS[cell][0], base)
-                    ck = cfg.from_dict(cfg.parse_sets(keras_sets), c) if keras_sets else c
+                    ck, c = configs(base, cell)
                     a, b = side(label, ck), side(REFERENCE, c)
                     div = divergence(a, b)
                     ratio = (div["final_rel_l2"] / floor["final_rel_l2"]) if floor["final_rel_l2"] else None
@@ -298,6 +318,9 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                     pair["verdict"] = verdict(pair, dt)
                     if cell == "native":
                         real = pair["verdict"].startswith("real")
+                        if real:  # the attributing cells of this backend, together
+                            fetch([(who, c, None) for cell2 in cells if cell2 in attribute
+                                   for who, c in zip((label, REFERENCE), configs(base, cell2))])
                     log(f"  {dt} {cell}: {label} vs {REFERENCE}: final max rel {div['final_max_rel']:.2e}, rel L2 "
                         f"{div['final_rel_l2']:.2e} (floor {floor['final_rel_l2']:.2e}): {pair['verdict']}")
                     entry["pairs"].append(pair)

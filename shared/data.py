@@ -349,9 +349,11 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
 def scale(images: np.ndarray, mode: str, mean: float, std: float, dtype: str) -> np.ndarray:
     """Flatten to (n, 784) and scale, in the target dtype, with the same operation order as
     torchvision's ToTensor (x / 255) followed by Normalize ((x - mean) / std)."""
-    x = images.reshape(len(images), -1).astype(dtype) / np.asarray(255, dtype)
+    x = images.reshape(len(images), -1).astype(dtype)
+    x /= np.asarray(255, dtype)  # in place: the same operations and roundings, no temporaries
     if mode == "standardize":
-        x = (x - np.asarray(mean, dtype)) / np.asarray(std, dtype)
+        x -= np.asarray(mean, dtype)
+        x /= np.asarray(std, dtype)
     return x
 
 

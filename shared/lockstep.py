@@ -52,18 +52,29 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     threads = resolve_threads(config.threads)
     env = {**host_environment(threads), **impl.setup(config, threads)}
     data = fdata.load(data_dir)
-    x_train, x_test = data.scaled(config.scaling, config.dtype)
-    state = impl.build(config, env)
-    tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
-                             data.test_labels.astype(np.int64), data)
-    init = cfg.shared_init(config)
-    impl.import_weights(state, perturb(init, config.dtype, perturb_seed) if perturb_seed is not None else init)
-
     index_batches, epoch = [], 0
     while len(index_batches) < steps:
         epoch += 1
-        index_batches += fbatches.epoch_batches(config.seed, epoch, len(x_train), config.batch_size, config.last_batch)
+        index_batches += fbatches.epoch_batches(config.seed, epoch, len(data.train_labels), config.batch_size,
+                                                config.last_batch)
     index_batches = index_batches[:steps]
+    state = impl.build(config, env)
+    if config.pipeline == "memory":
+        # only the rows these steps use, in step order: scaling is per pixel with the full training
+        # set's statistics, so they are the same values as in the full scaled set (no test set: no evaluation)
+        order = np.concatenate(index_batches)
+        mean, std = data.train_pixel_stats
+        x_rows = fdata.scale(data.train_images[order], config.scaling, mean, std, config.dtype)
+        y_rows = data.train_labels[order].astype(np.int64)
+        tensors = impl.to_device(state, x_rows, y_rows, x_rows[:1], y_rows[:1], data)
+        ends = np.cumsum([len(b) for b in index_batches])
+        index_batches = [np.arange(e - len(b), e) for b, e in zip(index_batches, ends)]
+    else:
+        x_train, x_test = data.scaled(config.scaling, config.dtype)
+        tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
+                                 data.test_labels.astype(np.int64), data)
+    init = cfg.shared_init(config)
+    impl.import_weights(state, perturb(init, config.dtype, perturb_seed) if perturb_seed is not None else init)
     snaps = snapshot_steps(steps, every)
     arrays = {"snap_steps": np.array(snaps)}
 

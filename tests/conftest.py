@@ -14,6 +14,17 @@ DATA_DIR_FROM_ENV = os.environ.get("FMNIST_DATA_DIR")
 REAL_DATA = Path(DATA_DIR_FROM_ENV) if DATA_DIR_FROM_ENV else ensure_data.find_without_download()
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (./test.sh runs two workers) each worker keeps to cores of its own, and so do
+    the training processes its tests start (they inherit the affinity; threads=0 means the cores a
+    process may use): two workers never fight over the same cores, which costs more than it gains."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and count > 1 and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) >= count:
+            os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count])
+
+
 def real_data_dir() -> Path:
     """The official files for tests: $FMNIST_DATA_DIR, else where ./test.sh would find them."""
     if REAL_DATA is None or not (REAL_DATA / "train-images-idx3-ubyte.gz").exists():
@@ -33,3 +44,25 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FMNIST_PARITY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.delenv("FMNIST_DATA_DIR", raising=False)
     monkeypatch.setenv("FMNIST_RETRY_DELAY", "0")
+
+
+# One epoch of the standard preset on one thread: the run several tests read without changing it.
+ONE_EPOCH = ("--epochs", "1", "--set", "threads=1")
+# Two short epochs of a small net: for tests about records, diagnostics and checkpoints.
+SMALL_2 = ("--epochs", "2", "--set", "hidden=32", "--set", "threads=1")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """trained(who, *args) -> a finished run directory, trained once per (implementation, arguments)
+    and shared by the tests that only read it (a test that changes a run copies it first)."""
+    from helpers import train
+    made = {}
+
+    def get(who: str, *args: str) -> Path:
+        if (who, args) not in made:
+            out = tmp_path_factory.mktemp(f"shared-{who}") / "run"
+            train(who, out, *args)
+            made[(who, args)] = out
+        return made[(who, args)]
+    return get

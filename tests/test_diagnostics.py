@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SMALL_2
 from helpers import env, metrics, train
 from shared import config as cfg, diagnostics, memory
 from shared import cli as shared_cli
@@ -17,14 +17,13 @@ DEEP = ",".join(["32"] * 16)  # 16 LeakyReLU layers, U(+-1/sqrt(fan_in)) init (P
 
 
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
-def test_measuring_does_not_change_training(who, tmp_path):
-    args = ["--epochs", "2", "--set", "hidden=32", "--set", "threads=2"]
-    train(who, tmp_path / "off", *args)
-    train(who, tmp_path / "on", *args, "--set", "diagnostics=true")
+def test_measuring_does_not_change_training(who, tmp_path, trained):
+    off = trained(who, *SMALL_2)
+    train(who, tmp_path / "on", *SMALL_2, "--set", "diagnostics=true")
     strip = lambda rows: [{k: r[k] for k in ("train_loss", "test_loss", "test_acc")} for r in rows]
-    assert strip(metrics(tmp_path / "off")) == strip(metrics(tmp_path / "on"))
+    assert strip(metrics(off)) == strip(metrics(tmp_path / "on"))
     rows = diagnostics.read(tmp_path / "on")
-    assert [r["epoch"] for r in rows] == [1, 2] and not diagnostics.read(tmp_path / "off")
+    assert [r["epoch"] for r in rows] == [1, 2] and not diagnostics.read(off)
     assert all(len(r["grad_norm"]) == len(r["weight_norm"]) == 2 and min(r["grad_norm"]) > 0 for r in rows)
     w = np.load(tmp_path / "on" / "weights" / "final.npz")  # after the last epoch, as the last row saw it
     norms = [np.sqrt(np.sum(np.square(w[f"kernel_{i}"], dtype=np.float64)) + np.sum(np.square(w[f"bias_{i}"], dtype=np.float64)))

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import ONE_EPOCH, REPO
 from helpers import IMPLS, env, metrics, predict, python, train
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
@@ -130,12 +130,12 @@ def test_seed_head_respects_its_bounds(who, tmp_path):
 
 
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
-def test_same_seed_same_metrics_in_two_processes(who, tmp_path):
-    for name in ("a", "b"):
-        train(who, tmp_path / name, "--epochs", "1", "--set", "threads=2")
+def test_same_seed_same_metrics_in_two_processes(who, tmp_path, trained):
+    first = trained(who, *ONE_EPOCH)
+    train(who, tmp_path / "b", *ONE_EPOCH)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-    assert strip(metrics(tmp_path / "a")) == strip(metrics(tmp_path / "b"))
-    a, b = np.load(tmp_path / "a" / "weights" / "final.npz"), np.load(tmp_path / "b" / "weights" / "final.npz")
+    assert strip(metrics(first)) == strip(metrics(tmp_path / "b"))
+    a, b = np.load(first / "weights" / "final.npz"), np.load(tmp_path / "b" / "weights" / "final.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
@@ -166,10 +166,12 @@ def test_bad_input_is_refused_before_training(args, message, tmp_path):
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
-def test_refuses_to_overwrite_a_run(tmp_path):
-    train("pytorch", tmp_path / "run", "--epochs", "1")
-    r = train("pytorch", tmp_path / "run", "--epochs", "1", check=False)
+def test_refuses_to_overwrite_a_run(trained):
+    run = trained("pytorch", *ONE_EPOCH)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    r = train("pytorch", run, *ONE_EPOCH, check=False)
     assert r.returncode == 2 and "pass --resume" in r.stderr
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before, "the refused command touched the run"
 
 
 def test_torchvision_pipeline_gives_identical_batches():
@@ -230,9 +232,8 @@ for x, y in ((a, "a"), (b, "b"), (c, "c"), (d, "d")):
 """)
 
 
-def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path):
-    run = tmp_path / "run"
-    train("pytorch", run, "--epochs", "1")
+def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path, trained):
+    run = trained("pytorch", *ONE_EPOCH)
     w = run / "weights" / "final.npz"
     predict("pytorch", run, w, tmp_path / "torch.npy")
     predict("keras", run, w, tmp_path / "keras.npy", export=tmp_path / "from_keras.npz")

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SMALL_2
 from helpers import IMPLS, env, metrics, train
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
-SMALL = ["--epochs", "4", "--set", "threads=2", "--set", "hidden=64,64"]
+SMALL = ["--epochs", "4", "--set", "threads=1", "--set", "hidden=64,64"]
 
 
 def strip(rows):
@@ -151,11 +151,11 @@ def test_a_second_live_writer_is_refused_naming_the_holder(tmp_path):
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
 
 
-def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path):
-    args = ["--epochs", "3", "--set", "hidden=32", "--set", "threads=2"]
-    train("pytorch", tmp_path / "full", *args)
+def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path, trained):
+    args = SMALL_2
+    full = trained("pytorch", *args)  # the uninterrupted run; a copy of it gets damaged
     run = tmp_path / "run"
-    train("pytorch", run, *args)
+    shutil.copytree(full, run)
     ck = sorted((run / "checkpoints").glob("epoch-*.pt"))
     def reopen():  # as if killed after the last epoch's checkpoint, before the run was marked complete
         st = json.loads((run / "status.json").read_text())
@@ -165,8 +165,8 @@ def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path):
     ck[-1].write_bytes(ck[-1].read_bytes()[:1000])  # truncated on disk
     r = train("pytorch", run, *args, "--resume", check=False)
     assert r.returncode == 0, r.stderr
-    assert f"skipped damaged checkpoint {ck[-1]}" in r.stderr and "intact one of epoch 2" in r.stderr
-    assert same_weights(tmp_path / "full" / "weights" / "final.npz", run / "weights" / "final.npz")
+    assert f"skipped damaged checkpoint {ck[-1]}" in r.stderr and "intact one of epoch 1" in r.stderr
+    assert same_weights(full / "weights" / "final.npz", run / "weights" / "final.npz")
     reopen()
     for c in ck:
         c.write_bytes(c.read_bytes()[:100])
@@ -176,15 +176,15 @@ def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and f"no intact checkpoint to resume from: {ck[-1]}" in r.stderr
 
 
-def test_keras_checkpoint_damage_without_digest_falls_back(tmp_path):
+def test_keras_checkpoint_damage_without_digest_falls_back(tmp_path, trained):
     run = tmp_path / "run"
-    train("keras", run, "--epochs", "2", "--set", "hidden=32")
+    shutil.copytree(trained("keras", *SMALL_2), run)
     st = json.loads((run / "status.json").read_text())
     (run / "status.json").write_text(json.dumps({**st, "state": "running"}))
     last = run / "checkpoints" / "epoch-0002.npz"
     last.write_bytes(last.read_bytes()[:500])
     Path(f"{last}.sha256").unlink()
-    r = train("keras", run, "--epochs", "2", "--set", "hidden=32", "--resume", check=False)
+    r = train("keras", run, *SMALL_2, "--resume", check=False)
     assert r.returncode == 0 and "cannot be loaded" in r.stderr and "intact one of epoch 1" in r.stderr, r.stderr
 
 

@@ -107,3 +107,19 @@ def test_report_shows_sensible_precision_and_json_keeps_it(tmp_path):
     saved = json.loads((comp / "summary.json").read_text())
     assert saved["timing"]["keras"]["samples_per_second"]["mean"] == s["timing"]["keras"]["samples_per_second"]["mean"]
     assert saved["timing"]["keras"]["samples_per_second"]["mean"] != round(saved["timing"]["keras"]["samples_per_second"]["mean"])
+
+
+def test_test_setup_prints_the_data_folder_or_says_what_to_do_in_one_line(monkeypatch, no_implicit_sources,
+                                                                          capsys, tmp_path, data_dir):
+    monkeypatch.setattr(ensure_data, "BESIDE", tmp_path / "beside")  # no folder beside this checkout
+    monkeypatch.setattr(ensure_data, "facts", lambda: MACHINES["user"])  # cannot install either
+    assert ensure_data.main(["--print-dir", "--offline"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().splitlines() == [
+        "Fashion-MNIST not found and not downloadable; to fix it run: sudo apt-get install dataset-fashion-mnist"]
+    monkeypatch.setattr(ensure_data, "BESIDE", data_dir)  # the folder CI lays beside the checkout
+    assert ensure_data.main(["--print-dir", "--offline"]) == 0
+    assert capsys.readouterr().out.strip() == str(data_dir.resolve())
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(tmp_path))  # explicit, but without the files: never worked around
+    assert ensure_data.main(["--print-dir"]) == 2
+    assert "FMNIST_DATA_DIR" in capsys.readouterr().err and ensure_data.find_without_download() == data_dir

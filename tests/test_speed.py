@@ -7,33 +7,35 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import ONE_EPOCH, REPO
 from helpers import env, metrics, train
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 
 
-def _run_both(who, tmp_path, *extra):
-    runs = {}
-    for sync in ("step", "epoch"):
-        runs[sync] = tmp_path / sync
-        train(who, runs[sync], "--epochs", "1", "--set", "threads=2", "--set", f"host_sync={sync}", *extra)
+def _run_both(who, tmp_path, trained, *extra):
+    runs = {"step": tmp_path / "step"}
+    train(who, runs["step"], *ONE_EPOCH, "--set", "host_sync=step", *extra)
+    runs["epoch"] = trained(who, *ONE_EPOCH, *extra)  # host_sync=epoch is the default: the run other tests share
     weights = {k: np.load(p / "weights" / "final.npz") for k, p in runs.items()}
     same_weights = all(np.array_equal(weights["step"][k], weights["epoch"][k]) for k in weights["step"].files)
     return [metrics(runs[k]) for k in ("step", "epoch")], same_weights
 
 
-def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path):
-    (step, epoch), same_weights = _run_both("pytorch", tmp_path)
+def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path, trained):
+    (step, epoch), same_weights = _run_both("pytorch", tmp_path, trained)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
     assert same_weights
     assert strip(step) == strip(epoch)  # train loss too: the same float32 values summed in the same order
 
 
-@pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]), ("keras-jax", []),
-                                      ("keras-torch", [])])
-def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path):
-    (step, epoch), same_weights = _run_both(who, tmp_path, *extra)
+# JAX and torch at batch 512 (118 steps: 3 full calls of 32 steps, then a short one with the short last batch):
+# their train_on_batch reference pays Python per step
+@pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]),
+                                      ("keras-jax", ["--set", "batch_size=512"]),
+                                      ("keras-torch", ["--set", "batch_size=512"])])
+def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path, trained):
+    (step, epoch), same_weights = _run_both(who, tmp_path, trained, *extra)
     assert same_weights  # the same train_step runs, inside fit's loop instead of one call per batch
     for a, b in zip(step, epoch):
         assert (a["train_acc"], a["test_loss"], a["test_acc"]) == (b["train_acc"], b["test_loss"], b["test_acc"])

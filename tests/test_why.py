@@ -2,6 +2,7 @@
 import json
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -23,8 +24,9 @@ def real_data_env(data_dir, monkeypatch):
 
 def matched_divergence(tmp_path, data_dir, label, *sets):
     c = cfg.resolve("standard", ["dtype=float64", "init=shared", "ops=exact", "update_rule=torch", *sets])
-    a = lockstep._load(lockstep.run_side(label, c, tmp_path / label, STEPS, 10, str(data_dir)))
-    b = lockstep._load(lockstep.run_side("pytorch", c, tmp_path / "pytorch", STEPS, 10, str(data_dir)))
+    with ThreadPoolExecutor(2) as pool:  # the two sides at once, as lockstep runs them
+        a, b = pool.map(lambda who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, STEPS, 10, str(data_dir))),
+                        (label, "pytorch"))
     return lockstep.divergence(a, b)
 
 
@@ -137,7 +139,7 @@ def test_defaults_table_follows_the_installed_library():
 
 
 def test_ablation_cells_and_paired_effects(tmp_path, data_dir):
-    config = cfg.resolve("standard", ["epochs=1"])
+    config = cfg.resolve("standard", ["epochs=1", "hidden=32"])  # a small net: the cells and statistics are the point
     plan = ablate.cells(config)
     assert list(plan) == ["native", "matched init", "matched LeakyReLU slope", "matched update rule", "all matched"]
     assert plan["native"]["negative_slope"] == "native" and plan["all matched"]["negative_slope"] == 0.01
