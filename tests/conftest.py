@@ -20,9 +20,8 @@ def pytest_configure(config):
     process may use): two workers never fight over the same cores, which costs more than it gains."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker and count > 1 and hasattr(os, "sched_setaffinity"):
-        cores = sorted(os.sched_getaffinity(0))
-        if len(cores) >= count:
-            os.sched_setaffinity(0, cores[int(worker.removeprefix("gw")) % count::count])
+        cores, i = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw"))
+        os.sched_setaffinity(0, cores[i % count::count] if len(cores) >= count else [cores[i % len(cores)]])
 
 
 def real_data_dir() -> Path:
@@ -66,3 +65,12 @@ def trained(tmp_path_factory):
             made[(who, args)] = out
         return made[(who, args)]
     return get
+
+
+# The modules whose tests take longest (a two-node Ray cluster, kills and resumes, lockstep and
+# ablation): started first, so that the two workers of ./test.sh finish together.
+LONG_FIRST = ("test_engines.py", "test_reliability.py", "test_why.py", "test_speed.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: LONG_FIRST.index(item.path.name) if item.path.name in LONG_FIRST else len(LONG_FIRST))

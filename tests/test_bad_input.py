@@ -207,5 +207,6 @@ def test_an_absent_device_is_refused_and_leaves_nothing(tmp_path):
     for cmd in runs:
         r = subprocess.run(cmd, env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
         last = [l for l in r.stderr.splitlines() if l.strip()][-1]
-        assert r.returncode == 2 and last.startswith("error:") and "cuda" in last and "Traceback" not in r.stderr, r.stderr
+        assert r.returncode == 2 and last.startswith("error:") and "Traceback" not in r.stderr, r.stderr
+        assert "device=cuda was asked for" in last and "no CUDA GPU" in last, last
         assert list(tmp_path.iterdir()) == [], cmd
