@@ -45,8 +45,8 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("FMNIST_RETRY_DELAY", "0")
 
 
-# One epoch of the standard preset on one thread: the run several tests read without changing it.
-ONE_EPOCH = ("--epochs", "1", "--set", "threads=1")
+# One epoch of a smaller standard net on one thread: the run several tests read without changing it.
+ONE_EPOCH = ("--epochs", "1", "--set", "hidden=64,64", "--set", "threads=1")
 # Two short epochs of a small net: for tests about records, diagnostics and checkpoints.
 SMALL_2 = ("--epochs", "2", "--set", "hidden=32", "--set", "threads=1")
 
