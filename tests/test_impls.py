@@ -240,7 +240,7 @@ def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path, trained):
 @pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
 def test_float64_and_every_keras_backend(who, tmp_path):
     run = tmp_path / "run"
-    train(who, run, "--epochs", "1", "--set", "dtype=float64", "--set", "init=shared")
+    train(who, run, "--epochs", "1", "--set", "dtype=float64", "--set", "init=shared", "--set", "hidden=64,64")
     meta = json.loads((run / "run.json").read_text())
     assert meta["config"]["dtype"] == "float64" and meta["environment"]["tf32"] is False
     if who.startswith("keras"):
@@ -249,5 +249,6 @@ def test_float64_and_every_keras_backend(who, tmp_path):
     assert final["kernel_0"].dtype == np.float64
     init = np.load(run / "weights" / "initial.npz")
     from shared import config as cfg
-    assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard"))[0][0]), "shared init loaded exactly"
+    assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard", ["hidden=64,64"]))[0][0]), \
+        "shared init loaded exactly"
     assert metrics(run)[0]["test_acc"] > 0.8
