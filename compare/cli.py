@@ -95,8 +95,7 @@ def cmd_run(args) -> int:
         raise HarnessError(f"--lockstep-steps {args.lockstep_steps}: need at least 3")
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
-    if not 0 < args.margin < 100:
-        raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    _check_margin(args.margin)
     engine = _engine_args(args)
     if args.grid:
         if args.with_:
@@ -241,7 +240,7 @@ def cmd_defaults(args) -> int:
     """Every default that changes how this network trains, PyTorch vs Keras, read live."""
     from compare import defaults
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
-    labels = ["pytorch"] + ["keras" if b == "tensorflow" else f"keras-{b}" for b in backends]
+    labels = ["pytorch"] + [harness.keras_label(b) for b in backends]
     t = defaults.defaults(labels, _claim(args.out) if args.out else None, log=_eprint)
     if args.json:
         import json
@@ -258,8 +257,7 @@ def cmd_ablate(args) -> int:
     seeds = harness.parse_seeds(args.seeds, args.seed)
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
-    if not 0 < args.margin < 100:
-        raise harness.HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    _check_margin(args.margin)
     only = [c.strip() for c in args.cells.split(",") if c.strip()] if args.cells else None
     engine = _engine_args(args)
     data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
@@ -305,8 +303,7 @@ def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: 
 def cmd_collect(args) -> int:
     """Runs made one by one with `train` (same settings), gathered into a comparison and reported."""
     from compare import collect, report
-    if not 0 < args.margin < 100:
-        raise HarnessError(f"--margin {args.margin}: give percentage points between 0 and 100, e.g. 1")
+    _check_margin(args.margin)
     out = _claim(args.out)
     reproduce = shlex.join(["fmnist-parity", *sys.argv[1:]]) if sys.argv[1:2] == ["collect"] else "fmnist-parity collect"
     jobs = collect.collect(args.runs, out, {"margin": args.margin / 100, "target_acc": args.target_acc,
@@ -341,6 +338,11 @@ def cmd_diff(args) -> int:
     from compare import diff
     print(diff.describe(args.a, args.b))
     return 0
+
+
+def _check_margin(margin: float) -> None:
+    if not 0 < margin < 100:
+        raise HarnessError(f"--margin {margin}: give percentage points between 0 and 100, e.g. 1")
 
 
 def _seed_flags(p) -> None:

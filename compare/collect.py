@@ -32,15 +32,17 @@ def collect(paths: list[Path], out: Path, settings: dict) -> list[harness.Job]:
     seed, at least two contestants), then lay them out as one. Returns the comparison's jobs."""
     runs = [rundir.read_run(p) for p in find_runs(paths)]
     no_seed = lambda rec: {k: v for k, v in rec.config.items() if k != "seed"}
-    first = runs[0]
+    first, ref = runs[0], no_seed(runs[0])
     for rec in runs[1:]:
-        keys = sorted(k for k in set(no_seed(rec)) | set(no_seed(first)) if no_seed(rec).get(k) != no_seed(first).get(k))
+        mine = no_seed(rec)
+        keys = sorted(k for k in mine.keys() | ref.keys() if mine.get(k) != ref.get(k))
         if keys:
             raise HarnessError(f"{rec.path} and {first.path} were trained with different settings "
                                f"({', '.join(keys)} differ); a comparison holds runs of one config")
     where = {}
     for rec in runs:
-        key = ({"keras-tensorflow": "keras"}.get(rec.label, rec.label), rec.config["seed"])  # the harness's labels
+        key = (harness.keras_label(rec.meta["backend"]) if rec.meta["framework"] == "keras" else rec.label,
+               rec.config["seed"])
         if key in where:
             raise HarnessError(f"two runs of {key[0]} seed {key[1]}: {where[key]} and {rec.path}; give only one")
         where[key] = rec.path

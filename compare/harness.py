@@ -38,6 +38,11 @@ class Job:
         return f"{self.contestant} seed {self.seed}"
 
 
+def keras_label(backend: str) -> str:
+    """The contestant label of Keras on a backend: keras (TensorFlow), keras-torch, keras-jax."""
+    return "keras" if backend == "tensorflow" else f"keras-{backend}"
+
+
 def contestants(frameworks: list[str], keras_backends: list[str]) -> list[str]:
     out = []
     for f in frameworks:
@@ -47,7 +52,7 @@ def contestants(frameworks: list[str], keras_backends: list[str]) -> list[str]:
     for b in keras_backends:
         if b not in ("torch", "jax", "tensorflow"):
             raise HarnessError(f"--keras-backends: unknown backend {b!r}; choose from torch, jax")
-        label = "keras" if b == "tensorflow" else f"keras-{b}"
+        label = keras_label(b)
         if label not in out:
             out.append(label)
     if len(out) < 2:
@@ -191,7 +196,7 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
         raise
     cfg_path.unlink(missing_ok=True)
     if rc == 2 and not (job.run_dir / "status.json").exists():  # refused before training: so would every job
-        raise HarnessError(f"{job.name}: {last_line(chr(10).join(tail)).removeprefix('error: ')}")
+        raise HarnessError(f"{job.name}: " + (tail[-1].removeprefix("error: ") if tail else "refused (exit 2)"))
     if rc not in (0, 3):
         log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
         ensure_failed_status(job, rc, tail)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compare.harness import HarnessError, last_line, subcommand
+from compare.harness import HarnessError, keras_label, last_line, subcommand
 from compare.render import render_md as md
 from shared import config as cfg
 from shared import lockstep as trace_format
@@ -261,7 +261,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     work = out / "traces" if keep_traces else Path(tempfile.mkdtemp(prefix=".lockstep-", dir=out))
-    labels = ["keras" if b == "tensorflow" else f"keras-{b}" for b in backends]
+    labels = [keras_label(b) for b in backends]
     cells = cells or list(CELLS)
     summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
                "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
@@ -275,17 +275,21 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     def fetch(sides):
         """Run the sides not yet traced, as many at once as there are cores (each is its own process,
         mostly start-up; the traces do not depend on what runs beside them)."""
-        todo = list(dict.fromkeys((l, c.to_json(), p) for l, c, p in sides if (l, c.to_json(), p) not in cache))
-        for label, text, perturb in todo:
-            c = cfg.load_json(text)
+        todo = {}  # key -> (label, config, perturb), each side once
+        for label, c, perturb in sides:
+            key = (label, c.to_json(), perturb)
+            if key not in cache:
+                todo.setdefault(key, (label, c, perturb))
+        if not todo:
+            return
+        for label, c, perturb in todo.values():
             log(f"lockstep {c.dtype}: {label}" + (" (perturbed by 1 ulp)" if perturb is not None else "")
                 + f", ops={c.ops}, update_rule={c.update_rule}")
-        dirs = [work / f"{len(cache) + i:02d}-{label}" for i, (label, _, _) in enumerate(todo)]
-        with ThreadPoolExecutor(max(1, min(len(todo), os.cpu_count() or 1))) as pool:
-            done = pool.map(lambda t: run_side(t[0][0], cfg.load_json(t[0][1]), t[1], steps, every, data_dir, t[0][2]),
-                            zip(todo, dirs))
-            for key, path in zip(todo, list(done)):
-                cache[key] = _load(path)
+        dirs = [work / f"{len(cache) + i:02d}-{label}" for i, (label, _, _) in enumerate(todo.values())]
+        with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
+            paths = list(pool.map(lambda side, d: run_side(side[0], side[1], d, steps, every, data_dir, side[2]),
+                                  todo.values(), dirs))
+        cache.update((key, _load(path)) for key, path in zip(todo, paths))
 
     def side(label, c, perturb=None):
         fetch([(label, c, perturb)])

@@ -48,15 +48,14 @@ def decide(found: bool, explicit: bool, machine: dict) -> tuple[str, list[list[s
     return "advise", [], f"Fashion-MNIST not found and not downloadable; to fix it run: {how}"
 
 
+def holds_files(directory: Path) -> bool:
+    return directory.is_dir() and len(fdata.find_files(directory)) == len(fdata.FILES)
+
+
 def find_without_download() -> Path | None:
     """The folder the tests use when nothing is said: the one beside the checkout, else the first
     place of the tool's own search order that holds the four files (nothing is downloaded here)."""
-    if len(fdata.find_files(BESIDE)) == len(fdata.FILES):
-        return BESIDE
-    for _, directory in fdata.candidate_dirs():
-        if directory.is_dir() and len(fdata.find_files(directory)) == len(fdata.FILES):
-            return directory
-    return None
+    return next((d for d in [BESIDE, *(d for _, d in fdata.candidate_dirs())] if holds_files(d)), None)
 
 
 def main(argv: list[str]) -> int:
@@ -68,11 +67,12 @@ def main(argv: list[str]) -> int:
     explicit = args.data_dir or os.environ.get("FMNIST_DATA_DIR")
     if explicit and not args.print_dir:
         return 0  # the command itself checks (and refuses) an explicit folder
-    if explicit or (args.print_dir and find_without_download()):
-        where = Path(explicit).expanduser() if explicit else find_without_download()
-        if len(fdata.find_files(where)) != len(fdata.FILES):
-            print(f"error: FMNIST_DATA_DIR={explicit} does not hold the four Fashion-MNIST files; "
-                  f"point it at the folder that does, or unset it", file=sys.stderr)
+    where = Path(explicit).expanduser() if explicit else find_without_download() if args.print_dir else None
+    if where is not None:
+        if not holds_files(where):
+            flag = "--data-dir" if args.data_dir else "FMNIST_DATA_DIR"
+            print(f"error: {flag} {explicit} does not hold the four Fashion-MNIST files; "
+                  f"point it at the folder that does, or leave it out", file=sys.stderr)
             return 2
         print(where.resolve())
         return 0

@@ -138,7 +138,8 @@ def remove_unstarted(root: Path | None) -> None:
     the file system as it found it. Anything holding a status.json is a run and is kept."""
     if root is None or not root.is_dir() or any(root.rglob("status.json")):
         return
-    for key in [k for k in _held if Path(k) == root.resolve() or root.resolve() in Path(k).parents]:
+    top = root.resolve()
+    for key in [k for k in _held if Path(k) == top or top in Path(k).parents]:
         os.close(_held.pop(key))  # our own lock goes with the folder
     shutil.rmtree(root, ignore_errors=True)
 
