@@ -3,11 +3,14 @@ Mirror of pytorch_impl/model.py: same functions, same order. `ops=exact` swaps t
 and optimizers for the written-out ones below (the same formulas, line for line, as in PyTorch)."""
 from __future__ import annotations
 
+import functools
 import inspect
 
 import keras
 import numpy as np
 from keras import ops
+
+from shared import plan
 
 DTYPES = {"float32": "float32", "float64": "float64"}
 OWN_RULE = "keras"  # this framework's own definition of the optimizer updates
@@ -51,30 +54,123 @@ class ExactLeakyReLU(keras.layers.Layer):
         return ops.where(ops.greater(x, 0), x, ops.multiply(x, _const(self.slope, x)))
 
 
-def build_model(config) -> keras.Sequential:
-    """784 -> hidden... -> 10 with LeakyReLU; the `seed` head appends Sigmoid and LogSoftmax."""
-    sizes = config.layer_sizes()
+class ExactBatchNorm(keras.layers.Layer):
+    """Batch norm written out (the same lines as in PyTorch): training normalises with the batch mean and
+    biased variance and moves the moving averages by `new` (the weight of the batch statistics,
+    PyTorch's convention), the moving variance taking the biased or unbiased batch variance;
+    evaluation normalises with the moving averages. Variable names as BatchNormalization's."""
+
+    def __init__(self, new: float, eps: float, running_var: str, **kwargs):
+        super().__init__(**kwargs)
+        self.new, self.eps, self.unbiased = new, eps, running_var == "unbiased"
+
+    def build(self, shape):
+        width = (shape[-1],)
+        self.gamma = self.add_weight(shape=width, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=width, initializer="zeros", name="beta")
+        self.moving_mean = self.add_weight(shape=width, initializer="zeros", name="moving_mean", trainable=False)
+        self.moving_variance = self.add_weight(shape=width, initializer="ones", name="moving_variance", trainable=False)
+
+    def call(self, x, training=None):
+        k = lambda v: _const(v, x)
+        if training:
+            n = ops.shape(x)[0]
+            mean = ops.divide(ops.sum(x, axis=0), k(n))
+            d = ops.subtract(x, mean)
+            ss = ops.sum(ops.multiply(d, d), axis=0)
+            var = ops.divide(ss, k(n))
+            batch_var = ops.divide(ss, k(n - 1)) if self.unbiased else var
+            self.moving_mean.assign(self.moving_mean * k(1 - self.new) + ops.stop_gradient(mean) * k(self.new))
+            self.moving_variance.assign(self.moving_variance * k(1 - self.new) + ops.stop_gradient(batch_var) * k(self.new))
+        else:
+            d, var = ops.subtract(x, self.moving_mean), self.moving_variance
+        return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
+
+
+class SharedDropout(keras.layers.Layer):
+    """Dropout with masks given from outside (shared/plan.py draws them; set_masks assigns them to
+    this layer's variable before each step): x * mask in training, x in evaluation. The mask already
+    holds keep / (1 - rate); its rows are the batch size (a short last batch uses the first rows)."""
+
+    def __init__(self, rows: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rows = rows
+
+    def build(self, shape):
+        self.mask = self.add_weight(shape=(self.rows, shape[-1]), initializer="ones", name="mask", trainable=False)
+
+    def call(self, x, training=None):
+        return ops.multiply(x, self.mask[:ops.shape(x)[0]]) if training else x
+
+
+OWN_BN_VAR = "biased"    # BatchNormalization's moving variance takes the biased batch variance
+OWN_DECAY = {"sgd": "decoupled", "adam": "decoupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
+OWN_CLIP = "per_variable"  # an optimizer's clipnorm clips each variable's gradient on its own
+OWN_UNIT = "step"        # a LearningRateSchedule is called with the optimizer's step count
+
+
+def bn_new_weight(config) -> float:
+    """The weight of the new batch statistics in the moving averages: 1 - BatchNormalization's momentum."""
+    return 1 - library_default(keras.layers.BatchNormalization, "momentum") if config.bn_momentum == "native" else config.bn_momentum
+
+
+def bn_eps(config) -> float:
+    return library_default(keras.layers.BatchNormalization, "epsilon") if config.bn_eps == "native" else config.bn_eps
+
+
+def written_out(config) -> bool:
+    """ops=exact, or an optimizer definition this library does not ship: the WrittenOut optimizer."""
+    return config.ops == "exact" or (OWN_RULE if config.update_rule == "native" else config.update_rule) != OWN_RULE
+
+
+def translate(layer, config):
+    """One layer of the framework-free plan (shared/plan.py) as a Keras layer."""
     dtype = DTYPES[config.dtype]
     exact = config.ops == "exact"
-    layers = [keras.Input((sizes[0],), dtype=dtype)]
-    for i, fan_out in enumerate(sizes[1:]):
-        # native init: glorot_uniform kernel, zero bias
-        layers.append((ExactDense if exact else keras.layers.Dense)(fan_out, dtype=dtype))
-        if i < len(sizes) - 2:
-            slope = negative_slope(config)
-            layers.append(ExactLeakyReLU(slope, dtype=dtype) if exact
-                          else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype))
-    if config.head == "seed":  # the lab report's head
-        layers += [keras.layers.Activation("sigmoid", dtype=dtype),
-                   keras.layers.Activation(keras.activations.log_softmax, dtype=dtype)]
-    return keras.Sequential(layers)
+    # coupled decay with the library's optimizer: Keras' idiom is an L2 penalty l*sum(w^2) in the loss,
+    # gradient 2*l*w, so l = wd/2 (and the reported training loss includes the penalty)
+    coupled = (not written_out(config) and config.weight_decay
+               and plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) == "coupled")
+    l2 = (lambda: keras.regularizers.L2(decay_value(config) / 2)) if coupled else (lambda: None)
+    if layer.kind == "dense":  # native init: glorot_uniform kernel, zero bias
+        return (ExactDense if exact else keras.layers.Dense)(layer.width, dtype=dtype, kernel_regularizer=l2(),
+                                                             bias_regularizer=l2())
+    if layer.kind == "batchnorm":
+        running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
+        if exact or running_var != OWN_BN_VAR:
+            return ExactBatchNorm(bn_new_weight(config), bn_eps(config), running_var, dtype=dtype)
+        momentum = library_default(keras.layers.BatchNormalization, "momentum") if config.bn_momentum == "native" \
+            else 1 - config.bn_momentum
+        return keras.layers.BatchNormalization(momentum=momentum, epsilon=bn_eps(config), dtype=dtype,
+                                               gamma_regularizer=l2(), beta_regularizer=l2())
+    if layer.kind == "leaky_relu":
+        slope = negative_slope(config)
+        return ExactLeakyReLU(slope, dtype=dtype) if exact else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
+    if layer.kind == "dropout":
+        return SharedDropout(config.batch_size, dtype=dtype) if plan.shared_masks(config) \
+            else keras.layers.Dropout(config.dropout, dtype=dtype)
+    if layer.kind == "sigmoid":  # the lab report's head
+        return keras.layers.Activation("sigmoid", dtype=dtype)
+    return keras.layers.Activation(keras.activations.log_softmax, dtype=dtype)
+
+
+def build_model(config) -> keras.Sequential:
+    """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py)."""
+    return keras.Sequential([keras.Input((784,), dtype=DTYPES[config.dtype]),
+                             *(translate(layer, config) for layer in plan.network(config))])
 
 
 def loss_fn(config):
-    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits."""
+    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
+    label smoothing: only the one-hot CategoricalCrossentropy has it, so the labels are one-hot encoded)."""
     if config.ops == "exact":
-        return MeanLoss(nll_loss if config.head == "seed" else _cross_entropy)
-    return nll_loss if config.head == "seed" else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing))
+    if config.head == "seed":
+        return nll_loss
+    if config.label_smoothing:
+        cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+        return lambda y_true, logits: cce(ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10, dtype=logits.dtype), logits)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def nll_loss(y_true, log_probs):
@@ -83,8 +179,14 @@ def nll_loss(y_true, log_probs):
     return -ops.squeeze(ops.take_along_axis(log_probs, y, axis=1), axis=1)
 
 
-def _cross_entropy(y_true, logits):
-    return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+def _cross_entropy(y_true, logits, smoothing=0.0):
+    """Per sample; smoothing s written out as (1 - s) * nll + s/K * sum_k(-log p_k), as in PyTorch."""
+    if not smoothing:
+        return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
+    logp = ops.log_softmax(logits, axis=1)
+    nll = nll_loss(y_true, logp)
+    return ops.add(ops.multiply(nll, _const(1 - smoothing, logp)),
+                   ops.multiply(ops.sum(ops.negative(logp), axis=1), _const(smoothing / ops.shape(logp)[1], logp)))
 
 
 class MeanLoss(keras.losses.Loss):
@@ -104,17 +206,40 @@ def mean(values):
     return ops.divide(ops.sum(values), _const(ops.shape(values)[0], values)) if len(ops.shape(values)) else values
 
 
+def decay_value(config) -> float:
+    return library_default(keras.optimizers.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
+
+
+def clip_exact(grads, norm_max: float, scope: str):
+    """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in PyTorch."""
+    c = _const(norm_max, grads[0])
+    sq = lambda g: ops.sum(ops.multiply(g, g))
+    # max(norm, c) as a where: ops.maximum of two 0-d float64 tensors is float32 on the torch backend
+    big = lambda norm: ops.where(ops.greater(norm, c), norm, c)
+    if scope == "global":
+        norm = ops.sqrt(functools.reduce(ops.add, [sq(g) for g in grads]))
+        return [ops.multiply(g, ops.divide(c, big(norm))) for g in grads]
+    return [ops.multiply(g, ops.divide(c, big(ops.sqrt(sq(g))))) for g in grads]
+
+
 class WrittenOut(keras.optimizers.Optimizer):
-    """SGD (momentum, nesterov) and Adam written out in either framework's definition (`rule`):
+    """SGD (momentum, nesterov), Adam and AdamW written out in either framework's definition (`rule`):
       SGD   torch: b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
             keras: m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
       Adam  torch: w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
             keras: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
-    (m, v the usual moving averages). Every constant is converted straight to the variable's dtype."""
+    (m, v the usual moving averages). Before the update, in this order: gradients clipped (clip_exact),
+    then weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the
+    exact schedule's (shared/plan.lr_table) under ops=exact, else the schedule's. Every constant is
+    converted straight to the variable's dtype."""
 
-    def __init__(self, config, rule: str, **kwargs):
-        super().__init__(learning_rate=config.lr, name="written_out", **kwargs)
+    def __init__(self, config, rule: str, learning_rate=None, **kwargs):
+        super().__init__(learning_rate=config.lr if learning_rate is None else learning_rate, name="written_out", **kwargs)
         self.config, self.rule = config, rule
+        unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
+        self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
+        self.form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+        self.wd = decay_value(config) if config.weight_decay else 0.0
 
     def build(self, variables):
         if self.built:
@@ -122,19 +247,36 @@ class WrittenOut(keras.optimizers.Optimizer):
         super().build(variables)
         self.slots = [[self.add_variable_from_reference(v, name) for name in ("m", "v")] for v in variables]
 
+    def _clip_gradients(self, grads):
+        c = self.config
+        return clip_exact(grads, c.clip_norm, plan.own(c, "clip_scope", OWN_CLIP)) if c.clip_norm else grads
+
+    def _lr(self, w, learning_rate):
+        if self.table is not None:
+            step = ops.minimum(self.iterations, len(self.table) - 1)
+            return ops.take(ops.convert_to_tensor(self.table, dtype=w.dtype), step)
+        if self.config.lr_schedule != "constant":
+            return ops.cast(learning_rate, w.dtype)  # the library schedule's value
+        return _const(self.config.lr, w)
+
     def update_step(self, g, w, learning_rate):
         c = self.config
         m, v = self.slots[self._get_variable_index(w)]
         k = lambda x: _const(x, w)
+        lr = self._lr(w, learning_rate)
         g = ops.cast(g, w.dtype)
+        if self.form == "coupled":
+            g = g + w * k(self.wd)
+        elif self.form == "decoupled":
+            self.assign(w, w - w * (lr * k(self.wd)))
         if c.optimizer == "sgd":
             b = m
             if self.rule == "torch":
                 self.assign(b, b * k(c.momentum) + g)
-                self.assign(w, w - k(c.lr) * (g + k(c.momentum) * b if c.nesterov else b))
+                self.assign(w, w - lr * (g + k(c.momentum) * b if c.nesterov else b))
             else:
-                self.assign(b, b * k(c.momentum) - g * k(c.lr))
-                self.assign(w, w + (b * k(c.momentum) - g * k(c.lr) if c.nesterov else b))
+                self.assign(b, b * k(c.momentum) - g * lr)
+                self.assign(w, w + (b * k(c.momentum) - g * lr if c.nesterov else b))
             return
         t = ops.cast(self.iterations + 1, w.dtype)
         eps = k(adam_eps(c))
@@ -142,19 +284,57 @@ class WrittenOut(keras.optimizers.Optimizer):
         self.assign(v, v + (g * g - v) * k(1 - c.beta2))
         bc1, bc2 = 1 - ops.power(k(c.beta1), t), 1 - ops.power(k(c.beta2), t)
         if self.rule == "torch":
-            self.assign(w, w - (k(c.lr) / bc1) * m / (ops.sqrt(v) / ops.sqrt(bc2) + eps))
+            self.assign(w, w - (lr / bc1) * m / (ops.sqrt(v) / ops.sqrt(bc2) + eps))
         else:
-            self.assign(w, w - m * (k(c.lr) * ops.sqrt(bc2) / bc1) / (ops.sqrt(v) + eps))
+            self.assign(w, w - m * (lr * ops.sqrt(bc2) / bc1) / (ops.sqrt(v) + eps))
+
+
+class PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
+    """A library schedule counted in epochs: called with the step count, it passes step // steps."""
+
+    def __init__(self, inner, steps: int):
+        self.inner, self.steps = inner, steps
+
+    def __call__(self, step):
+        return self.inner(ops.floor_divide(step, self.steps))
+
+    def get_config(self):
+        return {"inner": keras.optimizers.schedules.serialize(self.inner), "steps": self.steps}
+
+
+def build_schedule(config):
+    """The learning rate for the optimizer: a number, or a library schedule (CosineDecay; ExponentialDecay
+    with staircase=True for steps), counted in optimizer steps, or in epochs through PerEpoch."""
+    if config.lr_schedule == "constant" or config.ops == "exact":
+        return config.lr
+    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
+    S = keras.optimizers.schedules
+    if config.lr_schedule == "cosine":
+        inner = S.CosineDecay(config.lr, decay_steps=plan.schedule_length(config, unit))
+    else:
+        every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
+        inner = S.ExponentialDecay(config.lr, decay_steps=every, decay_rate=config.lr_step_gamma, staircase=True)
+    return inner if unit == "step" else PerEpoch(inner, plan.steps_per_epoch(config))
 
 
 def build_optimizer(config, model) -> keras.optimizers.Optimizer:
-    """The library's optimizer (its own definition, ops=native), else the written-out one."""
-    rule = OWN_RULE if config.update_rule == "native" else config.update_rule
-    if config.ops == "exact" or rule != OWN_RULE:
-        return WrittenOut(config, rule)
+    """The library's optimizer (its own definition, ops=native), else the written-out one. Weight decay:
+    an optimizer's weight_decay is decoupled (w -= lr*wd*w before the update); coupled decay is the
+    layers' L2 penalty (translate). Clipping: clipnorm per variable, global_clipnorm jointly."""
+    lr = build_schedule(config)
+    if written_out(config):
+        return WrittenOut(config, OWN_RULE if config.update_rule == "native" else config.update_rule, learning_rate=lr)
+    form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+    extra = {"weight_decay": decay_value(config)} if form == "decoupled" else {}
+    if config.clip_norm:
+        scope = plan.own(config, "clip_scope", OWN_CLIP)
+        extra["clipnorm" if scope == "per_variable" else "global_clipnorm"] = config.clip_norm
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-    return keras.optimizers.Adam(learning_rate=config.lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=adam_eps(config))
+        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, nesterov=config.nesterov, **extra)
+    cls = keras.optimizers.AdamW if config.optimizer == "adamw" else keras.optimizers.Adam
+    if cls is keras.optimizers.AdamW and "weight_decay" not in extra:
+        extra["weight_decay"] = decay_value(config) if config.weight_decay else 0.0
+    return cls(learning_rate=lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=adam_eps(config), **extra)
 
 
 def dense_layers(model) -> list:
@@ -175,3 +355,21 @@ def import_weights(model, layers) -> None:
             raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit Dense kernel {tuple(m.kernel.shape)}")
         m.kernel.assign(np.asarray(kernel, dtype=m.kernel.dtype))
         m.bias.assign(np.asarray(bias, dtype=m.bias.dtype))
+
+
+def bn_layers(model) -> list:
+    return [m for m in model.layers if isinstance(m, (keras.layers.BatchNormalization, ExactBatchNorm))]
+
+
+def export_bn(model) -> list[tuple[np.ndarray, ...]]:
+    """[(gamma, beta, moving mean, moving variance)] per batch-norm layer."""
+    return [tuple(np.array(v) for v in (m.gamma, m.beta, m.moving_mean, m.moving_variance)) for m in bn_layers(model)]
+
+
+def import_bn(model, layers) -> None:
+    bns = bn_layers(model)
+    if len(bns) != len(layers):
+        raise ValueError(f"the weights have {len(layers)} batch-norm layers, the model {len(bns)}")
+    for m, arrays in zip(bns, layers):
+        for v, a in zip((m.gamma, m.beta, m.moving_mean, m.moving_variance), arrays):
+            v.assign(np.asarray(a, dtype=v.dtype))

@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_impl import model as M
 
+from shared.plan import shared_masks, step_masks
 from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "keras"
@@ -99,6 +100,16 @@ def batches(state: State, tensors: dict, index_batches):
         yield keras.ops.take(tensors["x_train"], i, axis=0), keras.ops.take(tensors["y_train"], i, axis=0)
 
 
+def set_masks(state: State, masks) -> None:
+    """The shared dropout masks of the next step (shared/plan.py), one per SharedDropout layer in order;
+    a short last batch fills the first rows of the layer's batch-size variable."""
+    layers = [m for m in state.model.layers if isinstance(m, M.SharedDropout)]
+    for m, mask in zip(layers, masks):
+        full = np.ones((m.rows, mask.shape[1]))
+        full[:len(mask)] = mask
+        m.mask.assign(full.astype(m.mask.dtype))
+
+
 def train_step(state: State, xb, yb) -> tuple[float, int]:
     """One SGD step; returns the batch-mean loss (before the update) and the number correct."""
     logs = state.model.train_on_batch(xb, yb, return_dict=True)
@@ -114,13 +125,17 @@ class _Tick(keras.callbacks.Callback):
         self.tick(self.steps)  # called once per execution of steps_per_execution steps
 
 
-def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float, int, tuple | None]:
-    """One epoch in the shared batch order -> (mean train loss, correct, first bad step or None).
-    host_sync=epoch is Keras' own fit() over the epoch's rows in that order (steps_per_execution
-    steps per call, the loss read once; Keras averages it in float32 on the device, and a
-    non-finite loss is known by epoch, not step); host_sync=step calls train_on_batch per batch."""
-    if state.config.host_sync == "step":
-        losses, rights = step_by_step(lambda xb, yb: train_step(state, xb, yb), batches(state, tensors, index_batches), tick)
+def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) -> tuple[float, int, tuple | None]:
+    """One epoch (1-based `epoch`) in the shared batch order -> (mean train loss, correct, first bad
+    step or None). host_sync=epoch is Keras' own fit() over the epoch's rows in that order
+    (steps_per_execution steps per call, the loss read once; Keras averages it in float32 on the
+    device, and a non-finite loss is known by epoch, not step); host_sync=step calls train_on_batch
+    per batch, as do shared dropout masks (set from the host before each step). A schedule advances
+    with the optimizer's step count, inside the step."""
+    if state.config.host_sync == "step" or shared_masks(state.config):
+        masks = step_masks(state.config, epoch, index_batches)
+        losses, rights = step_by_step(lambda xb, yb: (set_masks(state, next(masks)), train_step(state, xb, yb))[1],
+                                      batches(state, tensors, index_batches), tick)
         return epoch_totals(losses, rights, index_batches)
     order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
@@ -132,22 +147,29 @@ def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float
 
 
 def activations(state: State, xb) -> list[np.ndarray]:
-    """Each dense layer's output (its pre-activation) for a batch at the current weights (lockstep)."""
+    """Each dense layer's output for a batch at the current weights, as the training step computes it
+    (training mode; nothing changes: the non-trainable variables, moving statistics and the dropout
+    seed state, are restored: lockstep)."""
+    saved = [(v, keras.ops.copy(v.value)) for v in state.model.non_trainable_variables]
     out, x = [], xb
     for layer in state.model.layers:
-        x = layer(x)
+        x = layer(x, training=True)
         if isinstance(layer, keras.layers.Dense):
             out.append(keras.ops.convert_to_numpy(x))
+    for v, value in saved:
+        v.assign(value)
     return out
 
 
-def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
-    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights; no update (lockstep).
-    Keras has no backend-neutral gradient call, so each backend's own autodiff runs the same loss."""
+def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights, in training mode
+    (as the step computes it: lockstep) or evaluation mode (diagnostics); no update, nothing changes
+    (stateless_call returns the new moving statistics instead of assigning them). Keras has no
+    backend-neutral gradient call, so each backend's own autodiff runs the same loss."""
     fixed = [v.value for v in state.model.non_trainable_variables]
 
     def loss_of(values):
-        out, _ = state.model.stateless_call(values, fixed, xb)
+        out, _ = state.model.stateless_call(values, fixed, xb, training=training)
         return M.mean(state.loss_fn(yb, out))
 
     values = [v.value for v in state.model.trainable_variables]
@@ -167,7 +189,8 @@ def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
         import jax
         grads = jax.grad(loss_of)(values)
     grads = [keras.ops.convert_to_numpy(g) for g in grads]
-    return list(zip(grads[0::2], grads[1::2]))
+    at = {id(v): i for i, v in enumerate(state.model.trainable_variables)}
+    return [(grads[at[id(m.kernel)]], grads[at[id(m.bias)]]) for m in M.dense_layers(state.model)]
 
 
 def sync(state: State) -> None:
@@ -248,3 +271,11 @@ def export_weights(state: State):
 
 def import_weights(state: State, layers) -> None:
     M.import_weights(state.model, layers)
+
+
+def export_bn(state: State):
+    return M.export_bn(state.model)
+
+
+def import_bn(state: State, layers) -> None:
+    M.import_bn(state.model, layers)

@@ -3,12 +3,15 @@ Mirror of keras_impl/model.py: same functions, same order. `ops=exact` swaps the
 and optimizers for the written-out ones below (the same formulas, line for line, as in Keras)."""
 from __future__ import annotations
 
+import functools
 import inspect
 
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from shared import plan
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 OWN_RULE = "torch"  # this framework's own definition of the optimizer updates
@@ -50,27 +53,99 @@ class ExactLeakyReLU(nn.Module):
         return torch.where(x > 0, x, x * _const(self.slope, x))
 
 
-def build_model(config) -> nn.Sequential:
-    """784 -> hidden... -> 10 with LeakyReLU; the `seed` head appends Sigmoid and LogSoftmax."""
-    sizes = config.layer_sizes()
+class ExactBatchNorm(nn.Module):
+    """Batch norm written out (the same lines as in Keras): training normalises with the batch mean and
+    biased variance and moves the running averages by `new` (the weight of the batch statistics,
+    PyTorch's convention), the running variance taking the biased or unbiased batch variance;
+    evaluation normalises with the running averages. Parameter names as nn.BatchNorm1d's."""
+
+    def __init__(self, width: int, new: float, eps: float, running_var: str):
+        super().__init__()
+        self.new, self.eps, self.unbiased = new, eps, running_var == "unbiased"
+        self.weight, self.bias = nn.Parameter(torch.ones(width)), nn.Parameter(torch.zeros(width))
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+
+    def forward(self, x):
+        k = lambda v: _const(v, x)
+        if self.training:
+            n = x.shape[0]
+            mean = x.sum(0) / k(n)
+            d = x - mean
+            ss = (d * d).sum(0)
+            var = ss / k(n)
+            with torch.no_grad():
+                batch_var = ss / k(n - 1) if self.unbiased else var
+                self.running_mean.copy_(self.running_mean * k(1 - self.new) + mean * k(self.new))
+                self.running_var.copy_(self.running_var * k(1 - self.new) + batch_var * k(self.new))
+        else:
+            d, var = x - self.running_mean, self.running_var
+        return d / torch.sqrt(var + k(self.eps)) * self.weight + self.bias
+
+
+class SharedDropout(nn.Module):
+    """Dropout with masks given from outside (shared/plan.py draws them; set_masks puts them here):
+    x * mask in training, x in evaluation. The mask already holds keep / (1 - rate)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mask = None
+
+    def forward(self, x):
+        return x * self.mask[:x.shape[0]] if self.training else x
+
+
+OWN_BN_VAR = "unbiased"  # nn.BatchNorm1d's running variance takes the unbiased batch variance
+OWN_DECAY = {"sgd": "coupled", "adam": "coupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
+OWN_CLIP = "global"      # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
+OWN_UNIT = "epoch"       # a scheduler advances when the loop calls scheduler.step(): once per epoch
+
+
+def bn_new_weight(config) -> float:
+    """The weight of the new batch statistics in the running averages (BatchNorm1d's momentum)."""
+    return library_default(nn.BatchNorm1d, "momentum") if config.bn_momentum == "native" else config.bn_momentum
+
+
+def bn_eps(config) -> float:
+    return library_default(nn.BatchNorm1d, "eps") if config.bn_eps == "native" else config.bn_eps
+
+
+def written_out(config) -> bool:
+    """ops=exact, or an optimizer definition this library does not ship: the WrittenOut optimizer."""
+    return config.ops == "exact" or (OWN_RULE if config.update_rule == "native" else config.update_rule) != OWN_RULE
+
+
+def translate(layer, config) -> nn.Module:
+    """One layer of the framework-free plan (shared/plan.py) as a PyTorch module."""
     exact = config.ops == "exact"
-    layers = []
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
-        layers.append(ExactDense(fan_in, fan_out) if exact else nn.Linear(fan_in, fan_out))
-        if i < len(sizes) - 2:
-            slope = negative_slope(config)
-            layers.append(ExactLeakyReLU(slope) if exact else nn.LeakyReLU(negative_slope=slope))
-    if config.head == "seed":
-        layers += [nn.Sigmoid(), nn.LogSoftmax(dim=1)]  # the lab report's head
-    return nn.Sequential(*layers).to(DTYPES[config.dtype])
+    if layer.kind == "dense":  # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
+        return (ExactDense if exact else nn.Linear)(layer.fan_in, layer.width)
+    if layer.kind == "batchnorm":
+        running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
+        if exact or running_var != OWN_BN_VAR:
+            return ExactBatchNorm(layer.width, bn_new_weight(config), bn_eps(config), running_var)
+        return nn.BatchNorm1d(layer.width, eps=bn_eps(config), momentum=bn_new_weight(config))
+    if layer.kind == "leaky_relu":
+        slope = negative_slope(config)
+        return ExactLeakyReLU(slope) if exact else nn.LeakyReLU(negative_slope=slope)
+    if layer.kind == "dropout":
+        return SharedDropout() if plan.shared_masks(config) else nn.Dropout(config.dropout)
+    return nn.Sigmoid() if layer.kind == "sigmoid" else nn.LogSoftmax(dim=1)  # the lab report's head
+
+
+def build_model(config) -> nn.Sequential:
+    """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py)."""
+    return nn.Sequential(*(translate(layer, config) for layer in plan.network(config))).to(DTYPES[config.dtype])
 
 
 def loss_fn(config):
-    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits."""
+    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
+    label smoothing: F.cross_entropy's own argument, on class indices)."""
     if config.ops == "exact":
-        return MeanLoss(nll_loss if config.head == "seed" else _cross_entropy)
-    return nll_loss if config.head == "seed" else F.cross_entropy
+        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing))
+    if config.head == "seed":
+        return nll_loss
+    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing) if config.label_smoothing else F.cross_entropy
 
 
 def nll_loss(log_probs, target, reduction="mean"):
@@ -78,8 +153,13 @@ def nll_loss(log_probs, target, reduction="mean"):
     return F.nll_loss(log_probs, target, reduction=reduction)
 
 
-def _cross_entropy(logits, target):
-    return F.cross_entropy(logits, target, reduction="none")
+def _cross_entropy(logits, target, smoothing=0.0):
+    """Per sample; smoothing s written out as (1 - s) * nll + s/K * sum_k(-log p_k), as in Keras."""
+    if not smoothing:
+        return F.cross_entropy(logits, target, reduction="none")
+    logp = F.log_softmax(logits, dim=1)
+    nll = -logp.gather(1, target[:, None])[:, 0]
+    return nll * _const(1 - smoothing, logp) + (-logp).sum(1) * _const(smoothing / logp.shape[1], logp)
 
 
 class MeanLoss:
@@ -98,58 +178,125 @@ def mean(values):
     return values.sum() / _const(values.shape[0], values) if values.ndim else values
 
 
+def decay_value(config) -> float:
+    return library_default(torch.optim.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
+
+
+def clip_exact(grads, norm_max: float, scope: str):
+    """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in Keras."""
+    c = _const(norm_max, grads[0])
+    if scope == "global":
+        norm = torch.sqrt(sum((g * g).sum() for g in grads))
+        return [g * (c / torch.maximum(norm, c)) for g in grads]
+    return [g * (c / torch.maximum(torch.sqrt((g * g).sum()), c)) for g in grads]
+
+
 class WrittenOut(torch.optim.Optimizer):
-    """SGD (momentum, nesterov) and Adam written out in either framework's definition (`rule`):
+    """SGD (momentum, nesterov), Adam and AdamW written out in either framework's definition (`rule`):
       SGD   torch: b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
             keras: m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
       Adam  torch: w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
             keras: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
-    (m, v the usual moving averages). Every constant is a Python float, applied in the tensor's dtype."""
+    (m, v the usual moving averages). Before the update, in this order: gradients clipped (clip_exact),
+    then weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the
+    exact schedule's (shared/plan.lr_table) under ops=exact, else the scheduler's. Every constant is a
+    Python float, applied in the tensor's dtype."""
 
     def __init__(self, params, config, rule: str):
         super().__init__(params, {"lr": config.lr})
         self.config, self.rule = config, rule
+        unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
+        self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
+        self.form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+        self.wd = decay_value(config) if config.weight_decay else 0.0
 
     @torch.no_grad()
     def step(self):
         c = self.config
         for group in self.param_groups:
-            for w in group["params"]:
+            params = [w for w in group["params"] if w.grad is not None]
+            grads = [w.grad.to(w.dtype) for w in params]
+            if c.clip_norm:
+                grads = clip_exact(grads, c.clip_norm, plan.own(c, "clip_scope", OWN_CLIP))
+            for w, g in zip(params, grads):
                 if not self.state[w]:
                     self.state[w].update(t=0, m=torch.zeros_like(w), v=torch.zeros_like(w))
                 s = self.state[w]
                 m, v = s["m"], s["v"]
                 k = lambda x: _const(x, w)
-                g = w.grad.to(w.dtype)
+                s["t"] += 1
+                lr = float(self.table[min(s["t"], len(self.table)) - 1]) if self.table is not None else group["lr"]
+                if self.form == "coupled":
+                    g = g + w * k(self.wd)
+                elif self.form == "decoupled":
+                    w.copy_(w - w * (k(lr) * k(self.wd)))
                 if c.optimizer == "sgd":
                     b = m
                     if self.rule == "torch":
                         b.copy_(b * k(c.momentum) + g)
-                        w.copy_(w - k(c.lr) * (g + k(c.momentum) * b if c.nesterov else b))
+                        w.copy_(w - k(lr) * (g + k(c.momentum) * b if c.nesterov else b))
                     else:
-                        b.copy_(b * k(c.momentum) - g * k(c.lr))
-                        w.copy_(w + (b * k(c.momentum) - g * k(c.lr) if c.nesterov else b))
+                        b.copy_(b * k(c.momentum) - g * k(lr))
+                        w.copy_(w + (b * k(c.momentum) - g * k(lr) if c.nesterov else b))
                     continue
-                s["t"] += 1
                 t = k(s["t"])
                 eps = k(adam_eps(c))
                 m.copy_(m + (g - m) * k(1 - c.beta1))
                 v.copy_(v + (g * g - v) * k(1 - c.beta2))
                 bc1, bc2 = 1 - torch.pow(k(c.beta1), t), 1 - torch.pow(k(c.beta2), t)
                 if self.rule == "torch":
-                    w.copy_(w - (k(c.lr) / bc1) * m / (v.sqrt() / bc2.sqrt() + eps))
+                    w.copy_(w - (k(lr) / bc1) * m / (v.sqrt() / bc2.sqrt() + eps))
                 else:
-                    w.copy_(w - m * (k(c.lr) * bc2.sqrt() / bc1) / (v.sqrt() + eps))
+                    w.copy_(w - m * (k(lr) * bc2.sqrt() / bc1) / (v.sqrt() + eps))
 
 
 def build_optimizer(config, model) -> torch.optim.Optimizer:
-    """The library's optimizer (its own definition, ops=native), else the written-out one."""
-    rule = OWN_RULE if config.update_rule == "native" else config.update_rule
-    if config.ops == "exact" or rule != OWN_RULE:
-        return WrittenOut(model.parameters(), config, rule)
+    """The library's optimizer (its own definition, ops=native), else the written-out one. Weight decay:
+    SGD/Adam's weight_decay is coupled, AdamW's decoupled; decoupled SGD has no class of its own, so
+    w -= lr*wd*w runs before SGD's step (AdamW's form)."""
+    if written_out(config):
+        return WrittenOut(model.parameters(), config, OWN_RULE if config.update_rule == "native" else config.update_rule)
+    form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+    wd = decay_value(config) if form else 0.0
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
-    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=adam_eps(config))
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                              weight_decay=wd if form == "coupled" else 0.0)
+        if form == "decoupled":
+            opt.register_step_pre_hook(lambda o, args, kwargs: _decay(o, wd))
+        return opt
+    cls = torch.optim.AdamW if form == "decoupled" else torch.optim.Adam
+    return cls(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=adam_eps(config),
+               weight_decay=wd)
+
+
+@torch.no_grad()
+def _decay(opt, wd: float) -> None:
+    for group in opt.param_groups:
+        for w in group["params"]:
+            w.mul_(1 - group["lr"] * wd)
+
+
+def clip_gradients(config, model) -> None:
+    """The library's clipping between backward() and step() (the WrittenOut optimizer clips itself)."""
+    if not config.clip_norm or written_out(config):
+        return
+    if plan.own(config, "clip_scope", OWN_CLIP) == "global":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+    else:
+        for w in model.parameters():
+            torch.nn.utils.clip_grad_norm_([w], config.clip_norm)
+
+
+def build_scheduler(config, optimizer):
+    """(scheduler, unit) for a library schedule, or (None, None): constant, or ops=exact (whose
+    WrittenOut optimizer reads the exact schedule itself). Stepped by train.py every `unit`."""
+    if config.lr_schedule == "constant" or config.ops == "exact":
+        return None, None
+    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
+    every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=config.lr_step_gamma), unit
 
 
 def dense_layers(model) -> list[nn.Linear]:
@@ -171,3 +318,23 @@ def import_weights(model, layers) -> None:
                 raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit Linear({m.in_features}, {m.out_features})")
             m.weight.copy_(torch.as_tensor(np.ascontiguousarray(kernel.T), dtype=m.weight.dtype))
             m.bias.copy_(torch.as_tensor(bias, dtype=m.bias.dtype))
+
+
+def bn_layers(model) -> list:
+    return [m for m in model if isinstance(m, (nn.BatchNorm1d, ExactBatchNorm))]
+
+
+def export_bn(model) -> list[tuple[np.ndarray, ...]]:
+    """[(gamma, beta, running mean, running variance)] per batch-norm layer."""
+    return [tuple(t.detach().cpu().numpy().copy() for t in (m.weight, m.bias, m.running_mean, m.running_var))
+            for m in bn_layers(model)]
+
+
+def import_bn(model, layers) -> None:
+    bns = bn_layers(model)
+    if len(bns) != len(layers):
+        raise ValueError(f"the weights have {len(layers)} batch-norm layers, the model {len(bns)}")
+    with torch.no_grad():
+        for m, arrays in zip(bns, layers):
+            for t, a in zip((m.weight, m.bias, m.running_mean, m.running_var), arrays):
+                t.copy_(torch.as_tensor(a, dtype=t.dtype))

@@ -2,6 +2,7 @@
 Mirror of keras_impl/train.py: same functions, same order."""
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import torch
 
 from pytorch_impl import model as M
 
+from shared.plan import step_masks
 from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "pytorch"
@@ -25,6 +27,8 @@ class State:
     optimizer: torch.optim.Optimizer
     loss_fn: object
     forward: object  # the model, or torch.compile of it (compile=on); weights and checkpoints use `model`
+    scheduler: object = None  # a library LR scheduler, stepped every `unit` (epoch or step), or None
+    unit: str | None = None
 
 
 def setup(config, threads: int) -> dict:
@@ -63,7 +67,8 @@ def build(config, env: dict) -> State:
     # recorded step without per-kernel launch costs
     forward = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None) if config.compile == "on" else net
     env["compiled"] = config.compile == "on"
-    return State(config, device, net, M.build_optimizer(config, net), M.loss_fn(config), forward)
+    opt = M.build_optimizer(config, net)
+    return State(config, device, net, opt, M.loss_fn(config), forward, *M.build_scheduler(config, opt))
 
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
@@ -90,6 +95,13 @@ def batches(state: State, tensors: dict, index_batches):
         yield tensors["x_train"].index_select(0, i), tensors["y_train"].index_select(0, i)
 
 
+def set_masks(state: State, masks) -> None:
+    """The shared dropout masks of the next step (shared/plan.py), one per SharedDropout layer in order."""
+    layers = [m for m in state.model if isinstance(m, M.SharedDropout)]
+    for m, mask in zip(layers, masks):
+        m.mask = torch.from_numpy(mask).to(state.device, M.DTYPES[state.config.dtype])
+
+
 def _step(state: State, xb, yb):
     """One SGD step; the batch-mean loss (before the update) and the number correct, on the device."""
     state.model.train()
@@ -97,7 +109,10 @@ def _step(state: State, xb, yb):
     loss = state.loss_fn(out, yb)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    M.clip_gradients(state.config, state.model)
     state.optimizer.step()
+    if state.unit == "step":
+        state.scheduler.step()
     return loss.detach(), (out.argmax(1) == yb).sum()
 
 
@@ -107,21 +122,44 @@ def train_step(state: State, xb, yb) -> tuple[float, int]:
     return loss.item(), int(right)
 
 
-def train_epoch(state: State, tensors: dict, index_batches, tick) -> tuple[float, int, tuple | None]:
-    """One epoch in the shared batch order -> (mean train loss, correct, first bad step or None).
-    host_sync=epoch keeps each step's loss and count on the device and reads them all once at the
-    end (no host wait per step); host_sync=step reads them after every step. Same numbers."""
+def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) -> tuple[float, int, tuple | None]:
+    """One epoch (1-based `epoch`) in the shared batch order -> (mean train loss, correct, first bad
+    step or None). host_sync=epoch keeps each step's loss and count on the device and reads them all
+    once at the end (no host wait per step); host_sync=step reads them after every step. Same numbers.
+    Shared dropout masks are set before each step; a per-epoch scheduler steps at the end."""
     step = _step if state.config.host_sync == "epoch" else train_step
-    losses, rights = step_by_step(lambda xb, yb: step(state, xb, yb), batches(state, tensors, index_batches), tick)
+    masks = step_masks(state.config, epoch, index_batches)
+    losses, rights = step_by_step(lambda xb, yb: (set_masks(state, next(masks)), step(state, xb, yb))[1],
+                                  batches(state, tensors, index_batches), tick)
     if state.config.host_sync == "epoch":
         losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
+    if state.unit == "epoch":
+        state.scheduler.step()
     return epoch_totals(losses, rights, index_batches)
 
 
+@contextlib.contextmanager
+def _unchanged(state: State, training: bool):
+    """Run the model in training or evaluation mode and leave no trace: batch-norm running statistics
+    and the random generator (native dropout) are restored afterwards (lockstep, diagnostics)."""
+    was = state.model.training
+    saved = [(b, b.detach().clone()) for b in state.model.buffers()]
+    with torch.random.fork_rng(devices=[state.device] if state.device.type == "cuda" else []):
+        state.model.train(training)
+        try:
+            yield
+        finally:
+            state.model.train(was)
+            with torch.no_grad():
+                for b, v in saved:
+                    b.copy_(v)
+
+
 def activations(state: State, xb) -> list[np.ndarray]:
-    """Each dense layer's output (its pre-activation) for a batch at the current weights (lockstep)."""
+    """Each dense layer's output for a batch at the current weights, as the training step computes it
+    (training mode; nothing changes: lockstep)."""
     out, x = [], xb
-    with torch.no_grad():
+    with torch.no_grad(), _unchanged(state, True):
         for m in state.model:
             x = m(x)
             if isinstance(m, torch.nn.Linear):
@@ -129,10 +167,12 @@ def activations(state: State, xb) -> list[np.ndarray]:
     return out
 
 
-def gradients(state: State, xb, yb) -> list[tuple[np.ndarray, np.ndarray]]:
-    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights; no update (lockstep)."""
+def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """d(batch-mean loss)/d(kernel [in, out], bias) per layer at the current weights, in training mode
+    (as the step computes it: lockstep) or evaluation mode (diagnostics); no update, nothing changes."""
     state.model.zero_grad(set_to_none=True)
-    state.loss_fn(state.model(xb), yb).backward()
+    with _unchanged(state, training):
+        state.loss_fn(state.model(xb), yb).backward()
     grads = [(m.weight.grad.cpu().numpy().T.copy(), m.bias.grad.cpu().numpy().copy()) for m in M.dense_layers(state.model)]
     state.model.zero_grad(set_to_none=True)
     return grads
@@ -180,7 +220,8 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
     from shared.atomic import atomic_write
-    blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict()}
+    blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {})}
     atomic_write(path, lambda f: torch.save(blob, f))
 
 
@@ -188,6 +229,8 @@ def load_checkpoint(state: State, path) -> int:
     blob = torch.load(path, map_location=state.device, weights_only=True)
     state.model.load_state_dict(blob["model"])
     state.optimizer.load_state_dict(blob["optimizer"])
+    if state.scheduler:
+        state.scheduler.load_state_dict(blob["scheduler"])
     return blob["epoch"]
 
 
@@ -197,3 +240,11 @@ def export_weights(state: State):
 
 def import_weights(state: State, layers) -> None:
     M.import_weights(state.model, layers)
+
+
+def export_bn(state: State):
+    return M.export_bn(state.model)
+
+
+def import_bn(state: State, layers) -> None:
+    M.import_bn(state.model, layers)

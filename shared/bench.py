@@ -44,10 +44,11 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
         tensors = impl.to_device(state, x_train[:samples], data.train_labels[:samples].astype(np.int64),
                                  x_test, data.test_labels.astype(np.int64), data)
         epochs = iter(range(1, warmup + reps + 1))
-        idx = lambda: fbatches.epoch_batches(c.seed, next(epochs), samples, bs, c.last_batch)
 
         def train():
-            impl.train_epoch(state, tensors, idx(), lambda n: None)
+            epoch = next(epochs)
+            impl.train_epoch(state, tensors, fbatches.epoch_batches(c.seed, epoch, samples, bs, c.last_batch),
+                             lambda n: None, epoch)
             impl.sync(state)
 
         fixed = fbatches.epoch_batches(c.seed, 1, samples, bs, c.last_batch)

@@ -16,7 +16,7 @@ class ConfigError(ValueError):
 
 CHOICES = {
     "head": ("seed", "logits"),
-    "optimizer": ("sgd", "adam"),
+    "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
     "init": ("native", "shared"),
     "dtype": ("float32", "float64"),
@@ -27,9 +27,15 @@ CHOICES = {
     "ops": ("native", "exact"),
     "host_sync": ("epoch", "step"),
     "compile": ("native", "on", "off"),
+    "dropout_masks": ("native", "shared"),
+    "bn_running_var": ("native", "unbiased", "biased"),
+    "weight_decay_form": ("native", "coupled", "decoupled"),
+    "clip_scope": ("native", "global", "per_variable"),
+    "lr_schedule": ("constant", "cosine", "step"),
+    "lr_schedule_unit": ("native", "epoch", "step"),
 }
-NATIVE = "native"  # for negative_slope and eps: each framework's own library default
-NATIVE_OK = ("negative_slope", "eps")
+NATIVE = "native"  # for these numbers: each framework's own library default
+NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,28 @@ class RunConfig:
                                      # weights as 1, bit for bit; fewer returns to Python)
     compile: str = "native"          # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
                                      # native: each side's default (PyTorch eager, Keras "auto")
+    # ---- porting features (shared/plan.py describes them once; each implementation translates them).
+    # All off by default: a config without them trains exactly as before.
+    dropout: float = 0.0             # rate after each hidden activation (inverted dropout on both sides)
+    dropout_masks: str = "native"    # native: each library's random masks; shared: numpy masks from
+                                     # (seed, epoch, step, layer), identical on both sides
+    batchnorm: bool = False          # batch norm after each hidden Dense, before its activation
+    bn_momentum: float = "native"    # weight of the NEW batch statistics (PyTorch's convention; Keras gets
+                                     # 1 - this); native: each library's default
+    bn_eps: float = "native"         # added to the variance; native: each library's default
+    bn_running_var: str = "native"   # which batch variance the running average takes: unbiased (n-1) or
+                                     # biased (n); native: each library's own
+    weight_decay: float = 0.0        # decay strength; native (adamw only): each library's AdamW default
+    weight_decay_form: str = "native"  # coupled: wd*w added to the gradient (L2); decoupled: w -= lr*wd*w;
+                                     # native: each library's idiom for the optimizer
+    clip_norm: float = 0.0           # gradient norm clipping threshold; 0 = off
+    clip_scope: str = "native"       # global: one norm over all gradients; per_variable: each on its own;
+                                     # native: each library's idiom (clip_grad_norm_ / clipnorm)
+    lr_schedule: str = "constant"    # cosine (to 0 at the end of training) or step (x lr_step_gamma)
+    lr_schedule_unit: str = "native"  # when it advances: every epoch or every step; native: each idiom
+    lr_step_epochs: int = 5          # step schedule: decay every N epochs
+    lr_step_gamma: float = 0.1       # step schedule: the factor
+    label_smoothing: float = 0.0     # logits head: the weight of the uniform target
 
     def __post_init__(self):
         validate(self)
@@ -90,7 +118,8 @@ def validate(c: RunConfig) -> None:
         raise ConfigError(f"hidden={c.hidden!r} must be a list of positive integers, e.g. 200,200")
     if not c.hidden:
         raise ConfigError("hidden=() has no layers; give at least one hidden width, e.g. hidden=200,200")
-    for key in ("lr", "momentum", "beta1", "beta2", *NATIVE_OK):
+    for key in ("lr", "momentum", "beta1", "beta2", "dropout", "clip_norm", "lr_step_gamma", "label_smoothing",
+                *NATIVE_OK):
         v = getattr(c, key)
         if isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(f"{key}={v!r} is not a finite number")
@@ -114,15 +143,55 @@ def validate(c: RunConfig) -> None:
         ("seed", 0 <= c.seed < 2**32, "between 0 and 2**32-1"),
         ("threads", 0 <= c.threads <= 1024, "between 0 (all cores) and 1024"),
         ("steps_per_execution", 1 <= c.steps_per_execution <= 60000, "between 1 and 60000"),
+        ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
+        ("bn_momentum", num("bn_momentum") or 0 < c.bn_momentum <= 1, "in (0, 1] or native"),
+        ("bn_eps", num("bn_eps") or 0 < c.bn_eps, "> 0 or native"),
+        ("weight_decay", num("weight_decay") or 0 <= c.weight_decay, ">= 0 (or native with optimizer=adamw)"),
+        ("clip_norm", 0 <= c.clip_norm, ">= 0 (0 = no clipping)"),
+        ("lr_step_epochs", 1 <= c.lr_step_epochs <= 100000, "between 1 and 100000"),
+        ("lr_step_gamma", 0 < c.lr_step_gamma <= 1, "in (0, 1]"),
+        ("label_smoothing", 0 <= c.label_smoothing < 1, "in [0, 1)"),
     ]
     for key, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{key}={getattr(c, key)!r} is out of range; it must be {allowed}")
     if c.nesterov and (c.optimizer != "sgd" or c.momentum == 0):
         raise ConfigError("nesterov=true needs optimizer=sgd and momentum > 0")
+    _check_combinations(c)
+
+
+DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was set from one left alone
+
+
+def _check_combinations(c: RunConfig) -> None:
+    """Keys that only mean something together with another: refuse them alone, saying what to add."""
+    d = DEFAULTS_OF
+    needs = [
+        (c.dropout_masks != d["dropout_masks"], c.dropout > 0, "dropout_masks", "dropout > 0, e.g. --set dropout=0.2"),
+        (any(getattr(c, k) != d[k] for k in ("bn_momentum", "bn_eps", "bn_running_var")), c.batchnorm,
+         "bn_momentum/bn_eps/bn_running_var", "batchnorm=true"),
+        (c.weight_decay_form != d["weight_decay_form"], c.weight_decay != 0, "weight_decay_form",
+         "weight_decay > 0, e.g. --set weight_decay=5e-4"),
+        (c.weight_decay == NATIVE, c.optimizer == "adamw", "weight_decay=native",
+         "optimizer=adamw (only AdamW has a library default decay); give a number"),
+        (c.clip_scope != d["clip_scope"], c.clip_norm > 0, "clip_scope", "clip_norm > 0, e.g. --set clip_norm=1"),
+        (c.lr_schedule_unit != d["lr_schedule_unit"], c.lr_schedule != "constant", "lr_schedule_unit",
+         "lr_schedule=cosine or step"),
+        (c.lr_step_epochs != d["lr_step_epochs"] or c.lr_step_gamma != d["lr_step_gamma"], c.lr_schedule == "step",
+         "lr_step_epochs/lr_step_gamma", "lr_schedule=step"),
+        (c.label_smoothing > 0, c.head == "logits", "label_smoothing",
+         "head=logits (the seed head's nll_loss has no smoothing in PyTorch)"),
+    ]
+    for used, ok, key, need in needs:
+        if used and not ok:
+            raise ConfigError(f"{key} has no effect without {need}")
+    if c.optimizer == "adamw" and c.weight_decay_form == "coupled":
+        raise ConfigError("optimizer=adamw is Adam with decoupled weight decay; for coupled L2 decay use "
+                          "optimizer=adam with weight_decay_form=coupled")
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
+DEFAULTS_OF.update({f.name: f.default for f in fields(RunConfig)})
 
 
 def _coerce(key: str, value):

@@ -21,7 +21,7 @@ def probe_indices(n: int) -> list[np.ndarray]:
 
 def measure(impl, state, tensors, n: int, epoch: int) -> dict:
     xb, yb = next(iter(impl.batches(state, tensors, probe_indices(n))))
-    g = norms(impl.gradients(state, xb, yb))
+    g = norms(impl.gradients(state, xb, yb, training=False))  # evaluation mode: the same function every epoch
     return {"epoch": epoch, "grad_norm": g, "weight_norm": norms(impl.export_weights(state)), "warning": reading(g)}
 
 

@@ -148,7 +148,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     else:
         if config.init == "shared":
             impl.import_weights(state, cfg.shared_init(config))
-        weights.save(out / "weights" / "initial.npz", impl.export_weights(state))
+        weights.save(out / "weights" / "initial.npz", impl.export_weights(state), impl.export_bn(state))
     rundir.write_run(out, {
         "framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(),
         "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
@@ -163,7 +163,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
         bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
         t0 = time.perf_counter()
-        train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update)
+        train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update, epoch)
         if bad is not None:
             bar.close()
             where = f"step {bad[0]}" if bad[0] else "a step (fit reads the loss once per epoch)"
@@ -197,6 +197,6 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} "
                     f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
                     f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval")
-    weights.save(out / "weights" / "final.npz", impl.export_weights(state))
+    weights.save(out / "weights" / "final.npz", impl.export_weights(state), impl.export_bn(state))
     rundir.write_status(out, "completed", "", len(rows))
     return 0

@@ -1,6 +1,8 @@
 """Framework-neutral weights: an .npz with `kernel_<i>` as [in, out] and `bias_<i>` as [out],
 layer i = 0 .. n-1 in forward order, plus `layers` = n. PyTorch's Linear.weight is [out, in]:
-its exporter transposes; a Keras Dense kernel is already [in, out]."""
+its exporter transposes; a Keras Dense kernel is already [in, out]. A network with batch norm adds
+`bn_<j>_gamma`, `bn_<j>_beta`, `bn_<j>_mean`, `bn_<j>_var` for hidden layer j ([width] each: scale,
+offset, running/moving mean and variance) and `bn_layers`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +12,17 @@ import numpy as np
 from shared.atomic import atomic_write
 
 
-def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+BN_PARTS = ("gamma", "beta", "mean", "var")
+
+
+def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]], bn: list[tuple] = ()) -> None:
     arrays = {"layers": np.array(len(layers))}
     for i, (k, b) in enumerate(layers):
         arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = np.asarray(k), np.asarray(b)
+    if bn:
+        arrays["bn_layers"] = np.array(len(bn))
+        for j, parts in enumerate(bn):
+            arrays.update({f"bn_{j}_{name}": np.asarray(a) for name, a in zip(BN_PARTS, parts)})
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
@@ -25,3 +34,10 @@ def load(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
         if k.ndim != 2 or b.shape != (k.shape[1],) or (nxt is not None and nxt[0].shape[0] != k.shape[1]):
             raise ValueError(f"{path}: layer {i} has kernel {k.shape} and bias {b.shape}, which do not chain")
     return layers
+
+
+def load_bn(path: str | Path) -> list[tuple[np.ndarray, ...]]:
+    """The batch-norm layers' (gamma, beta, mean, var), [] for a network without batch norm."""
+    with np.load(path) as z:
+        n = int(z["bn_layers"]) if "bn_layers" in z.files else 0
+        return [tuple(z[f"bn_{j}_{name}"] for name in BN_PARTS) for j in range(n)]

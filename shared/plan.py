@@ -1,0 +1,101 @@
+"""One framework-free description of the network and of the training features, as plain data; each
+implementation translates it into its own library (pytorch_impl/model.py, keras_impl/model.py: one
+plan, two translators). The written-out pieces both translations share live here too: the learning
+rate of every step and the shared dropout masks, computed in numpy (float64).
+
+The network: Dense, then (batchnorm) BatchNorm, then LeakyReLU, then (dropout) Dropout, per hidden
+layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.batches import steps_per_epoch as _steps
+
+TRAIN_ROWS = 60000  # the official training set (shared/data.py checks every file's shape)
+
+
+@dataclass(frozen=True)
+class Layer:
+    kind: str       # dense | batchnorm | leaky_relu | dropout | sigmoid | log_softmax
+    width: int = 0  # dense: outputs; batchnorm, dropout: features
+    fan_in: int = 0  # dense only
+    index: int = 0  # dense: layer i (0-based, output layer last); batchnorm, dropout: hidden layer i
+
+
+def network(config) -> list[Layer]:
+    sizes = config.layer_sizes()
+    out = []
+    for i, (fan_in, width) in enumerate(zip(sizes[:-1], sizes[1:])):
+        out.append(Layer("dense", width, fan_in, i))
+        if i < len(sizes) - 2:
+            if config.batchnorm:
+                out.append(Layer("batchnorm", width, index=i))
+            out.append(Layer("leaky_relu", width, index=i))
+            if config.dropout > 0:
+                out.append(Layer("dropout", width, index=i))
+    if config.head == "seed":
+        out += [Layer("sigmoid"), Layer("log_softmax")]
+    return out
+
+
+def own(config, key: str, mine: str) -> str:
+    """A choice key's value on this side: `mine` (the library's idiom) where the config says native."""
+    value = getattr(config, key)
+    return mine if value == "native" else value
+
+
+# ---------------------------------------------------------------- learning-rate schedules
+
+def steps_per_epoch(config) -> int:
+    return _steps(TRAIN_ROWS, config.batch_size, config.last_batch)
+
+
+def schedule_length(config, unit: str) -> int:
+    """The schedule's horizon in its unit: all epochs, or all steps of training."""
+    return config.epochs * (steps_per_epoch(config) if unit == "step" else 1)
+
+
+def lr_at(config, t: int, unit: str) -> float:
+    """The exact learning rate at t (0-based, in `unit`): cosine from lr to 0 over the training, or lr
+    times lr_step_gamma ** (number of lr_step_epochs passed)."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.lr_schedule == "cosine":
+        return config.lr * (1 + math.cos(math.pi * t / schedule_length(config, unit))) / 2
+    every = config.lr_step_epochs * (steps_per_epoch(config) if unit == "step" else 1)
+    return config.lr * config.lr_step_gamma ** (t // every)
+
+
+def lr_table(config, unit: str) -> np.ndarray:
+    """The learning rate of every training step (0-based), float64: what ops=exact applies on both sides."""
+    spe = steps_per_epoch(config)
+    steps = np.arange(config.epochs * spe)
+    return np.array([lr_at(config, int(s) if unit == "step" else int(s) // spe, unit) for s in steps])
+
+
+# ---------------------------------------------------------------- shared dropout masks
+
+def dropout_masks(config, epoch: int, step: int, rows: int) -> list[np.ndarray]:
+    """One mask per dropout layer for 1-based (epoch, step): keep / (1 - rate), float64 [rows, width],
+    drawn in numpy from (seed, epoch, step, layer), so both frameworks drop the same units."""
+    out = []
+    for layer in network(config):
+        if layer.kind == "dropout":
+            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, epoch, step, layer.index, 0xD0])))
+            keep = rng.random((rows, layer.width)) >= config.dropout
+            out.append(keep / (1.0 - config.dropout))
+    return out
+
+
+def shared_masks(config) -> bool:
+    return config.dropout > 0 and config.dropout_masks == "shared"
+
+
+def step_masks(config, epoch: int, index_batches):
+    """The shared dropout masks of each step of an epoch, in step order (empty where not shared)."""
+    for step, idx in enumerate(index_batches, 1):
+        yield dropout_masks(config, epoch, step, len(idx)) if shared_masks(config) else []
