@@ -29,16 +29,33 @@ from compare.harness import HarnessError, keras_label, last_line, subcommand
 from compare.render import render_md as md
 from shared import config as cfg
 from shared import lockstep as trace_format
+from shared import plan
 from shared.atomic import atomic_write
 
 REFERENCE = "pytorch"
-# name -> (config overrides, what stays different between the two sides)
+# name -> (config overrides, what stays different between the two sides); "definitions" are the
+# optimizer's update rule and every porting feature each library defines its own way (shared/plan.py)
 CELLS = {
     "native": ({"ops": "native", "update_rule": "native"}, "the libraries as shipped (layers, loss, optimizer classes)"),
-    "exact ops": ({"ops": "exact"}, "only the update definitions (each framework's own, written out exactly)"),
+    "exact ops": ({"ops": "exact"}, "only the definitions (each framework's own, written out exactly)"),
     "same definition": ({"update_rule": "torch"}, "only the libraries' layer and loss arithmetic"),
     "matched": ({"ops": "exact", "update_rule": "torch"}, "nothing: same definitions, every constant in the model dtype"),
 }
+DEFINITIONS = ("same definition", "matched")  # the cells that also match the porting features
+
+
+def cell_overrides(cell: str, config: cfg.RunConfig) -> dict:
+    over = dict(CELLS[cell][0])
+    return {**over, **plan.features_matched(config)} if cell in DEFINITIONS else over
+
+
+def alone_cells(config: cfg.RunConfig) -> dict[str, dict]:
+    """'<difference> alone' -> matched, except that one difference as each library has it: which
+    difference makes the two depart, and where (the update rule, the arithmetic, each porting feature)."""
+    matched = cell_overrides("matched", config)
+    native = {"update rule": {"update_rule": "native"}, "library arithmetic": {"ops": "native"},
+              **{name: {k: getattr(config, k) for k in over} for name, over in plan.feature_differences(config).items()}}
+    return {f"{name} alone": {**matched, **over} for name, over in native.items()}
 FLOOR_FACTOR = 10.0   # cross-framework divergence within this factor of the floor = float noise
 MATCHED_TOL = 1e-10   # float64, matched: the two must agree to this (max relative weight difference)
 
@@ -80,16 +97,16 @@ def divergence(a: dict, b: dict) -> dict:
     layers = sum(1 for k in b if k.startswith("w_0_") and k.endswith("_k"))
     snaps, rel_l2, per_layer = [], [], []
     for s in (int(x) for x in b["snap_steps"] if x <= n and f"w_{x}_0_k" in a):
-        da = [a[f"w_{s}_{i}_{t}"] for i in range(layers) for t in "kb"]
-        db = [b[f"w_{s}_{i}_{t}"] for i in range(layers) for t in "kb"]
-        num = np.sqrt(sum(float(np.sum((x - y) ** 2)) for x, y in zip(da, db)))
-        den = np.sqrt(sum(float(np.sum(y ** 2)) for y in db))
+        # every tensor of the state: dense kernels and biases, then batch norm's four (if any)
+        keys = [(f"w_{s}_{i}_{t}", i + 1, "kernel" if t == "k" else "bias") for i in range(layers) for t in "kb"]
+        keys += [(k, int(k.split("_")[2]) + 1, "bn " + k.split("_", 3)[3]) for k in sorted(b)
+                 if k.startswith(f"bn_{s}_") and k in a]
+        num = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k, _, _ in keys))
+        den = np.sqrt(sum(float(np.sum(b[k] ** 2)) for k, _, _ in keys))
         snaps.append(s)
         rel_l2.append(num / den)
-        per_layer.append([{"layer": i + 1, "part": "kernel" if t == "k" else "bias",
-                           "max_abs": float(np.max(np.abs(a[f"w_{s}_{i}_{t}"] - b[f"w_{s}_{i}_{t}"]))),
-                           "max_rel": _rel(a[f"w_{s}_{i}_{t}"], b[f"w_{s}_{i}_{t}"])}
-                          for i in range(layers) for t in "kb"])
+        per_layer.append([{"layer": i, "part": part, "max_abs": float(np.max(np.abs(a[k] - b[k]))),
+                           "max_rel": _rel(a[k], b[k])} for k, i, part in keys])
     flip_steps = [int(i) + 1 for i in np.nonzero(flips)[0]]
     return {"steps": n, "loss_rel": (np.abs(la - lb) / np.maximum(np.abs(lb), 1e-300)).tolist(),
             "flips": flips.astype(int).tolist(), "first_flip_step": flip_steps[0] if flip_steps else None,
@@ -125,6 +142,9 @@ def forward_hypotheses(t: dict, x: np.ndarray, slope: float, dtype: str) -> list
     """For each dense layer: how far the side's output departs from the exact float64 math applied to
     its own previous output, and which hypothesis reproduces it best."""
     layers = sum(1 for k in t if k.startswith("act_"))
+    c = t["_meta"]["config"]
+    if c.get("batchnorm") or c.get("dropout"):
+        layers = 1  # later inputs pass batch norm / dropout: only the first layer's input is known here
     out = []
     for i in range(layers):
         w, b = t[f"w_0_{i}_k"], t[f"w_0_{i}_b"]
@@ -151,9 +171,9 @@ def implied_update(t: dict, config: cfg.RunConfig) -> dict:
     w0, w1, g = t["w_0_0_k"], t.get("w_1_0_k"), t["grad_0_k"]
     if w1 is None:
         return {}
-    big = np.abs(g) > np.quantile(np.abs(g), 0.5)
+    big = np.abs(g) > max(np.quantile(np.abs(g), 0.5), 0.0) if np.any(g) else np.zeros_like(g, bool)
     if config.optimizer == "sgd":
-        lr = float(np.median(((w0 - w1) / g)[big]))
+        lr = float(np.median(((w0 - w1)[big] / g[big]))) if big.any() else float("nan")
         out = {"lr": lr}
         return out
     # Adam step 1: update = lr * g / (|g| + eps_eff)  =>  eps_eff = lr |g| / |update| - |g|
@@ -178,7 +198,13 @@ def momentum_gap(a: dict, b: dict, config: cfg.RunConfig) -> float | None:
 
 def step1_gradients(a: dict, b: dict) -> list[float]:
     layers = sum(1 for k in b if k.startswith("grad_") and k.endswith("_k"))
-    return [max(_rel(a[f"grad_{i}_k"], b[f"grad_{i}_k"]), _rel(a[f"grad_{i}_b"], b[f"grad_{i}_b"])) for i in range(layers)]
+    # relative to the layer's largest gradient: a bias feeding batch norm has a gradient of zero up to
+    # rounding, which no relative measure of its own can read
+    def rel(i):
+        k, bias = (a[f"grad_{i}_k"], b[f"grad_{i}_k"]), (a[f"grad_{i}_b"], b[f"grad_{i}_b"])
+        scale = max(float(np.max(np.abs(k[1]))), float(np.max(np.abs(bias[1])))) or 1.0
+        return max(float(np.max(np.abs(k[0] - k[1]))), float(np.max(np.abs(bias[0] - bias[1])))) / scale
+    return [rel(i) for i in range(layers)]
 
 
 def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, div: dict) -> list[str]:
@@ -240,6 +266,46 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
     return lines
 
 
+def where_first(a: dict, b: dict, div: dict, dtype: str) -> dict:
+    """Where two traces first part: the first dense output that differs at step 1 (identical weights), else
+    the first layer whose step-1 gradient differs, else the first weight snapshot that differs and the
+    tensor that differs most there; with the first step whose loss differs. None where they agree."""
+    tol = 1e3 * eps(dtype)
+    layers = sum(1 for k in b if k.startswith("act_"))
+    loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > tol), None)
+    acts = [_rel(a[f"act_{i}"], b[f"act_{i}"]) for i in range(layers)]
+    grads = step1_gradients(a, b)
+    out = {"loss_step": loss_step}
+    if any(r > tol for r in acts):
+        i = next(i for i, r in enumerate(acts) if r > tol)
+        out.update(step=1, where=f"dense layer {i + 1}'s output (forward pass, identical weights)", rel=acts[i])
+    elif any(r > tol for r in grads):
+        i = next(i for i, r in enumerate(grads) if r > tol)
+        out.update(step=1, where=f"dense layer {i + 1}'s gradient (identical weights and outputs)", rel=grads[i])
+    else:
+        for s in (int(x) for x in b["snap_steps"] if int(x) > 0):
+            parts = _parts(a, b, s)
+            if parts and max(parts.values()) > tol:
+                name = max(parts, key=parts.get)
+                out.update(step=s, where=f"{name} after step {s}", rel=parts[name])
+                break
+    if "where" not in out and loss_step is None:
+        return {}
+    return out
+
+
+def _parts(a: dict, b: dict, s: int) -> dict[str, float]:
+    """Each weight tensor's max relative difference after step s: 'layer i kernel', 'batch norm j mean', ..."""
+    out = {}
+    for key in b:
+        for prefix, fmt in ((f"w_{s}_", "layer {i} {part}"), (f"bn_{s}_", "batch norm {i} {part}")):
+            if key.startswith(prefix) and key in a:
+                i, part = key[len(prefix):].split("_", 1)
+                part = {"k": "kernel", "b": "bias"}.get(part, part)
+                out[fmt.format(i=int(i) + 1, part=part)] = _rel(a[key], b[key])
+    return out
+
+
 def _slope_value(t: dict):
     return t["_meta"]["slope"]
 
@@ -262,14 +328,15 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     out.mkdir(parents=True, exist_ok=True)
     work = out / "traces" if keep_traces else Path(tempfile.mkdtemp(prefix=".lockstep-", dir=out))
     labels = [keras_label(b) for b in backends]
-    cells = cells or list(CELLS)
+    alone = alone_cells(config) if plan.feature_differences(config) and set(cells or CELLS) == set(CELLS) else {}
+    cells = (cells or list(CELLS)) + list(alone)
     summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
                "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
     cache = {}
-    attribute = ("exact ops", "same definition")  # run only where the native pair differs for real
+    attribute = ("exact ops", "same definition", *alone)  # run only where the native pair differs for real
 
     def configs(base, cell):
-        c = cfg.from_dict(CELLS[cell][0], base)
+        c = cfg.from_dict(alone[cell] if cell in alone else cell_overrides(cell, base), base)
         return (cfg.from_dict(cfg.parse_sets(keras_sets), c) if keras_sets else c), c
 
     def fetch(sides):
@@ -314,8 +381,10 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                     a, b = side(label, ck), side(REFERENCE, c)
                     div = divergence(a, b)
                     ratio = (div["final_rel_l2"] / floor["final_rel_l2"]) if floor["final_rel_l2"] else None
-                    pair = {"cell": cell, "meaning": CELLS[cell][1], "a": label, "b": REFERENCE, **_compact(div),
-                            "floor_ratio": ratio, "explanation": explain(label, a, b, ck, x, div),
+                    meaning = CELLS[cell][1] if cell in CELLS else f"only {cell[:-len(' alone')]}, as each library has it"
+                    pair = {"cell": cell, "meaning": meaning, "a": label, "b": REFERENCE, **_compact(div),
+                            "floor_ratio": ratio, "where": where_first(a, b, div, dt),
+                            "explanation": explain(label, a, b, ck, x, div),
                             "forward": {s: forward_hypotheses(t, x, float(_slope_value(t)), dt)
                                         for s, t in ((REFERENCE, b), (label, a))},
                             "step1_gradients": step1_gradients(a, b)}
@@ -386,7 +455,20 @@ def findings(summary: dict) -> list[str]:
             elif n:
                 line += f" Native: {n['verdict']}."
             out.append(line)
+            causes = [(c[:-len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
+            if causes:
+                out.append(f"{e['dtype']}, {label}: each difference alone, everything else matched: "
+                           + "; ".join(_cause(name, p) for name, p in causes) + ".")
     return out
+
+
+def _cause(name: str, p: dict) -> str:
+    w = p.get("where") or {}
+    if not w or "where" not in w:
+        return f"{name}: no effect ({p['verdict']})"
+    loss = f", the loss from step {w['loss_step']}" if w.get("loss_step") else ""
+    return (f"{name}: first at step {w['step']} in {w['where']} ({w['rel']:.1e} relative){loss}; "
+            f"after {p['steps']} steps {p['final_max_rel']:.1e}, {p['verdict']}")
 
 
 # ---------------------------------------------------------------- output

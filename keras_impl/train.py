@@ -136,6 +136,7 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
         masks = step_masks(state.config, epoch, index_batches)
         losses, rights = step_by_step(lambda xb, yb: (set_masks(state, next(masks)), train_step(state, xb, yb))[1],
                                       batches(state, tensors, index_batches), tick)
+        end_epoch(state)
         return epoch_totals(losses, rights, index_batches)
     order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
@@ -143,7 +144,12 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
                            callbacks=[_Tick(tick, state.model.steps_per_execution)]).history
     loss, seen = float(logs["loss"][-1]), len(order)
     correct = int(round(float(logs["sparse_categorical_accuracy"][-1]) * seen))
+    end_epoch(state)
     return (loss, correct, None) if np.isfinite(loss) else (np.nan, 0, (None, loss))
+
+
+def end_epoch(state: State) -> None:
+    """What happens between epochs: nothing (a schedule counts the optimizer's steps, inside the step)."""
 
 
 def activations(state: State, xb) -> list[np.ndarray]:

@@ -133,9 +133,14 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
                                   batches(state, tensors, index_batches), tick)
     if state.config.host_sync == "epoch":
         losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
+    end_epoch(state)
+    return epoch_totals(losses, rights, index_batches)
+
+
+def end_epoch(state: State) -> None:
+    """What happens between epochs: a per-epoch scheduler steps (the loop's idiom in PyTorch)."""
     if state.unit == "epoch":
         state.scheduler.step()
-    return epoch_totals(losses, rights, index_batches)
 
 
 @contextlib.contextmanager

@@ -8,8 +8,10 @@ trace.npz holds
   signs           [K, B]   packed bits: which hidden pre-activations of that step's batch were > 0
   snap_steps      [S]      the steps after which weights were saved (0 = the initial weights)
   w_<s>_<i>_k / w_<s>_<i>_b    kernel [in, out] / bias of layer i after step s
-  act_<i>         dense layer i's output for the first batch at the initial weights
-  grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights
+  bn_<s>_<j>_<part>            batch-norm layer j's gamma, beta, mean, var after step s (if any)
+  act_<i>         dense layer i's output for the first batch at the initial weights (training mode)
+  grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights (training mode)
+Shared dropout masks are set before every step, as in a run; a per-epoch schedule steps between epochs.
 trace.json holds the config, framework, backend, environment and the perturbation (if any).
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
+from shared import plan, weights
 from shared.atomic import atomic_write
 from shared.environment import host_environment, resolve_threads
 from shared.runner import RunError
@@ -52,12 +55,13 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     threads = resolve_threads(config.threads)
     env = {**host_environment(threads), **impl.setup(config, threads)}
     data = fdata.load(data_dir)
-    index_batches, epoch = [], 0
+    index_batches, where, epoch = [], [], 0  # where: (epoch, step in epoch) of each step, 1-based
     while len(index_batches) < steps:
         epoch += 1
-        index_batches += fbatches.epoch_batches(config.seed, epoch, len(data.train_labels), config.batch_size,
-                                                config.last_batch)
-    index_batches = index_batches[:steps]
+        batches = fbatches.epoch_batches(config.seed, epoch, len(data.train_labels), config.batch_size, config.last_batch)
+        index_batches += batches
+        where += [(epoch, i) for i in range(1, len(batches) + 1)]
+    index_batches, where = index_batches[:steps], where[:steps]
     state = impl.build(config, env)
     if config.pipeline == "memory":
         # only the rows these steps use, in step order: scaling is per pixel with the full training
@@ -81,10 +85,14 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     def snap(s):
         for i, (k, b) in enumerate(impl.export_weights(state)):
             arrays[f"w_{s}_{i}_k"], arrays[f"w_{s}_{i}_b"] = k, b
+        for j, parts in enumerate(impl.export_bn(state)):
+            arrays.update({f"bn_{s}_{j}_{name}": a for name, a in zip(weights.BN_PARTS, parts)})
 
     snap(0)
     losses, signs = [], []
     for step, (xb, yb) in enumerate(impl.batches(state, tensors, index_batches), 1):
+        (ep, i), n = where[step - 1], len(index_batches[step - 1])
+        impl.set_masks(state, plan.dropout_masks(config, ep, i, n) if plan.shared_masks(config) else [])
         acts = impl.activations(state, xb)
         if step == 1:
             for i, a in enumerate(acts):
@@ -94,6 +102,8 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
         signs.append(np.packbits(np.concatenate([a.ravel() > 0 for a in acts[:-1]])))
         loss, _ = impl.train_step(state, xb, yb)
         losses.append(loss)
+        if step < len(where) and where[step][0] != ep:
+            impl.end_epoch(state)
         if step in snaps:
             snap(step)
         if not np.isfinite(loss):

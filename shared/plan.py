@@ -99,3 +99,39 @@ def step_masks(config, epoch: int, index_batches):
     """The shared dropout masks of each step of an epoch, in step order (empty where not shared)."""
     for step, idx in enumerate(index_batches, 1):
         yield dropout_masks(config, epoch, step, len(idx)) if shared_masks(config) else []
+
+
+# ---------------------------------------------------------------- what differs, and how to match it
+
+# The value a matched cell uses where the config leaves a choice to each library ("native"): PyTorch's
+# convention, stated once here (lockstep and ablate both use it); the defaults table reads the real ones.
+MATCH = {"bn_momentum": 0.1, "bn_eps": 1e-5, "bn_running_var": "unbiased", "clip_scope": "global",
+         "lr_schedule_unit": "epoch", "dropout_masks": "shared", "weight_decay": 0.01}
+
+
+def feature_differences(config) -> dict[str, dict]:
+    """The porting features on which the two libraries' idioms differ for this config -> the overrides
+    that make each the same on both sides (only those the config leaves native)."""
+    out = {}
+    if config.batchnorm:
+        conv = {k: MATCH[k] for k in ("bn_momentum", "bn_eps") if getattr(config, k) == "native"}
+        if conv:
+            out["batch-norm momentum and epsilon"] = conv
+        if config.bn_running_var == "native":
+            out["batch-norm running variance"] = {"bn_running_var": MATCH["bn_running_var"]}
+    if config.dropout > 0 and config.dropout_masks == "native":
+        out["dropout masks"] = {"dropout_masks": "shared"}
+    if config.weight_decay == "native":
+        out["AdamW default decay"] = {"weight_decay": MATCH["weight_decay"]}
+    if config.weight_decay and config.weight_decay_form == "native":
+        out["weight-decay form"] = {"weight_decay_form": "decoupled" if config.optimizer == "adamw" else "coupled"}
+    if config.clip_norm and config.clip_scope == "native":
+        out["clipping scope"] = {"clip_scope": MATCH["clip_scope"]}
+    if config.lr_schedule != "constant" and config.lr_schedule_unit == "native":
+        out["schedule unit"] = {"lr_schedule_unit": MATCH["lr_schedule_unit"]}
+    return out
+
+
+def features_matched(config) -> dict:
+    """All of feature_differences' overrides together."""
+    return {k: v for over in feature_differences(config).values() for k, v in over.items()}
