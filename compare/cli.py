@@ -465,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Probe PyTorch and each Keras backend, each in its own process, for every default "
                                     "that changes how this network trains or what its numbers mean (initialisers, "
                                     "LeakyReLU slope, optimizer forms and epsilon, loss clipping, fit() batching, "
-                                    "dtype, TF32, XLA, threads), read from the installed libraries by introspection "
+                                    "batch norm's momentum, epsilon and running variance, dropout, weight-decay forms, "
+                                    "gradient clipping, schedule stepping, label smoothing, dtype, TF32, XLA, threads), read from the installed libraries by introspection "
                                     "and tiny numerical probes. Prints a table (or JSON) with the consequence and the "
                                     "config key that controls each.")
     de.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")

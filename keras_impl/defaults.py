@@ -112,6 +112,80 @@ def fit_api() -> dict:
             else "plain mean of batch losses"}
 
 
+def batchnorm_probe() -> dict:
+    """One training call of a default BatchNormalization on the batch [0, 2] (mean 1, biased variance 1,
+    unbiased 2) from moving (0, 1): the weight of the new batch and which variance the moving one
+    takes; then evaluation on [5]: which statistics normalise it."""
+    bn = keras.layers.BatchNormalization(dtype="float64")
+    bn.build((None, 1))
+    bn(keras.ops.convert_to_tensor([[0.0], [2.0]], dtype="float64"), training=True)
+    new = float(keras.ops.convert_to_numpy(bn.moving_mean)[0])
+    moving_var = float(keras.ops.convert_to_numpy(bn.moving_variance)[0])
+    taken = (moving_var - (1 - new)) / new
+    y = float(keras.ops.convert_to_numpy(bn(keras.ops.convert_to_tensor([[5.0]], dtype="float64"), training=False))[0, 0])
+    running = (5 - new) / np.sqrt(moving_var + bn.epsilon)
+    return {"momentum": arg(keras.layers.BatchNormalization, "momentum"),
+            "eps": arg(keras.layers.BatchNormalization, "epsilon"), "new_weight": new,
+            "running_var": "unbiased (n-1)" if abs(taken - 2) < 1e-6 else "biased (n)" if abs(taken - 1) < 1e-6 else f"{taken:.3g}",
+            "eval": "running statistics" if abs(y - running) < 1e-6 else "not the running statistics"}
+
+
+def dropout_probe() -> dict:
+    """The default rate, and what training mode does to the kept units of a vector of ones."""
+    rate = inspect.signature(keras.layers.Dropout).parameters["rate"].default
+    keras.utils.set_random_seed(0)
+    kept = keras.ops.convert_to_numpy(keras.layers.Dropout(0.5)(keras.ops.ones((1000,)), training=True))
+    return {"default_rate": "none (a required argument)" if rate is inspect.Parameter.empty else rate,
+            "kept_value": float(kept[kept != 0][0]),
+            "masks": f"Keras' SeedGenerator (keras.utils.set_random_seed) on {keras.backend.backend()}"}
+
+
+def weight_decay_probe() -> dict:
+    """Adam(weight_decay=0.1), lr 0.01, one step on w=1 with a zero gradient: a step of ~lr means the
+    decay went through Adam's normalisation (coupled: wd*w added to the gradient), lr*wd*w = 0.001
+    that it was subtracted from the weight (decoupled)."""
+    w = keras.Variable(np.ones(1), dtype="float64")
+    opt = keras.optimizers.Adam(learning_rate=0.01, weight_decay=0.1)
+    opt.apply([keras.ops.zeros((1,), dtype="float64")], [w])
+    step = 1 - float(keras.ops.convert_to_numpy(w)[0])
+    l2 = float(keras.ops.convert_to_numpy(keras.regularizers.L2(0.5)(keras.ops.convert_to_tensor([1.0, 2.0]))))
+    return {"adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
+            "adamw_default": arg(keras.optimizers.AdamW, "weight_decay"),
+            "l2": "L2(l) adds l*sum(w^2) to the loss (gradient 2*l*w)" if abs(l2 - 2.5) < 1e-6 else f"L2(0.5)([1, 2]) = {l2}"}
+
+
+def clip_probe() -> dict:
+    """The clipping idiom (an optimizer's clipnorm) on two gradients [3, 0] and [0, 4] with max norm 1,
+    SGD at learning rate 1: jointly (global norm 5: a step of [0.6, 0]) or each on its own ([1, 0]); and
+    on [2] with max norm 1 in float64, what is added to the norm (c / (norm + e) -> e)."""
+    a, b = keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(2, "float32"))
+    keras.optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply(
+        [keras.ops.convert_to_tensor([3.0, 0.0]), keras.ops.convert_to_tensor([0.0, 4.0])], [a, b])
+    c = keras.Variable(np.zeros(1), dtype="float64")
+    keras.optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply([keras.ops.convert_to_tensor([2.0], dtype="float64")], [c])
+    step = -float(keras.ops.convert_to_numpy(a)[0])
+    return {"idiom": "optimizer(clipnorm=...)", "scope": "global (one norm over all)" if abs(step - 0.6) < 1e-6 else "per variable",
+            "added_to_norm": 2.0 / -float(keras.ops.convert_to_numpy(c)[0]) - 2.0}
+
+
+def schedule_probe() -> str:
+    """ExponentialDecay(1, decay_steps=1, decay_rate=0.5, staircase=True) on SGD: three optimizer steps."""
+    w = keras.Variable(np.zeros(1, "float32"))
+    sched = keras.optimizers.schedules.ExponentialDecay(1.0, decay_steps=1, decay_rate=0.5, staircase=True)
+    opt = keras.optimizers.SGD(learning_rate=sched)
+    for _ in range(3):
+        opt.apply([keras.ops.ones((1,))], [w])
+    moved = float(keras.ops.convert_to_numpy(opt.learning_rate)) != 1.0
+    return ("every optimizer step" if moved else
+            "when the loop calls scheduler.step() (usually once per epoch)")
+
+
+def label_smoothing_probe() -> str:
+    sparse = "label_smoothing" in inspect.signature(keras.losses.SparseCategoricalCrossentropy).parameters
+    return ("SparseCategoricalCrossentropy(label_smoothing=...) on class indices" if sparse else
+            "only CategoricalCrossentropy(label_smoothing=...): one-hot labels")
+
+
 def precision() -> dict:
     backend = keras.backend.backend()
     out = {"floatx": keras.config.floatx()}
@@ -157,5 +231,7 @@ def probe() -> dict:
             "slope": slope_probe(), "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
             "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),
             "momentum_form": momentum_form(), "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
-            "adam_eps_step1": adam_eps_probe(), "loss": loss_probe(), "fit": fit_api(), "precision": precision(),
-            "compilation": compilation(), "threads": threads()}
+            "adam_eps_step1": adam_eps_probe(), "loss": loss_probe(), "fit": fit_api(),
+            "batchnorm": batchnorm_probe(), "dropout": dropout_probe(), "weight_decay": weight_decay_probe(),
+            "clip": clip_probe(), "schedule": schedule_probe(), "label_smoothing": label_smoothing_probe(),
+            "precision": precision(), "compilation": compilation(), "threads": threads()}

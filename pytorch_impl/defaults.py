@@ -87,6 +87,82 @@ def fit_api() -> dict:
             "epoch_loss": "no built-in: the loop averages (this project weights batches by size)"}
 
 
+def batchnorm_probe() -> dict:
+    """One training call of a default BatchNorm1d on the batch [0, 2] (mean 1, biased variance 1,
+    unbiased 2) from running (0, 1): the weight of the new batch and which variance the running one
+    takes; then evaluation on [5]: which statistics normalise it."""
+    bn = nn.BatchNorm1d(1).double()
+    bn.train()
+    bn(torch.tensor([[0.0], [2.0]], dtype=torch.float64))
+    new = float(bn.running_mean[0])
+    taken = (float(bn.running_var[0]) - (1 - new)) / new
+    bn.eval()
+    y = float(bn(torch.tensor([[5.0]], dtype=torch.float64))[0, 0])
+    running = (5 - new) / np.sqrt(float(bn.running_var[0]) + bn.eps)
+    return {"momentum": arg(nn.BatchNorm1d, "momentum"), "eps": arg(nn.BatchNorm1d, "eps"), "new_weight": new,
+            "running_var": "unbiased (n-1)" if abs(taken - 2) < 1e-9 else "biased (n)" if abs(taken - 1) < 1e-9 else f"{taken:.3g}",
+            "eval": "running statistics" if abs(y - running) < 1e-9 else "not the running statistics"}
+
+
+def dropout_probe() -> dict:
+    """The default rate, and what training mode does to the kept units of a vector of ones."""
+    d = nn.Dropout(0.5)
+    d.train()
+    torch.manual_seed(0)
+    kept = d(torch.ones(1000))
+    kept = kept[kept != 0]
+    return {"default_rate": arg(nn.Dropout, "p"), "kept_value": float(kept[0]),
+            "masks": "torch's global generator (torch.manual_seed), per device"}
+
+
+def weight_decay_probe() -> dict:
+    """Adam(weight_decay=0.1), lr 0.01, one step on w=1 with a zero gradient: a step of ~lr means the
+    decay went through Adam's normalisation (coupled: wd*w added to the gradient), lr*wd*w = 0.001
+    that it was subtracted from the weight (decoupled)."""
+    w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.01, weight_decay=0.1)
+    w.grad = torch.zeros(1, dtype=torch.float64)
+    opt.step()
+    step = 1 - float(w.detach())
+    return {"adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
+            "adamw_default": arg(torch.optim.AdamW, "weight_decay"),
+            "l2": "no layer penalty: weight_decay= in the optimizer"}
+
+
+def clip_probe() -> dict:
+    """The clipping idiom (clip_grad_norm_) on two gradients [3, 0] and [0, 4] with max norm 1: jointly
+    (global norm 5: [0.6, 0]) or each on its own ([1, 0]); and on [2] with max norm 1 in float64, what
+    is added to the norm (c / (norm + e) -> e)."""
+    a, b = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0])
+    torch.nn.utils.clip_grad_norm_([a, b], 1.0)
+    c = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    c.grad = torch.tensor([2.0], dtype=torch.float64)
+    torch.nn.utils.clip_grad_norm_([c], 1.0)
+    return {"idiom": "torch.nn.utils.clip_grad_norm_(parameters, max_norm)",
+            "scope": "global (one norm over all)" if abs(float(a.grad[0]) - 0.6) < 1e-6 else "per variable",
+            "added_to_norm": 2.0 / float(c.grad[0]) - 2.0}
+
+
+def schedule_probe() -> str:
+    """StepLR(step_size=1, gamma=0.5) on SGD: three optimizer steps without scheduler.step()."""
+    w = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for _ in range(3):
+        w.grad = torch.ones(1)
+        opt.step()
+    moved = opt.param_groups[0]["lr"] != 1.0
+    del sched
+    return ("every optimizer step" if moved else
+            "when the loop calls scheduler.step() (usually once per epoch)")
+
+
+def label_smoothing_probe() -> str:
+    has = "label_smoothing" in inspect.signature(nn.CrossEntropyLoss).parameters
+    return "CrossEntropyLoss(label_smoothing=...) on class indices" if has else "not available"
+
+
 def precision() -> dict:
     return {"floatx": str(torch.get_default_dtype()).replace("torch.", ""),
             "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
@@ -108,5 +184,7 @@ def probe() -> dict:
             "init_names": init_names(),
             "slope": slope_probe(), "sgd_lr": arg(torch.optim.SGD, "lr"), "sgd_momentum": arg(torch.optim.SGD, "momentum"),
             "momentum_form": momentum_form(), "adam_eps": arg(torch.optim.Adam, "eps"), "adam_eps_step1": adam_eps_probe(),
-            "loss": loss_probe(), "fit": fit_api(), "precision": precision(), "compilation": compilation(),
+            "loss": loss_probe(), "fit": fit_api(), "batchnorm": batchnorm_probe(), "dropout": dropout_probe(),
+            "weight_decay": weight_decay_probe(), "clip": clip_probe(), "schedule": schedule_probe(),
+            "label_smoothing": label_smoothing_probe(), "precision": precision(), "compilation": compilation(),
             "threads": threads()}
