@@ -1,7 +1,9 @@
 """`fmnist-parity ablate`: which out-of-the-box difference matters, and how much?
 
 Start from "native" (each framework with its own defaults, as a newcomer writes it: own initialiser,
-own LeakyReLU slope, own optimizer definition, own Adam epsilon), switch the differences to matched
+own LeakyReLU slope, own optimizer definition, own Adam epsilon, and for the porting features each
+library's idiom: batch-norm conventions, dropout masks, weight-decay form, clipping scope, schedule
+unit), switch the differences to matched
 one at a time, then all together. Every cell is an ordinary comparison directory (cells/<name>/, made
 by the same harness as `run`, so it resumes the same way and has its own report). Effects are read
 per seed against native: the same seed means the same batches in every cell, so they are paired."""
@@ -18,6 +20,7 @@ from compare.render import render_md as md
 from compare.summary import summarize as summarize_cell
 from compare import stats as S
 from shared import config as cfg
+from shared import plan
 from shared.atomic import atomic_write
 
 
@@ -29,9 +32,10 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
     native = {"init": "native", "negative_slope": "native", "update_rule": "native", "ops": "native"}
     switches = {"init": {"init": "shared"}, "LeakyReLU slope": {"negative_slope": slope},
                 "update rule": {"update_rule": "torch"}}
-    if config.optimizer == "adam":
+    if config.optimizer in ("adam", "adamw"):
         native["eps"] = "native"
         switches["Adam epsilon"] = {"eps": eps}
+    switches.update(plan.feature_differences(config))  # batch norm, dropout masks, decay, clipping, schedule
     out = {"native": native}
     for name, sw in switches.items():
         out[f"matched {name}"] = {**native, **sw}

@@ -192,7 +192,7 @@ def cmd_lockstep(args) -> int:
     config = cfg.resolve(args.preset, args.set, {"device": args.device})
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
     dtypes = _list(args.dtypes, cfg.CHOICES["dtype"], "--dtypes")
-    cells = _list(args.cells, tuple(lockstep.CELLS), "--cells")
+    cells = _list(args.cells, (*lockstep.CELLS, *lockstep.alone_cells(config)), "--cells") if args.cells else None
     if args.steps < 3 or args.every < 1:
         raise HarnessError(f"--steps {args.steps} / --every {args.every}: need at least 3 steps and every >= 1")
     cfg.from_dict(cfg.parse_sets(args.set_keras), config)  # refuse a bad --set-keras before any run
@@ -428,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--every", type=int, default=20, help="compare all weights every N steps (default 20) and at the end")
     ls.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
     ls.add_argument("--dtypes", default="float64,float32", help="default float64,float32")
-    ls.add_argument("--cells", default="native,exact ops,same definition,matched",
-                    help="which switch settings to run (default all four)")
+    ls.add_argument("--cells", help="which cells to run (default: native, exact ops, same definition, matched, and "
+                                    "with porting features on, '<difference> alone' for each: everything matched "
+                                    "but that one, e.g. 'dropout masks alone')")
     ls.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (default), cpu or cuda")
     ls.add_argument("--out", help="output directory (default comparisons/lockstep-<preset>)")
     ls.add_argument("--keep-traces", action="store_true", help="keep the per-step traces (large) under OUT/traces")

@@ -328,8 +328,8 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     out.mkdir(parents=True, exist_ok=True)
     work = out / "traces" if keep_traces else Path(tempfile.mkdtemp(prefix=".lockstep-", dir=out))
     labels = [keras_label(b) for b in backends]
-    alone = alone_cells(config) if plan.feature_differences(config) and set(cells or CELLS) == set(CELLS) else {}
-    cells = (cells or list(CELLS)) + list(alone)
+    alone = alone_cells(config) if plan.feature_differences(config) else {}
+    cells = cells or [*CELLS, *alone]  # by default: the four cells, then each difference alone
     summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
                "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
     cache = {}

@@ -255,7 +255,9 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 def save_checkpoint(state: State, path, epoch: int) -> None:
     from shared.atomic import atomic_write
     arrays = {"epoch": np.array(epoch)}
-    arrays.update({f"model_{i}": np.array(v) for i, v in enumerate(state.model.weights)})
+    # model.variables: the weights and the dropout seed generators' state (native dropout continues
+    # with the masks an uninterrupted run would draw)
+    arrays.update({f"model_{i}": np.array(v) for i, v in enumerate(state.model.variables)})
     arrays.update({f"optimizer_{i}": np.array(v) for i, v in enumerate(state.optimizer.variables)})
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
@@ -264,7 +266,7 @@ def load_checkpoint(state: State, path) -> int:
     if not state.optimizer.built:
         state.optimizer.build(state.model.trainable_variables)
     with np.load(path) as z:
-        for i, v in enumerate(state.model.weights):
+        for i, v in enumerate(state.model.variables):
             v.assign(z[f"model_{i}"])
         for i, v in enumerate(state.optimizer.variables):
             v.assign(z[f"optimizer_{i}"])

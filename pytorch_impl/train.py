@@ -225,8 +225,10 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
     from shared.atomic import atomic_write
+    # the random generators too: native dropout continues with the masks an uninterrupted run would draw
     blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-            **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {})}
+            "rng": torch.get_rng_state(), **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {}),
+            **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {})}
     atomic_write(path, lambda f: torch.save(blob, f))
 
 
@@ -236,6 +238,10 @@ def load_checkpoint(state: State, path) -> int:
     state.optimizer.load_state_dict(blob["optimizer"])
     if state.scheduler:
         state.scheduler.load_state_dict(blob["scheduler"])
+    if "rng" in blob:
+        torch.set_rng_state(blob["rng"].cpu())
+    if "cuda_rng" in blob and state.device.type == "cuda":
+        torch.cuda.set_rng_state(blob["cuda_rng"].cpu(), state.device)
     return blob["epoch"]
 
 

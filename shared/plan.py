@@ -123,7 +123,7 @@ def feature_differences(config) -> dict[str, dict]:
         out["dropout masks"] = {"dropout_masks": "shared"}
     if config.weight_decay == "native":
         out["AdamW default decay"] = {"weight_decay": MATCH["weight_decay"]}
-    if config.weight_decay and config.weight_decay_form == "native":
+    if config.weight_decay and config.weight_decay_form == "native" and config.optimizer != "adamw":  # AdamW: decoupled on both
         out["weight-decay form"] = {"weight_decay_form": "decoupled" if config.optimizer == "adamw" else "coupled"}
     if config.clip_norm and config.clip_scope == "native":
         out["clipping scope"] = {"clip_scope": MATCH["clip_scope"]}
