@@ -477,7 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ab = sub.add_parser("ablate", help="which default difference matters: native vs one switch at a time vs all matched",
                         description="Start from each framework's own defaults (native: initialiser, LeakyReLU slope, "
-                                    "optimizer definition, Adam epsilon), switch one difference to matched at a time, "
+                                    "optimizer definition, Adam epsilon; with the porting features on, e.g. --preset "
+                                    "porting: each library's batch-norm conventions, dropout masks, weight-decay form, "
+                                    "clipping scope and schedule unit), switch one difference to matched at a time, "
                                     "then all; N seeds per cell, each run in its own process. Reports each difference's "
                                     "effect on accuracy and on the framework gap, paired by seed, with 95% CIs. Each "
                                     "cell is a comparison directory (OUT/cells/NAME) and resumes like `run`.",

@@ -1,0 +1,132 @@
+"""The porting features (batch norm, dropout, weight decay, clipping, schedules, AdamW, label smoothing):
+one framework-free plan, two translations that agree to 1e-10 in float64 when everything is matched,
+and causes named one at a time when not."""
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from helpers import IMPLS, env, metrics, train
+from compare import ablate, lockstep
+from shared import config as cfg
+from shared import plan, weights
+
+ALL = ["batchnorm=true", "dropout=0.2", "weight_decay=5e-4", "clip_norm=1", "lr_schedule=cosine",
+       "label_smoothing=0.1"]
+SMALL = ["hidden=32,16", "threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def real_data_env(data_dir, monkeypatch):
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+
+def test_the_plan_lists_the_layers_in_order():
+    kinds = lambda *sets: [l.kind for l in plan.network(cfg.resolve("standard", list(sets)))]
+    assert kinds() == ["dense", "leaky_relu", "dense", "leaky_relu", "dense"]
+    assert kinds("batchnorm=true", "dropout=0.5", "hidden=7", "head=seed") == [
+        "dense", "batchnorm", "leaky_relu", "dropout", "dense", "sigmoid", "log_softmax"]
+    assert [l.width for l in plan.network(cfg.resolve("standard", ["hidden=7,5", "dropout=0.1"]))
+            if l.kind == "dropout"] == [7, 5]
+
+
+def test_exact_schedules_step_in_their_unit():
+    c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
+    spe = plan.steps_per_epoch(c)
+    per_epoch, per_step = plan.lr_table(c, "epoch"), plan.lr_table(c, "step")
+    assert len(per_epoch) == len(per_step) == 3 * spe
+    assert per_epoch[0] == per_step[0] == c.lr
+    assert np.all(per_epoch[:spe] == c.lr) and per_epoch[spe] == pytest.approx(c.lr * (1 + np.cos(np.pi / 3)) / 2)
+    assert per_step[1] < c.lr and np.all(np.diff(per_step) < 0)  # falls every step
+    s = cfg.resolve("standard", ["lr_schedule=step", "lr_step_epochs=2", "lr_step_gamma=0.5", "epochs=5"])
+    for unit in ("epoch", "step"):  # the same staircase, whichever unit counts it
+        t = plan.lr_table(s, unit)
+        assert t[2 * spe - 1] == s.lr and t[2 * spe] == s.lr * 0.5 and t[4 * spe] == s.lr * 0.25
+
+
+def test_shared_dropout_masks_are_a_pure_function_of_seed_epoch_step_layer():
+    c = cfg.resolve("standard", ["dropout=0.25", "dropout_masks=shared", "hidden=300,200"])
+    a, b = plan.dropout_masks(c, 2, 7, 128), plan.dropout_masks(c, 2, 7, 128)
+    assert [m.shape for m in a] == [(128, 300), (128, 200)]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert set(np.unique(a[0])) == {0.0, 1 / 0.75} and abs(np.mean(a[0] == 0) - 0.25) < 0.02
+    for other in (plan.dropout_masks(c, 3, 7, 128), plan.dropout_masks(c, 2, 8, 128)):
+        assert not np.array_equal(a[0], other[0])
+    assert not np.array_equal(a[0][:, :200], a[1])  # each layer draws its own
+
+
+def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_path, data_dir):
+    """Batch norm (training and evaluation), shared dropout masks, coupled decay, global clipping, a
+    cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps."""
+    c = cfg.resolve("standard", [*ALL, *SMALL, "batch_size=1400", "dtype=float64", "init=shared", "ops=exact", "update_rule=torch",
+                                 *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items())])
+    assert plan.feature_differences(c) == {}  # nothing left to each library
+    steps = plan.steps_per_epoch(c) + 2  # over an epoch boundary (43 steps of 1400, the last short): the per-epoch schedule steps
+    traces = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
+              for who in ("pytorch", "keras", "keras-jax", "keras-torch")}
+    ref = traces.pop("pytorch")
+    assert any(k.startswith(f"bn_{steps}_") for k in ref), "the batch-norm state is compared too"
+    for who, t in traces.items():
+        d = lockstep.divergence(t, ref)
+        assert d["steps"] == steps and d["final_max_rel"] <= lockstep.MATCHED_TOL, (who, d["final_max_rel"])
+        assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
+
+
+def test_native_causes_are_named_one_at_a_time(tmp_path, data_dir):
+    """Everything matched but one difference: the step and the place where it first shows are named."""
+    c = cfg.resolve("standard", ["dropout=0.2", "batchnorm=true", *SMALL])
+    cells = ["dropout masks alone", "batch-norm running variance alone"]
+    s = lockstep.lockstep(c, ["jax"], ["float64"], 4, 2, tmp_path / "ls", str(data_dir), cells=cells, log=lambda m: None)
+    pairs = {p["cell"]: p for p in s["results"][0]["pairs"]}
+    masks, var = pairs["dropout masks alone"], pairs["batch-norm running variance alone"]
+    assert masks["verdict"].startswith("real") and masks["where"]["step"] == 1
+    assert masks["where"]["where"].startswith("dense layer 2's output")  # the first layer fed by a dropout
+    # biased vs unbiased running variance: training is unaffected, the running variance parts after step 1
+    assert var["where"]["where"] == "batch norm 1 var after step 1" and var["where"]["loss_step"] is None
+    text = " ".join(s["findings"])
+    assert "dropout masks: first at step 1 in dense layer 2's output" in text
+    assert "batch-norm running variance: first at step 1 in batch norm 1 var after step 1" in text
+
+
+def test_ablation_cells_follow_the_features():
+    plain = ablate.cells(cfg.resolve("standard"))
+    assert not any("dropout" in name for name in plain)
+    porting = ablate.cells(cfg.resolve("porting"))
+    for name in ("matched dropout masks", "matched batch-norm momentum and epsilon", "matched batch-norm running variance",
+                 "matched clipping scope", "matched schedule unit", "matched AdamW default decay", "matched Adam epsilon"):
+        assert name in porting, name
+    assert "matched weight-decay form" not in porting  # AdamW is decoupled in both libraries
+    assert porting["all matched"]["dropout_masks"] == "shared" and porting["native"].get("dropout_masks") is None
+    sgd = ablate.cells(cfg.resolve("standard", ["weight_decay=1e-4"]))
+    assert sgd["matched weight-decay form"]["weight_decay_form"] == "coupled"
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_porting_run_resumes_bit_identically(who, tmp_path):
+    """Native dropout, batch norm, AdamW, clipping and a per-epoch/per-step schedule: an interrupted run
+    resumed from its checkpoint ends with the same metrics and weights (random generators included)."""
+    args = ["--preset", "porting", "--epochs", "3", "--set", "hidden=32,16", "--set", "threads=1", "--set", "batch_size=1000"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(who, full, *args)
+    module, *extra = IMPLS[who]
+    p = subprocess.Popen([sys.executable, "-m", module, "--out", str(cut), *extra, *args], env=env(), cwd=REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not ((cut / "metrics.jsonl").exists() and metrics(cut)) and p.poll() is None:
+        pass
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=120)
+    assert 1 <= len(metrics(cut)) < 3
+    train(who, cut, *args, "--resume")
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith(("seconds", "per_second"))} for r in rows]
+    assert strip(metrics(cut)) == strip(metrics(full))
+    a, b = weights.load_bn(full / "weights" / "final.npz"), weights.load_bn(cut / "weights" / "final.npz")
+    assert len(a) == 2 and all(np.array_equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
+    assert all(np.array_equal(x, y) for pa, pb in zip(weights.load(full / "weights" / "final.npz"),
+                                                       weights.load(cut / "weights" / "final.npz")) for x, y in zip(pa, pb))
+    run = json.loads((full / "run.json").read_text())
+    assert run["config"]["optimizer"] == "adamw" and run["config"]["batchnorm"] is True
