@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from compare.harness import dtype_init_warning
 from shared import rundir
 
@@ -41,6 +43,23 @@ def _load(path: Path) -> dict:
     return flat
 
 
+def _weights(a: Path, b: Path) -> list[str]:
+    """Two runs' final weights, tensor by tensor (dense and batch norm): the largest relative differences."""
+    from compare.results import load_weights
+    try:
+        wa, wb = load_weights(a), load_weights(b)
+    except OSError:
+        return []
+    if set(wa) != set(wb) or any(wa[k].shape != wb[k].shape for k in wa):
+        return ["final weights: different shapes or tensors (different networks)"]
+    rel = {k: float(np.max(np.abs(wa[k] - wb[k])) / (np.max(np.abs(wb[k])) or 1.0)) for k in wa}
+    if not any(rel.values()):
+        return ["final weights: identical, bit for bit (batch-norm state included)" if any(k.startswith("bn_") for k in wa)
+                else "final weights: identical, bit for bit"]
+    top = sorted(rel, key=rel.get, reverse=True)[:4]
+    return ["final weights that differ most (max |A - B| / max |B|): " + ", ".join(f"{k} {rel[k]:.3g}" for k in top)]
+
+
 def describe(a: Path, b: Path) -> str:
     fa, fb = _load(a), _load(b)
     if any(k.startswith("comparison.") for k in fa) != any(k.startswith("comparison.") for k in fb):
@@ -61,6 +80,7 @@ def describe(a: Path, b: Path) -> str:
     warning = dtype_init_warning(configs, labels)
     if warning:
         lines.append(warning)
+    lines += _weights(a, b)
     same_settings = not any(k.startswith(("config.", "comparison.", "data.")) for k in changed)
     lines.append("The settings and data are the same; differences are in environment or results only."
                  if same_settings else "The two differ in settings or data: results are not directly comparable.")

@@ -33,3 +33,11 @@ def load(directory: str | Path):
     columns = ID_COLUMNS + list(rundir.METRIC_KEYS)
     extra = [k for row in rows[:1] for k in row if k not in columns]
     return pd.DataFrame(rows, columns=columns + extra)
+
+
+def load_weights(run: str | Path, which: str = "final") -> dict:
+    """A run's neutral weights (weights/<which>.npz) as {name: array}: kernel_<i> [in, out], bias_<i>, and
+    with batch norm bn_<j>_gamma / _beta / _mean / _var (shared/weights.py)."""
+    import numpy as np
+    with np.load(Path(run) / "weights" / f"{which}.npz") as z:
+        return {k: z[k] for k in z.files if k not in ("layers", "bn_layers")}

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import REPO
 from helpers import IMPLS, env, metrics, train
-from compare import ablate, lockstep
+import compare
+from compare import ablate, diff, lockstep
 from shared import config as cfg
 from shared import plan, weights
 
@@ -128,5 +129,7 @@ def test_porting_run_resumes_bit_identically(who, tmp_path):
     assert len(a) == 2 and all(np.array_equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
     assert all(np.array_equal(x, y) for pa, pb in zip(weights.load(full / "weights" / "final.npz"),
                                                        weights.load(cut / "weights" / "final.npz")) for x, y in zip(pa, pb))
+    assert "final weights: identical, bit for bit (batch-norm state included)" in diff.describe(full, cut)
+    assert set(compare.load_weights(cut)) >= {"kernel_0", "bn_1_var"}
     run = json.loads((full / "run.json").read_text())
     assert run["config"]["optimizer"] == "adamw" and run["config"]["batchnorm"] is True
