@@ -289,7 +289,7 @@ class WrittenOut(keras.optimizers.Optimizer):
             self.assign(w, w - m * (lr * ops.sqrt(bc2) / bc1) / (ops.sqrt(v) + eps))
 
 
-class PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
+class _PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
     """A library schedule counted in epochs: called with the step count, it passes step // steps."""
 
     def __init__(self, inner, steps: int):
@@ -304,7 +304,7 @@ class PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
 
 def build_schedule(config):
     """The learning rate for the optimizer: a number, or a library schedule (CosineDecay; ExponentialDecay
-    with staircase=True for steps), counted in optimizer steps, or in epochs through PerEpoch."""
+    with staircase=True for steps), counted in optimizer steps, or in epochs through _PerEpoch."""
     if config.lr_schedule == "constant" or config.ops == "exact":
         return config.lr
     unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
@@ -314,7 +314,7 @@ def build_schedule(config):
     else:
         every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
         inner = S.ExponentialDecay(config.lr, decay_steps=every, decay_rate=config.lr_step_gamma, staircase=True)
-    return inner if unit == "step" else PerEpoch(inner, plan.steps_per_epoch(config))
+    return inner if unit == "step" else _PerEpoch(inner, plan.steps_per_epoch(config))
 
 
 def build_optimizer(config, model) -> keras.optimizers.Optimizer:
@@ -335,6 +335,11 @@ def build_optimizer(config, model) -> keras.optimizers.Optimizer:
     if cls is keras.optimizers.AdamW and "weight_decay" not in extra:
         extra["weight_decay"] = decay_value(config) if config.weight_decay else 0.0
     return cls(learning_rate=lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=adam_eps(config), **extra)
+
+
+def clip_gradients(config, model) -> None:
+    """Nothing to do between the gradients and the update: Keras clips inside the optimizer (clipnorm /
+    global_clipnorm, or WrittenOut._clip_gradients), PyTorch's loop calls clip_grad_norm_ itself."""
 
 
 def dense_layers(model) -> list:

@@ -250,6 +250,18 @@ class WrittenOut(torch.optim.Optimizer):
                     w.copy_(w - m * (k(lr) * bc2.sqrt() / bc1) / (v.sqrt() + eps))
 
 
+def build_schedule(config, optimizer):
+    """(scheduler, unit) for a library schedule, or (None, None): constant, or ops=exact (whose
+    WrittenOut optimizer reads the exact schedule itself). Stepped by train.py every `unit`."""
+    if config.lr_schedule == "constant" or config.ops == "exact":
+        return None, None
+    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
+    every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=config.lr_step_gamma), unit
+
+
 def build_optimizer(config, model) -> torch.optim.Optimizer:
     """The library's optimizer (its own definition, ops=native), else the written-out one. Weight decay:
     SGD/Adam's weight_decay is coupled, AdamW's decoupled; decoupled SGD has no class of its own, so
@@ -285,18 +297,6 @@ def clip_gradients(config, model) -> None:
     else:
         for w in model.parameters():
             torch.nn.utils.clip_grad_norm_([w], config.clip_norm)
-
-
-def build_scheduler(config, optimizer):
-    """(scheduler, unit) for a library schedule, or (None, None): constant, or ops=exact (whose
-    WrittenOut optimizer reads the exact schedule itself). Stepped by train.py every `unit`."""
-    if config.lr_schedule == "constant" or config.ops == "exact":
-        return None, None
-    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
-    every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=config.lr_step_gamma), unit
 
 
 def dense_layers(model) -> list[nn.Linear]:

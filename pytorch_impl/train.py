@@ -68,7 +68,7 @@ def build(config, env: dict) -> State:
     forward = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None) if config.compile == "on" else net
     env["compiled"] = config.compile == "on"
     opt = M.build_optimizer(config, net)
-    return State(config, device, net, opt, M.loss_fn(config), forward, *M.build_scheduler(config, opt))
+    return State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
 
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
