@@ -1,18 +1,12 @@
 """The porting features (batch norm, dropout, weight decay, clipping, schedules, AdamW, label smoothing):
 one framework-free plan, two translations that agree to 1e-10 in float64 when everything is matched,
 and causes named one at a time when not."""
-import json
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import REPO
-from helpers import IMPLS, env, metrics, train
 import compare
-from compare import ablate, diff, lockstep
+from conftest import REPO
+from compare import ablate, lockstep
 from shared import config as cfg
 from shared import plan, weights
 
@@ -63,7 +57,9 @@ def test_shared_dropout_masks_are_a_pure_function_of_seed_epoch_step_layer():
 
 def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_path, data_dir):
     """Batch norm (training and evaluation), shared dropout masks, coupled decay, global clipping, a
-    cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps."""
+    cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps.
+    (Keras' torch backend computes float64 matmul, mean, the loss reduction and a maximum of two 0-d
+    tensors in float32; the exact ops avoid them.) Resuming with these features: test_reliability's chaos."""
     c = cfg.resolve("standard", [*ALL, *SMALL, "batch_size=1400", "dtype=float64", "init=shared", "ops=exact", "update_rule=torch",
                                  *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items())])
     assert plan.feature_differences(c) == {}  # nothing left to each library
@@ -107,29 +103,14 @@ def test_ablation_cells_follow_the_features():
     assert sgd["matched weight-decay form"]["weight_decay_form"] == "coupled"
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras"])
-def test_porting_run_resumes_bit_identically(who, tmp_path):
-    """Native dropout, batch norm, AdamW, clipping and a per-epoch/per-step schedule: an interrupted run
-    resumed from its checkpoint ends with the same metrics and weights (random generators included)."""
-    args = ["--preset", "porting", "--epochs", "3", "--set", "hidden=32,16", "--set", "threads=1", "--set", "batch_size=1000"]
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    train(who, full, *args)
-    module, *extra = IMPLS[who]
-    p = subprocess.Popen([sys.executable, "-m", module, "--out", str(cut), *extra, *args], env=env(), cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not ((cut / "metrics.jsonl").exists() and metrics(cut)) and p.poll() is None:
-        pass
-    p.send_signal(signal.SIGINT)
-    p.communicate(timeout=120)
-    assert 1 <= len(metrics(cut)) < 3
-    train(who, cut, *args, "--resume")
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith(("seconds", "per_second"))} for r in rows]
-    assert strip(metrics(cut)) == strip(metrics(full))
-    a, b = weights.load_bn(full / "weights" / "final.npz"), weights.load_bn(cut / "weights" / "final.npz")
-    assert len(a) == 2 and all(np.array_equal(x, y) for pa, pb in zip(a, b) for x, y in zip(pa, pb))
-    assert all(np.array_equal(x, y) for pa, pb in zip(weights.load(full / "weights" / "final.npz"),
-                                                       weights.load(cut / "weights" / "final.npz")) for x, y in zip(pa, pb))
-    assert "final weights: identical, bit for bit (batch-norm state included)" in diff.describe(full, cut)
-    assert set(compare.load_weights(cut)) >= {"kernel_0", "bn_1_var"}
-    run = json.loads((full / "run.json").read_text())
-    assert run["config"]["optimizer"] == "adamw" and run["config"]["batchnorm"] is True
+def test_neutral_weights_carry_batch_norm(tmp_path):
+    layers = cfg.shared_init(cfg.resolve("standard", ["hidden=5,4"]))
+    bn = [tuple(np.full(w, v) for v in (1.5, 0.5, 0.1, 2.0)) for w in (5, 4)]
+    weights.save(tmp_path / "weights" / "final.npz", layers, bn)
+    back = weights.load_bn(tmp_path / "weights" / "final.npz")
+    assert len(back) == 2 and all(np.array_equal(a, b) for x, y in zip(bn, back) for a, b in zip(x, y))
+    got = compare.load_weights(tmp_path)
+    assert set(got) == {f"{k}_{i}" for k in ("kernel", "bias") for i in range(3)} | {
+        f"bn_{j}_{p}" for j in range(2) for p in weights.BN_PARTS}
+    weights.save(tmp_path / "plain.npz", layers)
+    assert weights.load_bn(tmp_path / "plain.npz") == []
