@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -54,16 +56,25 @@ SMALL_2 = ("--epochs", "2", "--set", "hidden=32", "--set", "threads=1")
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """trained(who, *args) -> a finished run directory, trained once per (implementation, arguments)
-    and shared by the tests that only read it (a test that changes a run copies it first)."""
+    for the whole test run, pytest-xdist workers included (the first to ask trains it under a file
+    lock, the others wait and read it), and shared by the tests that only read it (a test that
+    changes a run copies it first)."""
+    import fcntl
+    import hashlib
     from helpers import train
-    made = {}
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
 
     def get(who: str, *args: str) -> Path:
-        if (who, args) not in made:
-            out = tmp_path_factory.mktemp(f"shared-{who}") / "run"
-            train(who, out, *args)
-            made[(who, args)] = out
-        return made[(who, args)]
+        key = hashlib.sha1(repr((who, args)).encode()).hexdigest()[:12]
+        out = root / f"shared-{who}-{key}" / "run"
+        with open(root / f"shared-{who}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            status = out / "status.json"
+            if not (status.exists() and json.loads(status.read_text())["state"] == "completed"):
+                shutil.rmtree(out.parent, ignore_errors=True)
+                train(who, out, *args)
+        return out
     return get
 
 
