@@ -44,6 +44,11 @@ CELLS = {
 DEFINITIONS = ("same definition", "matched")  # the cells that also match the porting features
 
 
+def canonical(label: str, c: cfg.RunConfig) -> cfg.RunConfig:
+    """PyTorch's native update rule is the torch rule: one trace serves both spellings."""
+    return cfg.from_dict({"update_rule": "torch"}, c) if label == REFERENCE and c.update_rule == "native" else c
+
+
 def cell_overrides(cell: str, config: cfg.RunConfig) -> dict:
     over = dict(CELLS[cell][0])
     return {**over, **plan.features_matched(config)} if cell in DEFINITIONS else over
@@ -344,6 +349,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         mostly start-up; the traces do not depend on what runs beside them)."""
         todo = {}  # key -> (label, config, perturb), each side once
         for label, c, perturb in sides:
+            c = canonical(label, c)
             key = (label, c.to_json(), perturb)
             if key not in cache:
                 todo.setdefault(key, (label, c, perturb))
@@ -360,7 +366,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
 
     def side(label, c, perturb=None):
         fetch([(label, c, perturb)])
-        return cache[(label, c.to_json(), perturb)]
+        return cache[(label, canonical(label, c).to_json(), perturb)]
 
     try:
         for dt in dtypes:
