@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from shared import config as cfg
+from shared import plan
 from shared import data as fdata
 from shared.cli import Stopped, stop_on_signals
 from shared.parsing import Parser
@@ -63,8 +64,11 @@ def cmd_presets(args) -> int:
     for name, p in cfg.PRESETS.items():
         c = p.config()
         print(f"{name}")
-        print(f"  {' - '.join(map(str, c.layer_sizes()))}, head {c.head}, {c.optimizer} lr {c.lr} "
-              f"momentum {c.momentum}, batch {c.batch_size}, {c.scaling} inputs, {c.epochs} epochs, seed {c.seed}")
+        opt = f"{c.optimizer} lr {c.lr}" + (f" momentum {c.momentum}" if c.optimizer == "sgd" else "")
+        extras = [k for k in plan.FEATURE_KEYS if getattr(c, k) != cfg.DEFAULTS_OF[k]]
+        print(f"  {' - '.join(map(str, c.layer_sizes()))}, head {c.head}, {opt}, batch {c.batch_size}, "
+              f"{c.scaling} inputs, {c.epochs} epochs, seed {c.seed}"
+              + "".join(f", {k} {getattr(c, k)}" for k in extras))
         print(f"  provenance: {p.provenance}")
         if args.json:
             print("  " + c.to_json().replace("\n", "\n  "))

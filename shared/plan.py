@@ -15,7 +15,11 @@ import numpy as np
 
 from shared.batches import steps_per_epoch as _steps
 
-TRAIN_ROWS = 60000  # the official training set (shared/data.py checks every file's shape)
+TRAIN_ROWS = 60000
+# the config keys of the porting features (shared/config.py documents them)
+FEATURE_KEYS = ("batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "dropout", "dropout_masks", "weight_decay",
+                "weight_decay_form", "clip_norm", "clip_scope", "lr_schedule", "lr_schedule_unit", "lr_step_epochs",
+                "lr_step_gamma", "label_smoothing")  # the official training set (shared/data.py checks every file's shape)
 
 
 @dataclass(frozen=True)
