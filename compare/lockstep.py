@@ -456,7 +456,7 @@ def findings(summary: dict) -> list[str]:
                              "exact arithmetic alone does not help.")
                 elif gone.get("exact ops") and gone.get("same definition"):
                     line += " Either switch alone removes it."
-                else:
+                elif len(gone) == 2:
                     line += " Only both switches together remove it (arithmetic and definitions both differ)."
             elif n:
                 line += f" Native: {n['verdict']}."
