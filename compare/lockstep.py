@@ -271,11 +271,13 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
     return lines
 
 
-def where_first(a: dict, b: dict, div: dict, dtype: str) -> dict:
+def where_first(a: dict, b: dict, div: dict, dtype: str, noise: float = 0.0) -> dict:
     """Where two traces first part: the first dense output that differs at step 1 (identical weights), else
     the first layer whose step-1 gradient differs, else the first weight snapshot that differs and the
-    tensor that differs most there; with the first step whose loss differs. None where they agree."""
-    tol = 1e3 * eps(dtype)
+    tensor that differs most there; with the first step whose loss differs. {} where they agree. A
+    difference counts above 1000 ulps, and above 10x `noise` (what the matched pair reaches: Adam turns
+    the rounding noise of a bias that feeds batch norm, whose gradient is zero, into whole steps)."""
+    tol = max(1e3 * eps(dtype), 10 * noise)
     layers = sum(1 for k in b if k.startswith("act_"))
     loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > tol), None)
     acts = [_rel(a[f"act_{i}"], b[f"act_{i}"]) for i in range(layers)]
@@ -388,8 +390,9 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                     div = divergence(a, b)
                     ratio = (div["final_rel_l2"] / floor["final_rel_l2"]) if floor["final_rel_l2"] else None
                     meaning = CELLS[cell][1] if cell in CELLS else f"only {cell[:-len(' alone')]}, as each library has it"
+                    noise = next((p["final_max_rel"] for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), 0.0)
                     pair = {"cell": cell, "meaning": meaning, "a": label, "b": REFERENCE, **_compact(div),
-                            "floor_ratio": ratio, "where": where_first(a, b, div, dt),
+                            "floor_ratio": ratio, "where": where_first(a, b, div, dt, noise),
                             "explanation": explain(label, a, b, ck, x, div),
                             "forward": {s: forward_hypotheses(t, x, float(_slope_value(t)), dt)
                                         for s, t in ((REFERENCE, b), (label, a))},
