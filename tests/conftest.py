@@ -80,7 +80,7 @@ def trained(tmp_path_factory):
 
 # The modules whose tests take longest (a two-node Ray cluster, kills and resumes, lockstep and
 # ablation): started first, so that the two workers of ./test.sh finish together.
-LONG_FIRST = ("test_engines.py", "test_reliability.py", "test_why.py", "test_speed.py", "test_compare.py",
+LONG_FIRST = ("test_engines.py", "test_reliability.py", "test_why.py", "test_porting.py", "test_speed.py", "test_compare.py",
               "test_diagnostics.py")
 
 

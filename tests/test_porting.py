@@ -60,10 +60,10 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_pa
     cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps.
     (Keras' torch backend computes float64 matmul, mean, the loss reduction and a maximum of two 0-d
     tensors in float32; the exact ops avoid them.) Resuming with these features: test_reliability's chaos."""
-    c = cfg.resolve("standard", [*ALL, *SMALL, "batch_size=1400", "dtype=float64", "init=shared", "ops=exact", "update_rule=torch",
+    c = cfg.resolve("standard", [*ALL, *SMALL, "batch_size=2600", "dtype=float64", "init=shared", "ops=exact", "update_rule=torch",
                                  *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items())])
     assert plan.feature_differences(c) == {}  # nothing left to each library
-    steps = plan.steps_per_epoch(c) + 2  # over an epoch boundary (43 steps of 1400, the last short): the per-epoch schedule steps
+    steps = plan.steps_per_epoch(c) + 2  # over an epoch boundary (24 steps of 2600, the last short): the per-epoch schedule steps
     traces = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
               for who in ("pytorch", "keras", "keras-jax", "keras-torch")}
     ref = traces.pop("pytorch")
