@@ -72,7 +72,9 @@ def eps(dtype: str) -> float:
 # ---------------------------------------------------------------- running the sides
 
 def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str,
-             perturb: int | None = None) -> Path:
+             perturb: int | None = None, also_perturbed: Path | None = None) -> Path:
+    """One side's trace in its own process; with `also_perturbed`, the same process then traces the
+    perturbed start into that folder (the noise floor's two runs, one start-up)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     cfg_path.write_text(config.to_json())
@@ -80,6 +82,8 @@ def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: in
                      "--every", str(every), "--out", str(out), "--data-dir", data_dir)
     if perturb is not None:
         cmd += ["--perturb", str(perturb)]
+    if also_perturbed is not None:
+        cmd += ["--also-perturbed", str(also_perturbed)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"lockstep side {label} failed (exit {r.returncode}): {last_line(r.stderr)}")
@@ -360,11 +364,20 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         for label, c, perturb in todo.values():
             log(f"lockstep {c.dtype}: {label}" + (" (perturbed by 1 ulp)" if perturb is not None else "")
                 + f", ops={c.ops}, update_rule={c.update_rule}")
-        dirs = [work / f"{len(cache) + i:02d}-{label}" for i, (label, _, _) in enumerate(todo.values())]
-        with ThreadPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
-            paths = list(pool.map(lambda side, d: run_side(side[0], side[1], d, steps, every, data_dir, side[2]),
-                                  todo.values(), dirs))
-        cache.update((key, _load(path)) for key, path in zip(todo, paths))
+        # a plain side whose perturbed twin is also wanted traces both in one process (the floor)
+        dirs = {k: work / f"{len(cache) + i:02d}-{k[0]}" for i, k in enumerate(todo)}
+        twin = {(k[0], k[1], None): k for k in todo if k[2] is not None and (k[0], k[1], None) in todo}
+        jobs = [k for k in todo if k not in twin.values()]
+
+        def run(k):
+            label, c, perturb = todo[k]
+            if k in twin:  # plain, then perturbed by the twin's seed, in one process
+                return run_side(label, c, dirs[k], steps, every, data_dir, twin[k][2], dirs[twin[k]])
+            return run_side(label, c, dirs[k], steps, every, data_dir, perturb)
+
+        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+            list(pool.map(run, jobs))
+        cache.update((key, _load(dirs[key])) for key in todo)
 
     def side(label, c, perturb=None):
         fetch([(label, c, perturb)])

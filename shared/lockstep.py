@@ -137,6 +137,8 @@ def main(framework: str, load_impl, argv) -> int:
     p.add_argument("--every", type=int, default=20, help="save the weights every N steps (and at the end)")
     p.add_argument("--perturb", type=int, help="seed of a one-ulp perturbation of the initial weights")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--also-perturbed", type=Path, metavar="DIR",
+                   help="then trace again, perturbed by --perturb, into DIR (one process for the noise floor's pair)")
     p.add_argument("--data-dir")
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
@@ -147,7 +149,12 @@ def main(framework: str, load_impl, argv) -> int:
             raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
         backend = getattr(args, "backend", None)
         impl = load_impl(backend, config)
-        trace(impl, config, args.out, args.steps, args.every, args.perturb, args.data_dir, backend)
+        if args.also_perturbed and args.perturb is None:
+            raise cfg.ConfigError("--also-perturbed needs --perturb SEED")
+        trace(impl, config, args.out, args.steps, args.every, None if args.also_perturbed else args.perturb,
+              args.data_dir, backend)
+        if args.also_perturbed:
+            trace(impl, config, args.also_perturbed, args.steps, args.every, args.perturb, args.data_dir, backend)
     except (cfg.ConfigError, fdata.DataError, RunError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
