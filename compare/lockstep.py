@@ -45,8 +45,12 @@ DEFINITIONS = ("same definition", "matched")  # the cells that also match the po
 
 
 def canonical(label: str, c: cfg.RunConfig) -> cfg.RunConfig:
-    """PyTorch's native update rule is the torch rule: one trace serves both spellings."""
-    return cfg.from_dict({"update_rule": "torch"}, c) if label == REFERENCE and c.update_rule == "native" else c
+    """On the PyTorch side, native means PyTorch's own update rule and idioms: spelled out, one trace
+    serves both spellings (e.g. the matched cell and 'batch-norm running variance alone')."""
+    if label != REFERENCE:
+        return c
+    over = {**plan.pytorch_canonical(c), **({"update_rule": "torch"} if c.update_rule == "native" else {})}
+    return cfg.from_dict(over, c) if over else c
 
 
 def cell_overrides(cell: str, config: cfg.RunConfig) -> dict:

@@ -136,6 +136,16 @@ def feature_differences(config) -> dict[str, dict]:
     return out
 
 
+# The choice keys whose matched value above is PyTorch's own idiom (pytorch_impl/model.py OWN_*; a
+# test checks): on the PyTorch side, native and the matched value compute the same thing.
+PYTORCH_IDIOMS = ("bn_running_var", "clip_scope", "lr_schedule_unit", "weight_decay_form")
+
+
+def pytorch_canonical(config) -> dict:
+    """The overrides that spell this config's PyTorch-side native choices explicitly (same computation)."""
+    return {k: v for over in feature_differences(config).values() for k, v in over.items() if k in PYTORCH_IDIOMS}
+
+
 def features_matched(config) -> dict:
     """All of feature_differences' overrides together."""
     return {k: v for over in feature_differences(config).values() for k, v in over.items()}

@@ -1,11 +1,14 @@
 """The porting features (batch norm, dropout, weight decay, clipping, schedules, AdamW, label smoothing):
 one framework-free plan, two translations that agree to 1e-10 in float64 when everything is matched,
 and causes named one at a time when not."""
+import json
+
 import numpy as np
 import pytest
 
 import compare
 from conftest import REPO
+from helpers import python
 from compare import ablate, lockstep
 from shared import config as cfg
 from shared import plan, weights
@@ -88,6 +91,20 @@ def test_native_causes_are_named_one_at_a_time(tmp_path, data_dir):
     text = " ".join(s["findings"])
     assert "dropout masks: first at step 1 in dense layer 2's output" in text
     assert "batch-norm running variance: first at step 1 in batch norm 1 var after step 1" in text
+
+
+def test_pytorch_idioms_are_what_pytorch_impl_does():
+    """lockstep spells PyTorch's native choices out (plan.PYTORCH_IDIOMS) to share traces: they must be
+    the PyTorch translation's own."""
+    c = cfg.resolve("porting", ["optimizer=sgd", "weight_decay=1e-4", "lr_schedule_unit=native"])
+    spelled = plan.pytorch_canonical(c)
+    assert set(spelled) == set(plan.PYTORCH_IDIOMS)
+    own = json.loads(python("import json\nfrom pytorch_impl import model as M\n"
+                            "print(json.dumps({'bn_running_var': M.OWN_BN_VAR, 'clip_scope': M.OWN_CLIP, "
+                            "'lr_schedule_unit': M.OWN_UNIT, 'weight_decay_form': M.OWN_DECAY['sgd']}))"))
+    assert spelled == own
+    assert lockstep.canonical("pytorch", c).to_dict() == cfg.from_dict({**spelled, "update_rule": "torch"}, c).to_dict()
+    assert lockstep.canonical("keras", c) is c
 
 
 def test_ablation_cells_follow_the_features():
