@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from compare.harness import dtype_init_warning
+from compare.render import pct, secs
 from shared import rundir
 
 
@@ -43,6 +44,19 @@ def _load(path: Path) -> dict:
     return flat
 
 
+ABSENT = "(absent)"
+
+
+def _shown(key: str, value) -> str:
+    """A value as the report writes it: seconds to 3 significant digits, accuracies in %, else repr."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        if key.endswith(("seconds", "seconds_mean")) or "seconds" in key:
+            return f"{secs(value)} s"
+        if key.endswith("acc") or "acc_" in key:
+            return pct(value)
+    return value if value == ABSENT else repr(value)
+
+
 def _weights(a: Path, b: Path) -> list[str]:
     """Two runs' final weights, tensor by tensor (dense and batch norm): the largest relative differences."""
     from compare.results import load_weights
@@ -72,7 +86,8 @@ def describe(a: Path, b: Path) -> str:
         rows = [k for k in changed if k.startswith(section + ".")]
         if rows:
             lines.append(f"{title} that differ:")
-            lines += [f"  {k[len(section) + 1:]}: {fa.get(k, '(absent)')!r} -> {fb.get(k, '(absent)')!r}" for k in rows]
+            lines += [f"  {k[len(section) + 1:]}: {_shown(k, fa.get(k, ABSENT))} -> {_shown(k, fb.get(k, ABSENT))}"
+                      for k in rows]
         elif section in ("config", "data"):
             lines.append(f"{title}: identical")
     configs = [{k[len("config."):]: v for k, v in f.items() if k.startswith("config.")} for f in (fa, fb)]

@@ -62,7 +62,7 @@ def run_timing(rec, target: float) -> dict:
 def training_path(config: dict, env: dict, label: str) -> str:
     """In words, which training loop a contestant ran (config keys host_sync, steps_per_execution,
     compile, pipeline; the run's environment says whether it was compiled)."""
-    epoch = config.get("host_sync", "step") == "epoch"
+    epoch = env.get("host_sync", config.get("host_sync", "step")) == "epoch"  # the loop the run used
     compiled = env.get("compiled", env.get("jit_compile", False))
     if label == "pytorch":
         return ("torch.compile" if compiled else "eager") + (", loss read once per epoch" if epoch else ", loss read every step") \

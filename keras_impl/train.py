@@ -80,6 +80,8 @@ def build(config, env: dict) -> State:
     env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
     net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,
                 steps_per_execution=env["steps_per_execution"])
+    # shared dropout masks are set from the host before every step: the per-step loop, whatever host_sync says
+    env["host_sync"] = "step" if shared_masks(config) else config.host_sync
     env["jit_compile"] = bool(net.jit_compile)
     env["compiled"] = bool(net.jit_compile)
     return State(config, env["device"], net, opt, loss)

@@ -67,6 +67,7 @@ def build(config, env: dict) -> State:
     # recorded step without per-kernel launch costs
     forward = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None) if config.compile == "on" else net
     env["compiled"] = config.compile == "on"
+    env["host_sync"] = config.host_sync  # the loop this run used (Keras' can differ from its config)
     opt = M.build_optimizer(config, net)
     return State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
 

@@ -114,6 +114,15 @@ def test_diff_names_the_settings_that_differ(tmp_path, capsys):
     assert main(["diff", str(a), str(a / "runs" / "pytorch-seed0")]) == 2
 
 
+def test_diff_prints_figures_as_the_report_does():
+    from compare.diff import _shown
+    assert _shown("result.keras.median_epoch_seconds", 0.4973063830001365) == "0.497 s"
+    assert _shown("result.final_test_acc", 0.88532) == "88.53%"
+    assert _shown("result.pytorch.final_test_acc_mean", 0.8873) == "88.73%"
+    assert _shown("config.lr", 0.05) == "0.05" and _shown("config.head", "seed") == "'seed'"
+    assert _shown("config.lr", "(absent)") == "(absent)"
+
+
 @pytest.mark.parametrize("text,single,seeds", [("3", None, [0, 1, 2]), ("1", None, [0]), ("4,7", None, [4, 7]),
                                                 ("1,", None, [1]), ("2-5", None, [2, 3, 4, 5]), ("3", 1, [1])])
 def test_seeds_are_a_count_a_list_a_range_or_one(text, single, seeds):
