@@ -208,7 +208,7 @@ def fmp(*args, **kw):
 
 def test_end_to_end_real_data(tmp_path):
     out = tmp_path / "c"
-    r = fmp("run", "--epochs", "1", "--seeds", "2", "--out", str(out), "--fail-on-mismatch")
+    r = fmp("run", "--epochs", "1", "--seeds", "2", "--set", "hidden=64,64", "--out", str(out), "--fail-on-mismatch")
     s = json.loads((out / "summary.json").read_text())
     assert [x["state"] for x in s["runs"]] == ["completed"] * 4
     outcome = s["verdicts"][0]["final"]["outcome"]

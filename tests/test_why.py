@@ -23,7 +23,8 @@ def real_data_env(data_dir, monkeypatch):
 
 
 def matched_divergence(tmp_path, data_dir, label, *sets):
-    c = cfg.resolve("standard", ["dtype=float64", "init=shared", "ops=exact", "update_rule=torch", *sets])
+    c = cfg.resolve("standard", ["dtype=float64", "init=shared", "ops=exact", "update_rule=torch", "hidden=64,64",
+                                 "threads=1", *sets])
     with ThreadPoolExecutor(2) as pool:  # the two sides at once, as lockstep runs them
         a, b = pool.map(lambda who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, STEPS, 10, str(data_dir))),
                         (label, "pytorch"))
