@@ -49,8 +49,8 @@ ABSENT = "(absent)"
 
 def _shown(key: str, value) -> str:
     """A value as the report writes it: seconds to 3 significant digits, accuracies in %, else repr."""
-    if isinstance(value, float) and not isinstance(value, bool):
-        if key.endswith(("seconds", "seconds_mean")) or "seconds" in key:
+    if isinstance(value, float):
+        if "seconds" in key:
             return f"{secs(value)} s"
         if key.endswith("acc") or "acc_" in key:
             return pct(value)

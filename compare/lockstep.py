@@ -298,27 +298,20 @@ def where_first(a: dict, b: dict, div: dict, dtype: str, noise: float = 0.0) -> 
         i = next(i for i, r in enumerate(grads) if r > tol)
         out.update(step=1, where=f"dense layer {i + 1}'s gradient (identical weights and outputs)", rel=grads[i])
     else:
-        for s in (int(x) for x in b["snap_steps"] if int(x) > 0):
-            parts = _parts(a, b, s)
-            if parts and max(parts.values()) > tol:
-                name = max(parts, key=parts.get)
-                out.update(step=s, where=f"{name} after step {s}", rel=parts[name])
+        for s, parts in zip(div["snap_steps"], div["per_layer"]):  # every tensor, per snapshot
+            worst = max(parts, key=lambda p: p["max_rel"]) if s > 0 and parts else None
+            if worst and worst["max_rel"] > tol:
+                out.update(step=s, where=f"{_tensor_name(worst)} after step {s}", rel=worst["max_rel"])
                 break
     if "where" not in out and loss_step is None:
         return {}
     return out
 
 
-def _parts(a: dict, b: dict, s: int) -> dict[str, float]:
-    """Each weight tensor's max relative difference after step s: 'layer i kernel', 'batch norm j mean', ..."""
-    out = {}
-    for key in b:
-        for prefix, fmt in ((f"w_{s}_", "layer {i} {part}"), (f"bn_{s}_", "batch norm {i} {part}")):
-            if key.startswith(prefix) and key in a:
-                i, part = key[len(prefix):].split("_", 1)
-                part = {"k": "kernel", "b": "bias"}.get(part, part)
-                out[fmt.format(i=int(i) + 1, part=part)] = _rel(a[key], b[key])
-    return out
+def _tensor_name(part: dict) -> str:
+    """A divergence entry as words: 'layer 2 kernel', 'batch norm 1 var'."""
+    p = part["part"]
+    return f"batch norm {part['layer']} {p[3:]}" if p.startswith("bn ") else f"layer {part['layer']} {p}"
 
 
 def _slope_value(t: dict):

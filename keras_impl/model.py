@@ -129,8 +129,7 @@ def translate(layer, config):
     exact = config.ops == "exact"
     # coupled decay with the library's optimizer: Keras' idiom is an L2 penalty l*sum(w^2) in the loss,
     # gradient 2*l*w, so l = wd/2 (and the reported training loss includes the penalty)
-    coupled = (not written_out(config) and config.weight_decay
-               and plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) == "coupled")
+    coupled = not written_out(config) and decay_form(config) == "coupled"
     l2 = (lambda: keras.regularizers.L2(decay_value(config) / 2)) if coupled else (lambda: None)
     if layer.kind == "dense":  # native init: glorot_uniform kernel, zero bias
         return (ExactDense if exact else keras.layers.Dense)(layer.width, dtype=dtype, kernel_regularizer=l2(),
@@ -210,6 +209,11 @@ def decay_value(config) -> float:
     return library_default(keras.optimizers.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
 
 
+def decay_form(config) -> str | None:
+    """coupled or decoupled (native: this library's idiom for the optimizer), None without decay."""
+    return plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+
+
 def clip_exact(grads, norm_max: float, scope: str):
     """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in PyTorch."""
     c = _const(norm_max, grads[0])
@@ -238,7 +242,7 @@ class WrittenOut(keras.optimizers.Optimizer):
         self.config, self.rule = config, rule
         unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
         self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
-        self.form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+        self.form = decay_form(config)
         self.wd = decay_value(config) if config.weight_decay else 0.0
 
     def build(self, variables):
@@ -312,8 +316,8 @@ def build_schedule(config):
     if config.lr_schedule == "cosine":
         inner = S.CosineDecay(config.lr, decay_steps=plan.schedule_length(config, unit))
     else:
-        every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
-        inner = S.ExponentialDecay(config.lr, decay_steps=every, decay_rate=config.lr_step_gamma, staircase=True)
+        inner = S.ExponentialDecay(config.lr, decay_steps=plan.step_every(config, unit), decay_rate=config.lr_step_gamma,
+                                   staircase=True)
     return inner if unit == "step" else _PerEpoch(inner, plan.steps_per_epoch(config))
 
 
@@ -324,7 +328,7 @@ def build_optimizer(config, model) -> keras.optimizers.Optimizer:
     lr = build_schedule(config)
     if written_out(config):
         return WrittenOut(config, OWN_RULE if config.update_rule == "native" else config.update_rule, learning_rate=lr)
-    form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+    form = decay_form(config)
     extra = {"weight_decay": decay_value(config)} if form == "decoupled" else {}
     if config.clip_norm:
         scope = plan.own(config, "clip_scope", OWN_CLIP)

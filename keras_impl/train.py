@@ -12,7 +12,7 @@ import numpy as np
 
 from keras_impl import model as M
 
-from shared.plan import shared_masks, step_masks
+from shared.plan import mask_feed, shared_masks
 from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "keras"
@@ -135,9 +135,8 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
     per batch, as do shared dropout masks (set from the host before each step). A schedule advances
     with the optimizer's step count, inside the step."""
     if state.config.host_sync == "step" or shared_masks(state.config):
-        masks = step_masks(state.config, epoch, index_batches)
-        losses, rights = step_by_step(lambda xb, yb: (set_masks(state, next(masks)), train_step(state, xb, yb))[1],
-                                      batches(state, tensors, index_batches), tick)
+        losses, rights = step_by_step(lambda xb, yb: train_step(state, xb, yb), batches(state, tensors, index_batches),
+                                      tick, mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
         end_epoch(state)
         return epoch_totals(losses, rights, index_batches)
     order = keras.ops.convert_to_tensor(np.concatenate(index_batches))

@@ -182,6 +182,11 @@ def decay_value(config) -> float:
     return library_default(torch.optim.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
 
 
+def decay_form(config) -> str | None:
+    """coupled or decoupled (native: this library's idiom for the optimizer), None without decay."""
+    return plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+
+
 def clip_exact(grads, norm_max: float, scope: str):
     """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in Keras."""
     c = _const(norm_max, grads[0])
@@ -207,7 +212,7 @@ class WrittenOut(torch.optim.Optimizer):
         self.config, self.rule = config, rule
         unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
         self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
-        self.form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+        self.form = decay_form(config)
         self.wd = decay_value(config) if config.weight_decay else 0.0
 
     @torch.no_grad()
@@ -258,8 +263,7 @@ def build_schedule(config, optimizer):
     unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
-    every = config.lr_step_epochs * (plan.steps_per_epoch(config) if unit == "step" else 1)
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=every, gamma=config.lr_step_gamma), unit
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=plan.step_every(config, unit), gamma=config.lr_step_gamma), unit
 
 
 def build_optimizer(config, model) -> torch.optim.Optimizer:
@@ -268,7 +272,7 @@ def build_optimizer(config, model) -> torch.optim.Optimizer:
     w -= lr*wd*w runs before SGD's step (AdamW's form)."""
     if written_out(config):
         return WrittenOut(model.parameters(), config, OWN_RULE if config.update_rule == "native" else config.update_rule)
-    form = plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
+    form = decay_form(config)
     wd = decay_value(config) if form else 0.0
     if config.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,

@@ -12,7 +12,7 @@ import torch
 
 from pytorch_impl import model as M
 
-from shared.plan import step_masks
+from shared.plan import mask_feed
 from shared.runner import RunError, epoch_totals, step_by_step
 
 FRAMEWORK = "pytorch"
@@ -129,9 +129,8 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
     once at the end (no host wait per step); host_sync=step reads them after every step. Same numbers.
     Shared dropout masks are set before each step; a per-epoch scheduler steps at the end."""
     step = _step if state.config.host_sync == "epoch" else train_step
-    masks = step_masks(state.config, epoch, index_batches)
-    losses, rights = step_by_step(lambda xb, yb: (set_masks(state, next(masks)), step(state, xb, yb))[1],
-                                  batches(state, tensors, index_batches), tick)
+    losses, rights = step_by_step(lambda xb, yb: step(state, xb, yb), batches(state, tensors, index_batches), tick,
+                                  mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
     if state.config.host_sync == "epoch":
         losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
     end_epoch(state)

@@ -63,6 +63,11 @@ def schedule_length(config, unit: str) -> int:
     return config.epochs * (steps_per_epoch(config) if unit == "step" else 1)
 
 
+def step_every(config, unit: str) -> int:
+    """The step schedule's period in its unit: lr_step_epochs epochs, counted in epochs or in steps."""
+    return config.lr_step_epochs * (steps_per_epoch(config) if unit == "step" else 1)
+
+
 def lr_at(config, t: int, unit: str) -> float:
     """The exact learning rate at t (0-based, in `unit`): cosine from lr to 0 over the training, or lr
     times lr_step_gamma ** (number of lr_step_epochs passed)."""
@@ -70,8 +75,7 @@ def lr_at(config, t: int, unit: str) -> float:
         return config.lr
     if config.lr_schedule == "cosine":
         return config.lr * (1 + math.cos(math.pi * t / schedule_length(config, unit))) / 2
-    every = config.lr_step_epochs * (steps_per_epoch(config) if unit == "step" else 1)
-    return config.lr * config.lr_step_gamma ** (t // every)
+    return config.lr * config.lr_step_gamma ** (t // step_every(config, unit))
 
 
 def lr_table(config, unit: str) -> np.ndarray:
@@ -99,10 +103,13 @@ def shared_masks(config) -> bool:
     return config.dropout > 0 and config.dropout_masks == "shared"
 
 
-def step_masks(config, epoch: int, index_batches):
-    """The shared dropout masks of each step of an epoch, in step order (empty where not shared)."""
-    for step, idx in enumerate(index_batches, 1):
-        yield dropout_masks(config, epoch, step, len(idx)) if shared_masks(config) else []
+def mask_feed(config, epoch: int, index_batches, set_masks):
+    """The `before` hook of shared/runner.step_by_step that hands step i its shared dropout masks
+    (`set_masks(masks)`, the implementation's), or None where masks are not shared: the default loop
+    stays as it was."""
+    if not shared_masks(config):
+        return None
+    return lambda i: set_masks(dropout_masks(config, epoch, i, len(index_batches[i - 1])))
 
 
 # ---------------------------------------------------------------- what differs, and how to match it

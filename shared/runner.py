@@ -84,11 +84,14 @@ def resume_from(impl, state, out: Path, done: int, quiet: bool) -> int:
                    + f"; delete {out} and start again, or restore the checkpoint")
 
 
-def step_by_step(step, batches, tick) -> tuple[list, list]:
+def step_by_step(step, batches, tick, before=None) -> tuple[list, list]:
     """Run `step(xb, yb) -> (loss, correct)` on every batch, in order; the per-step values as the step
-    returns them (host numbers, or device scalars an implementation reads once per epoch)."""
+    returns them (host numbers, or device scalars an implementation reads once per epoch). `before(i)`,
+    if given, runs before step i (1-based): e.g. setting that step's shared dropout masks."""
     losses, rights = [], []
-    for xb, yb in batches:
+    for i, (xb, yb) in enumerate(batches, 1):
+        if before:
+            before(i)
         loss, right = step(xb, yb)
         losses.append(loss)
         rights.append(right)
