@@ -12,7 +12,7 @@ from pathlib import Path
 from shared import config as cfg
 from shared import plan
 from shared import data as fdata
-from shared.cli import Stopped, stop_on_signals
+from shared.cli import RESUME_ENV, Stopped, stop_on_signals
 from shared.parsing import Parser
 from shared.environment import quiet_frameworks
 from shared import rundir
@@ -79,6 +79,7 @@ def cmd_train(args, rest) -> int:
     """Become the implementation's own CLI (exec: no wrapper left behind, so a kill or SIGTERM sent to
     this process reaches the trainer itself and no orphan trains on)."""
     module = {"pytorch": "pytorch_impl", "keras": "keras_impl"}[args.framework]
+    os.environ[RESUME_ENV] = shlex.join(["fmnist-parity", *sys.argv[1:]])  # the command its resume hint names
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", module, *rest])

@@ -75,22 +75,26 @@ def eps(dtype: str) -> float:
 
 # ---------------------------------------------------------------- running the sides
 
-def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str,
-             perturb: int | None = None, also_perturbed: Path | None = None) -> Path:
-    """One side's trace in its own process; with `also_perturbed`, the same process then traces the
-    perturbed start into that folder (the noise floor's two runs, one start-up)."""
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.json"
-    cfg_path.write_text(config.to_json())
-    cmd = subcommand(label, "lockstep", "--config", str(cfg_path), "--steps", str(steps),
-                     "--every", str(every), "--out", str(out), "--data-dir", data_dir)
-    if perturb is not None:
-        cmd += ["--perturb", str(perturb)]
-    if also_perturbed is not None:
-        cmd += ["--also-perturbed", str(also_perturbed)]
+def run_sides(label: str, jobs: list[tuple[cfg.RunConfig, Path, int | None]], steps: int, every: int,
+              data_dir: str) -> None:
+    """Traces of one side, (config, out, perturbation seed or None) each, one after another in one
+    process: they share its start-up (most of a short trace's cost). The configs share
+    trace_format.PROCESS_KEYS."""
+    for _, out, _ in jobs:
+        out.mkdir(parents=True, exist_ok=True)
+    spec = jobs[0][1] / "jobs.json"
+    spec.write_text(json.dumps([{"config": c.to_dict(), "out": str(o), "perturb": p} for c, o, p in jobs]))
+    cmd = subcommand(label, "lockstep", "--jobs", str(spec), "--steps", str(steps), "--every", str(every),
+                     "--data-dir", data_dir)
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"lockstep side {label} failed (exit {r.returncode}): {last_line(r.stderr)}")
+
+
+def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str,
+             perturb: int | None = None) -> Path:
+    """One trace in its own process."""
+    run_sides(label, [(config, out, perturb)], steps, every, data_dir)
     return out
 
 
@@ -348,8 +352,9 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         return (cfg.from_dict(cfg.parse_sets(keras_sets), c) if keras_sets else c), c
 
     def fetch(sides):
-        """Run the sides not yet traced, as many at once as there are cores (each is its own process,
-        mostly start-up; the traces do not depend on what runs beside them)."""
+        """Run the sides not yet traced: each side's traces in one process (start-up is most of a short
+        trace's cost), side by side on the cores; a trace does not depend on what ran before it in its
+        process or what runs beside it (tests/test_porting.py)."""
         todo = {}  # key -> (label, config, perturb), each side once
         for label, c, perturb in sides:
             c = canonical(label, c)
@@ -361,19 +366,16 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         for label, c, perturb in todo.values():
             log(f"lockstep {c.dtype}: {label}" + (" (perturbed by 1 ulp)" if perturb is not None else "")
                 + f", ops={c.ops}, update_rule={c.update_rule}")
-        # a plain side whose perturbed twin is also wanted traces both in one process (the floor)
+        # one process per side and process settings, split further where cores would sit idle
         dirs = {k: work / f"{len(cache) + i:02d}-{k[0]}" for i, k in enumerate(todo)}
-        twin = {(k[0], k[1], None): k for k in todo if k[2] is not None and (k[0], k[1], None) in todo}
-        jobs = [k for k in todo if k not in twin.values()]
-
-        def run(k):
-            label, c, perturb = todo[k]
-            if k in twin:  # plain, then perturbed by the twin's seed, in one process
-                return run_side(label, c, dirs[k], steps, every, data_dir, twin[k][2], dirs[twin[k]])
-            return run_side(label, c, dirs[k], steps, every, data_dir, perturb)
-
-        with ThreadPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-            list(pool.map(run, jobs))
+        groups = {}
+        for k, (label, c, perturb) in todo.items():
+            groups.setdefault((label, *(getattr(c, f) for f in trace_format.PROCESS_KEYS)), []).append((c, dirs[k], perturb))
+        cores = os.cpu_count() or 1
+        n = max(1, cores // len(groups))
+        chunks = [(key[0], jobs[i::n]) for key, jobs in groups.items() for i in range(min(n, len(jobs)))]
+        with ThreadPoolExecutor(min(len(chunks), cores)) as pool:
+            list(pool.map(lambda chunk: run_sides(chunk[0], chunk[1], steps, every, data_dir), chunks))
         cache.update((key, _load(dirs[key])) for key in todo)
 
     def side(label, c, perturb=None):
@@ -385,8 +387,9 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
             base = cfg.from_dict({"dtype": dt, "init": "shared"}, config)
             summary["config"][dt] = base.to_dict()
             x, _ = first_batch(base, data_dir)
+            # up front: every cell that runs whatever the native pair shows (all of them without a native cell)
             fetch([(REFERENCE, base, 1), (REFERENCE, base, None)]
-                  + [(who, c, None) for label in labels for cell in cells if cell not in attribute
+                  + [(who, c, None) for label in labels for cell in cells if cell not in attribute or "native" not in cells
                      for who, c in zip((label, REFERENCE), configs(base, cell))])
             floor = divergence(side(REFERENCE, base, perturb=1), side(REFERENCE, base))  # the noise floor
             entry = {"dtype": dt, "floor": _compact(floor), "pairs": []}

@@ -3,6 +3,7 @@ and `fmnist-parity train --framework ...`). Framework-free: the implementation i
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -16,6 +17,8 @@ from shared import rundir
 from shared.atomic import atomic_write
 from shared.parsing import Parser
 from shared.runner import RunError
+
+RESUME_ENV = "FMNIST_PARITY_COMMAND"  # the user's own command line, for the resume hint
 
 
 class Stopped(BaseException):
@@ -109,8 +112,9 @@ def main(framework: str, load_impl, argv=None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the status write
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         epoch = _mark_interrupted(args.out, signal.Signals(signum).name)
-        again = shlex.join(["python", "-m", f"{framework}_impl", *argv]
-                           + ([] if args.resume else ["--resume"]))
+        # the command the user typed (fmnist-parity train ... sets RESUME_ENV before it becomes this process)
+        again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) \
+            + ("" if args.resume else " --resume")
         print(f"interrupted by {signal.Signals(signum).name}" + (f" after epoch {epoch}" if epoch is not None else "")
               + f"; resume with: {again}", file=sys.stderr)
         return 128 + signum

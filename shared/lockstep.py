@@ -126,36 +126,41 @@ def load(path: Path) -> tuple[dict, dict]:
         return meta, {k: z[k] for k in z.files}
 
 
+# settings a process fixes once (threads, precision flags, JAX's float64 switch): traces that share
+# them can share a process, and its start-up
+PROCESS_KEYS = ("dtype", "device", "threads", "deterministic", "tf32")
+
+
 def main(framework: str, load_impl, argv) -> int:
-    """`python -m <impl> lockstep`: one side of a lockstep comparison (see compare/lockstep.py)."""
+    """`python -m <impl> lockstep`: traces of one side of a lockstep comparison (see compare/lockstep.py),
+    one after another in this process."""
     import argparse
     from shared.parsing import Parser
     p = Parser(prog=f"python -m {framework}_impl lockstep",
-                                description="Train K steps from the shared initial weights and record every step.")
-    p.add_argument("--config", type=Path, required=True, help="JSON config file")
+               description="Train K steps from the shared initial weights and record every step.")
+    p.add_argument("--jobs", type=Path, required=True,
+                   help='JSON list of traces, each {"config": {...}, "out": DIR, "perturb": SEED or null} '
+                        "(perturb: a one-ulp perturbation of the initial weights)")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--every", type=int, default=20, help="save the weights every N steps (and at the end)")
-    p.add_argument("--perturb", type=int, help="seed of a one-ulp perturbation of the initial weights")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--also-perturbed", type=Path, metavar="DIR",
-                   help="then trace again, perturbed by --perturb, into DIR (one process for the noise floor's pair)")
     p.add_argument("--data-dir")
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
     args = p.parse_args(argv)
     try:
-        config = cfg.load_json(args.config.read_text())
-        if config.init != "shared":
-            raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
+        jobs = [(cfg.from_dict(j["config"]), Path(j["out"]), j.get("perturb")) for j in json.loads(args.jobs.read_text())]
+        if not jobs:
+            raise cfg.ConfigError(f"{args.jobs} lists no traces")
+        for config, _, _ in jobs:
+            if config.init != "shared":
+                raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
+            if any(getattr(config, k) != getattr(jobs[0][0], k) for k in PROCESS_KEYS):
+                raise cfg.ConfigError(f"the traces of one process must share {', '.join(PROCESS_KEYS)}")
         backend = getattr(args, "backend", None)
-        impl = load_impl(backend, config)
-        if args.also_perturbed and args.perturb is None:
-            raise cfg.ConfigError("--also-perturbed needs --perturb SEED")
-        trace(impl, config, args.out, args.steps, args.every, None if args.also_perturbed else args.perturb,
-              args.data_dir, backend)
-        if args.also_perturbed:
-            trace(impl, config, args.also_perturbed, args.steps, args.every, args.perturb, args.data_dir, backend)
-    except (cfg.ConfigError, fdata.DataError, RunError, OSError) as e:
+        impl = load_impl(backend, jobs[0][0])
+        for config, out, perturb in jobs:
+            trace(impl, config, out, args.steps, args.every, perturb, args.data_dir, backend)
+    except (cfg.ConfigError, fdata.DataError, RunError, OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -4,6 +4,7 @@ killed mid-comparison. The long fault-injection run is opt-in: ./test.sh -m chao
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,17 +127,32 @@ def test_twenty_random_kills_then_resume_is_bit_identical(who, tmp_path):
 
 @pytest.mark.parametrize("who,sig", [("pytorch", signal.SIGINT), ("keras", signal.SIGTERM)])
 def test_sigint_and_sigterm_stop_cleanly(who, sig, tmp_path):
+    """PyTorch through `fmnist-parity train` (the user's command), Keras through its module: the resume
+    hint names the command that was typed, and running it resumes."""
     run = tmp_path / "run"
-    p = start(who, run, *SMALL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if who == "pytorch":
+        typed = ["train", "--framework", "pytorch", "--out", str(run), "--quiet", *SMALL]
+        p = subprocess.Popen([sys.executable, "-m", "compare.cli", *typed], env=env(), cwd=REPO, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    else:
+        p = start(who, run, *SMALL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: epochs_done(run) >= 1)
     p.send_signal(sig)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 128 + sig, err[-2000:]
     lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and "--resume" in lines[0] and "Traceback" not in err, err
+    assert len(lines) == 1 and lines[0].endswith(" --resume") and "Traceback" not in err, err
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "interrupted" and status["epoch"] == epochs_done(run) >= 1
-    train(who, run, *SMALL, "--resume")
+    if who == "pytorch":
+        hint = lines[0].split("resume with: ")[1]
+        assert hint == shlex.join(["fmnist-parity", *typed, "--resume"]), hint
+        r = subprocess.run([sys.executable, "-m", "compare.cli", *shlex.split(hint)[1:]], env=env(), cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    else:
+        assert "python -m keras_impl" in lines[0]  # no user command to name: the module's own
+        train(who, run, *SMALL, "--resume")
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
 
 

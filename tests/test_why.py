@@ -73,7 +73,7 @@ def test_lockstep_catches_a_deliberate_slope_mismatch(tmp_path, data_dir):
 
 def test_lockstep_shows_adams_epsilon_placement(tmp_path, data_dir):
     base = cfg.resolve("standard", ["optimizer=adam", "lr=0.001", "eps=1e-4"])
-    s = lockstep.lockstep(base, ["jax"], ["float64"], 6, 3, tmp_path / "ls", str(data_dir),
+    s = lockstep.lockstep(base, ["tensorflow"], ["float64"], 6, 3, tmp_path / "ls", str(data_dir),
                           cells=["exact ops", "matched"], log=lambda m: None)  # without native: exact ops always runs
     pairs = {p["cell"]: p for p in s["results"][0]["pairs"]}
     assert pairs["matched"]["final_max_rel"] <= lockstep.MATCHED_TOL
