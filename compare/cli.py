@@ -246,7 +246,7 @@ def cmd_defaults(args) -> int:
     from compare import defaults
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
     labels = ["pytorch"] + [harness.keras_label(b) for b in backends]
-    t = defaults.defaults(labels, _claim(args.out) if args.out else None, log=_eprint)
+    t = defaults.defaults(labels, _claim(args.out) if args.out else None, log=_eprint, fresh=args.fresh)
     if args.json:
         import json
         print(json.dumps(t, indent=1))
@@ -282,14 +282,15 @@ WHY = ("defaults", "lockstep", "ablate")
 
 def why_sections(with_: str | None, config, seeds, labels, out: Path, data_dir: str, margin: float,
                  lockstep_steps: int | None = None) -> None:
-    """`run --with ...`: the "why" analyses, written into the comparison directory for its report."""
-    if not with_:
-        return
+    """The "why" analyses, written into the comparison directory for its report: what differs out of
+    the box always (probed once per set of library versions), `--with ...` the rest."""
     from compare import ablate, defaults, lockstep, report
     from shared.batches import steps_per_epoch
-    chosen = _list(with_, WHY, "--with")
-    if "defaults" in chosen:
-        defaults.defaults(labels, out, log=_eprint)
+    chosen = _list(with_, WHY, "--with") if with_ else []
+    try:
+        defaults.defaults(labels, out, log=_eprint, full="defaults" in chosen)
+    except HarnessError as e:  # the runs are done: report them, say what is missing
+        _eprint(f"warning: the report goes without its defaults section: {e}")
     if "lockstep" in chosen:
         backends = [{"keras": "tensorflow"}.get(l, l.replace("keras-", "")) for l in labels if l.startswith("keras")]
         steps = lockstep_steps or steps_per_epoch(60000, config.batch_size, config.last_batch)
@@ -478,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
     de.add_argument("--json", action="store_true", help="print JSON instead of the table")
     de.add_argument("--out", help="also write DIR/defaults.json")
+    de.add_argument("--fresh", action="store_true",
+                    help="probe again instead of reading the cache (kept per set of installed library versions)")
     de.set_defaults(func=cmd_defaults)
 
     ab = sub.add_parser("ablate", help="which default difference matters: native vs one switch at a time vs all matched",

@@ -4,12 +4,19 @@ library); this module lays them side by side with the consequence and the config
 it. Imports no framework."""
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
 from pathlib import Path
 
 from compare.harness import HarnessError, subcommand
+from shared import data as fdata
 from shared.atomic import atomic_write
+
+REPO = Path(__file__).resolve().parent.parent
+PROBED = ("torch", "keras", "tensorflow", "jax", "jaxlib", "numpy")  # a probe reads these libraries' defaults
 
 
 def _g(x) -> str:
@@ -95,11 +102,77 @@ ROWS = [
 ]
 
 
+# The command that measures each difference's effect on this network (None: nothing to measure, the
+# project always sets it, or the table itself is the measurement). tests/test_why.py parses every one.
+ABLATE, LOCKSTEP = "fmnist-parity ablate", "fmnist-parity lockstep --dtypes float64"
+ADAM = "--set optimizer=adam --set lr=0.001"
+MEASURE = {
+    "dense kernel initialiser": f'{ABLATE} --cells "matched init"',
+    "dense bias initialiser": f'{ABLATE} --cells "matched init"',
+    "LeakyReLU slope (layer)": f'{ABLATE} --cells "matched LeakyReLU slope"',
+    "LeakyReLU slope (function)": "fmnist-parity defaults",
+    "momentum update form": f'{LOCKSTEP} --set lr_schedule=step --set lr_step_epochs=1 --steps 600 --cells "native,same definition"',
+    "Adam epsilon": f'{ABLATE} {ADAM} --cells "matched Adam epsilon"',
+    "Adam epsilon placement (effective/configured at step 1)": f'{LOCKSTEP} {ADAM} --cells "exact ops,matched"',
+    "loss input": "fmnist-parity defaults",
+    "loss when the true class has probability 0": "fmnist-parity defaults",
+    "BatchNorm momentum (each library's meaning)": f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
+    "BatchNorm: weight of the new batch in the running mean (measured)":
+        f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
+    "BatchNorm epsilon": f'{LOCKSTEP} --preset porting --cells "batch-norm momentum and epsilon alone"',
+    "BatchNorm running variance takes (measured)": f'{LOCKSTEP} --preset porting --cells "batch-norm running variance alone"',
+    "Dropout masks come from": f'{ABLATE} --preset porting --cells "matched dropout masks"',
+    "Adam(weight_decay=...) is (measured)": f'{ABLATE} {ADAM} --set weight_decay=1e-4 --cells "matched weight-decay form"',
+    "AdamW default weight_decay": f'{ABLATE} --preset porting --cells "matched AdamW default decay"',
+    "L2 penalty idiom": f'{LOCKSTEP} --set weight_decay=1e-4 --set weight_decay_form=coupled --cells "native,exact ops,matched"',
+    "gradient clipping idiom": f'{ABLATE} --preset porting --cells "matched clipping scope"',
+    "the idiom clips (measured)": f'{ABLATE} --preset porting --cells "matched clipping scope"',
+    "clipping: added to the norm (measured)": f'{LOCKSTEP} --preset porting --cells "library arithmetic alone"',
+    "a learning-rate schedule advances (measured)": f'{ABLATE} --preset porting --cells "matched schedule unit"',
+    "label smoothing with class-index labels": f'{LOCKSTEP} --preset porting --cells "library arithmetic alone"',
+    "TF32 matmul on GPUs": "fmnist-parity run --device cuda --set tf32=true",
+    "float32 matmul precision": "fmnist-parity run --device cuda --set tf32=true",
+    "compilation": "fmnist-parity bench",
+    "intra-op threads": "fmnist-parity bench --set threads=1",
+}
+
+
 def probe(label: str) -> dict:
     r = subprocess.run(subcommand(label, "defaults"), capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"defaults probe of {label} failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cache_key(label: str) -> str:
+    """What a probe's result depends on: the installed libraries' versions (read without importing
+    them) and the probes' own code."""
+    h = hashlib.sha256(label.encode())
+    for dist in PROBED:
+        try:
+            h.update(f"|{dist}={metadata.version(dist)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"|{dist}=absent".encode())
+    for impl in ("pytorch_impl", "keras_impl"):
+        h.update((REPO / impl / "defaults.py").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_probe(label: str, fresh: bool = False) -> dict:
+    """probe(label), from the project cache when these library versions were probed before."""
+    path = fdata.cache_dir() / "defaults" / f"{label}-{cache_key(label)}.json"
+    if not fresh:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass
+    p = probe(label)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda f: f.write(json.dumps(p, default=str).encode()))
+    except OSError:
+        pass  # an unwritable cache costs the next run a probe, nothing more
+    return p
 
 
 def table(probes: dict[str, dict]) -> dict:
@@ -109,19 +182,62 @@ def table(probes: dict[str, dict]) -> dict:
     for what, read, consequence, key in ROWS:
         values = [read(probes[l]) for l in labels]
         rows.append({"what": what, "values": dict(zip(labels, values)), "differ": len(set(values)) > 1,
-                     "consequence": consequence, "config_key": key})
+                     "consequence": consequence, "config_key": key, "measure": MEASURE.get(what)})
     return {"labels": labels, "versions": {l: probes[l]["version"] for l in labels}, "rows": rows}
 
 
-def defaults(labels: list[str], out: Path | None = None, log=print) -> dict:
-    probes = {}
-    for l in labels:
-        log(f"defaults: probing {l}")
-        probes[l] = probe(l)
-    t = table(probes)
+def defaults(labels: list[str], out: Path | None = None, log=print, fresh: bool = False, full: bool = True) -> dict:
+    """The table for these contestants (probed side by side, or from the cache); `full`: the report
+    shows every row, not only those that differ (`run --with defaults`, `fmnist-parity defaults`)."""
+    todo = [l for l in labels if fresh or not (fdata.cache_dir() / "defaults" / f"{l}-{cache_key(l)}.json").exists()]
+    if todo:
+        log(f"defaults: probing {', '.join(todo)} (once per set of library versions)")
+    with ThreadPoolExecutor(len(labels)) as pool:
+        probes = dict(zip(labels, pool.map(lambda l: cached_probe(l, fresh), labels)))
+    t = {**table(probes), "full": full}
     if out:
         atomic_write(Path(out) / "defaults.json", lambda f: f.write(json.dumps(t, indent=1).encode()))
     return t
+
+
+def differ_blocks(t: dict, config: dict) -> list[tuple]:
+    """The report's first "why" section: the defaults that differ between these contestants, what this
+    run's config does about each, and the command that measures its effect."""
+    # first what this run leaves to each library (it acts on these numbers), then what it sets, then the rest
+    order = lambda r: {"each": 0, "-": 2, "not": 3}.get(in_this_run(r, config).split(" ")[0], 1)
+    rows = sorted((r for r in t["rows"] if r["differ"]), key=order)
+    b = [("h2", "What differs out of the box")]
+    b.append(("p", f"{len(rows)} of the {len(t['rows'])} defaults read live from the installed libraries ("
+                   + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
+                   + ") differ between these contestants, first those this run leaves to each library. \"In this run\": what "
+                     "this comparison's config does about it; the last column measures its effect on this network."))
+    b.append(("table", ["default", *t["labels"], "controlled by", "in this run", "measure its effect"],
+              [[r["what"], *(r["values"][l] for l in t["labels"]), r["config_key"], in_this_run(r, config),
+                r.get("measure") or "-"] for r in rows]))
+    return b
+
+
+# a difference that only exists when a feature is on: (the key that switches it on, is it on?)
+NEEDS = {"bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")), "bn_eps": ("batchnorm", lambda c: c.get("batchnorm")),
+         "bn_running_var": ("batchnorm", lambda c: c.get("batchnorm")), "dropout_masks": ("dropout", lambda c: c.get("dropout")),
+         "weight_decay_form": ("weight_decay", lambda c: c.get("weight_decay")),
+         "weight_decay": ("optimizer", lambda c: c.get("optimizer") == "adamw"),
+         "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw")),
+         "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")), "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
+         "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
+         "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing"))}
+
+
+def in_this_run(row: dict, config: dict) -> str:
+    """What this comparison's config does about a difference: unused, left to each library, or set."""
+    key = row["config_key"].split(" ")[0]
+    if key not in config:
+        return "-"
+    if key in NEEDS and not NEEDS[key][1](config):
+        switch = NEEDS[key][0]
+        return f"not used ({switch}={json.dumps(config.get(switch)).strip(chr(34))})"
+    v = config[key]
+    return "each library's own" if v == "native" else f"{key}={json.dumps(v).strip(chr(34))} on both"
 
 
 def blocks(t: dict) -> list[tuple]:
@@ -143,4 +259,6 @@ def terminal(t: dict) -> str:
             lines.append(f"    {l:12s} {r['values'][l]}")
         if r["differ"]:
             lines.append(f"    consequence: {r['consequence']}")
+            if r.get("measure"):
+                lines.append(f"    measure its effect: {r['measure']}")
     return "\n".join(lines)

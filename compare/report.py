@@ -170,7 +170,9 @@ def document(s: dict) -> list[tuple]:
 def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
     """The sections `run --with lockstep,defaults,ablate` left in the comparison directory, if any."""
     blocks, found = [], {}
-    for name, path, make in (("defaults", comp_dir / "defaults.json", defaults.blocks),
+    config = json.loads((comp_dir / "comparison.json").read_text())["config"] if (comp_dir / "comparison.json").exists() else {}
+    full_defaults = lambda t: defaults.differ_blocks(t, config) + (defaults.blocks(t) if t.get("full", True) else [])
+    for name, path, make in (("defaults", comp_dir / "defaults.json", full_defaults),
                              ("lockstep", comp_dir / "lockstep" / "lockstep.json", lockstep.blocks),
                              ("ablation", comp_dir / "ablation" / "ablation.json", ablate.blocks)):
         if path.exists():

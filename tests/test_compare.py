@@ -217,3 +217,11 @@ def test_end_to_end_real_data(tmp_path):
     assert f"Report: {(out / 'report.html').resolve()}" in r.stdout
     assert all(0.7 < a < 1 for l in ("pytorch", "keras") for a in s["accuracy"][l]["values"])
     assert "[4/4] keras seed 1: starting" in r.stderr  # live progress of every run
+    # the "why" part opens with what differs out of the box, what this run does about it, how to measure it
+    md = (out / "report.md").read_text()
+    assert md.index("## What differs out of the box") < md.index("## Final test accuracy")
+    rows = {l.split(" | ")[0].strip("| "): l for l in md.splitlines() if l.startswith("| ")}
+    assert "each library's own" in rows["dense kernel initialiser"] and 'ablate --cells "matched init"' in rows["dense kernel initialiser"]
+    assert "negative_slope=0.01 on both" in rows["LeakyReLU slope (layer)"]
+    assert "not used (batchnorm=false)" in rows["BatchNorm epsilon"]
+    assert "SGD momentum" not in rows and "## Defaults: what differs" not in md  # only the rows that differ, no full table

@@ -1,5 +1,6 @@
 """Why the frameworks differ: lockstep, the live defaults table, ablation (real data, short runs)."""
 import json
+import shlex
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ import pytest
 
 from conftest import REPO
 from helpers import python
-from compare import ablate, defaults, harness, lockstep
+from compare import ablate, cli, defaults, harness, lockstep
 from shared import config as cfg
 from shared.atomic import atomic_write
 
@@ -130,6 +131,32 @@ def test_defaults_table_follows_the_installed_library():
     rows = {r["what"]: r for r in defaults.table({"pytorch": torch_probe, "keras": patched})["rows"]}
     assert rows["LeakyReLU slope (layer)"]["values"]["keras"] == "0.01" and not rows["LeakyReLU slope (layer)"]["differ"]
     assert rows["Adam epsilon"]["values"]["keras"] == "1e-08" and not rows["Adam epsilon"]["differ"]
+
+
+def test_every_measure_command_parses_and_names_real_cells():
+    """The report tells users which command measures each difference: each must run as written."""
+    parser = cli.build_parser()
+    assert set(defaults.MEASURE) <= {row[0] for row in defaults.ROWS}
+    for what, command in defaults.MEASURE.items():
+        argv = shlex.split(command)
+        assert argv[0] == "fmnist-parity", command
+        args = parser.parse_args(argv[1:])
+        if args.func in (cli.cmd_ablate, cli.cmd_lockstep):
+            config = cfg.resolve(args.preset, args.set, {})  # refuses combinations that do nothing
+            known = ablate.cells(config) if args.func is cli.cmd_ablate else {**lockstep.CELLS, **lockstep.alone_cells(config)}
+            assert {c.strip() for c in args.cells.split(",")} <= set(known), (what, command, list(known))
+
+
+def test_defaults_probe_is_cached_per_library_versions(monkeypatch):
+    calls = []
+    monkeypatch.setattr(defaults, "probe", lambda label: calls.append(label) or {"probed": len(calls)})
+    assert defaults.cached_probe("pytorch") == {"probed": 1}
+    assert defaults.cached_probe("pytorch") == {"probed": 1} and calls == ["pytorch"]  # read back, not probed
+    assert defaults.cached_probe("pytorch", fresh=True) == {"probed": 2}
+    real = defaults.metadata.version
+    monkeypatch.setattr(defaults.metadata, "version", lambda d: "9.9" if d == "keras" else real(d))
+    assert defaults.cached_probe("pytorch") == {"probed": 3}  # another Keras: probed again
+    assert defaults.cached_probe("pytorch") == {"probed": 3}
 
 
 def test_ablation_cells_and_paired_effects(tmp_path, data_dir):
