@@ -23,6 +23,9 @@ CONTESTANTS = {
     "pytorch": ("pytorch", {}, "PyTorch eager, the default path: step losses stay on the device, read once per epoch"),
     "pytorch-step-sync": ("pytorch", {"host_sync": "step"}, "PyTorch eager reading loss and accuracy after every step (.item())"),
     "pytorch-compile": ("pytorch", {"compile": "on"}, "torch.compile of the model (Inductor; CUDA graphs on a GPU)"),
+    "pytorch-compile-step": ("pytorch", {"compile": "step"},
+                             "the whole SGD step (forward, loss, backward, update) as one torch.compile graph "
+                             "(torch.func; Inductor; CUDA graphs on a GPU)"),
     "pytorch-torchvision": ("pytorch", {"pipeline": "torchvision", "host_sync": "step"},
                             "the lab report's pipeline: torchvision FashionMNIST + ToTensor + DataLoader"),
     "keras": ("keras", {}, "Keras on TensorFlow, the default path: fit() over the epoch"),

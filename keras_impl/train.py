@@ -75,7 +75,8 @@ def build(config, env: dict) -> State:
     net = M.build_model(config)
     opt = M.build_optimizer(config, net)
     loss = M.loss_fn(config)
-    jit = {"native": "auto", "on": True, "off": False}[config.compile]
+    # step: fit()'s train step is already one function (forward, loss, gradients, update): XLA compiles it whole
+    jit = {"native": "auto", "on": True, "off": False, "step": True}[config.compile]
     # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
     env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
     net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,

@@ -29,6 +29,7 @@ class State:
     forward: object  # the model, or torch.compile of it (compile=on); weights and checkpoints use `model`
     scheduler: object = None  # a library LR scheduler, stepped every `unit` (epoch or step), or None
     unit: str | None = None
+    step: object = None  # compile=step: the whole training step, compiled (compile_step)
 
 
 def setup(config, threads: int) -> dict:
@@ -65,11 +66,49 @@ def build(config, env: dict) -> State:
     net = M.build_model(config).to(device)
     # compile=on: Inductor kernels; on a GPU also CUDA graphs ("reduce-overhead"), which replay a
     # recorded step without per-kernel launch costs
-    forward = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None) if config.compile == "on" else net
-    env["compiled"] = config.compile == "on"
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    forward = torch.compile(net, mode=mode) if config.compile == "on" else net
+    env["compiled"] = config.compile in ("on", "step")
     env["host_sync"] = config.host_sync  # the loop this run used (Keras' can differ from its config)
     opt = M.build_optimizer(config, net)
-    return State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
+    state = State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
+    if config.compile == "step":
+        state.step = torch.compile(compile_step(state), mode=mode, fullgraph=True)
+    return state
+
+
+def compile_step(state: State):
+    """compile=step: forward, loss, backward and the SGD update as one function for torch.compile
+    (one graph: torch.func takes the gradients, nothing breaks it). It updates the parameters and the
+    optimizer's own momentum buffers in place, as torch.optim.SGD does (so checkpoints are the same),
+    and returns the batch-mean loss and the number correct, on the device."""
+    net, opt = state.model, state.optimizer
+    group = opt.param_groups[0]
+    lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]
+    names, params = zip(*net.named_parameters())
+
+    def loss_of(weights, xb, yb):
+        out = torch.func.functional_call(net, dict(zip(names, weights)), (xb,))
+        loss = state.loss_fn(out, yb)
+        return loss, (loss, out)
+
+    def step(weights, buffers, xb, yb):
+        grads, (loss, out) = torch.func.grad(loss_of, has_aux=True)(weights, xb, yb)
+        with torch.no_grad():
+            for w, buf, g in zip(weights, buffers, grads):  # torch.optim.SGD's update, dampening 0
+                if momentum:
+                    buf.mul_(momentum).add_(g)
+                    g = g.add(buf, alpha=momentum) if nesterov else buf
+                w.sub_(g * lr)  # (add_ with alpha=-lr lost the alpha under Inductor when g is a raw gradient)
+        return loss.detach(), (out.argmax(1) == yb).sum()
+
+    def run(xb, yb):
+        # read each call: loading a checkpoint replaces the optimizer's buffers. A zero buffer's first
+        # update, 0 * momentum + g, is exactly SGD's first buffer, g
+        buffers = [opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params] if momentum else [None] * len(params)
+        return step([p.detach() for p in params], buffers, xb, yb)
+
+    return run
 
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
@@ -106,6 +145,8 @@ def set_masks(state: State, masks) -> None:
 def _step(state: State, xb, yb):
     """One SGD step; the batch-mean loss (before the update) and the number correct, on the device."""
     state.model.train()
+    if state.step is not None:
+        return state.step(xb, yb)
     out = state.forward(xb)
     loss = state.loss_fn(out, yb)
     state.optimizer.zero_grad(set_to_none=True)

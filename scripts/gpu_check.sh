@@ -52,7 +52,7 @@ print(f\"{m['test_acc']:.4f} | {m['train_seconds']:.3f} | {e.get('device_name')}
 done
 say "one epoch each: $out/epochs.md"
 
-bench="pytorch,pytorch-step-sync,pytorch-compile,keras-jax,keras-torch"
+bench="pytorch,pytorch-step-sync,pytorch-compile,pytorch-compile-step,keras-jax,keras-torch"
 has_tf && bench="$bench,keras,keras-spe1,keras-xla"
 timeout 150 $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 64,128,512 --reps 5 \
   --out "$out/bench" >> "$log" 2>&1

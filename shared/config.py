@@ -26,7 +26,7 @@ CHOICES = {
     "update_rule": ("native", "torch", "keras"),
     "ops": ("native", "exact"),
     "host_sync": ("epoch", "step"),
-    "compile": ("native", "on", "off"),
+    "compile": ("native", "on", "off", "step"),
     "dropout_masks": ("native", "shared"),
     "bn_running_var": ("native", "unbiased", "biased"),
     "weight_decay_form": ("native", "coupled", "decoupled"),
@@ -71,7 +71,8 @@ class RunConfig:
     steps_per_execution: int = 32    # Keras, host_sync=epoch: training steps per call into the backend (same
                                      # weights as 1, bit for bit; fewer returns to Python)
     compile: str = "native"          # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
-                                     # native: each side's default (PyTorch eager, Keras "auto")
+                                     # native: each side's default (PyTorch eager, Keras "auto"); step: the
+                                     # whole SGD step compiled as one function (Keras: as on, fit's step is one)
     # ---- porting features (shared/plan.py describes them once; each implementation translates them).
     # All off by default: a config without them trains exactly as before.
     dropout: float = 0.0             # rate after each hidden activation (inverted dropout on both sides)
@@ -185,6 +186,12 @@ def _check_combinations(c: RunConfig) -> None:
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
+    if c.compile == "step":  # the compiled step writes SGD out (pytorch_impl.train.compile_step): plain SGD only
+        extra = [k for k in ("batchnorm", "dropout", "weight_decay", "clip_norm", "label_smoothing") if getattr(c, k)]
+        extra += [k for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"))
+                  if getattr(c, k) != plain]
+        if extra:
+            raise ConfigError(f"compile=step compiles plain SGD steps: unset {', '.join(extra)} or use compile=on")
     if c.optimizer == "adamw" and c.weight_decay_form == "coupled":
         raise ConfigError("optimizer=adamw is Adam with decoupled weight decay; for coupled L2 decay use "
                           "optimizer=adam with weight_decay_form=coupled")

@@ -117,6 +117,8 @@ CASES = [
     ("unknown host_sync", T, "--set host_sync=never", ["host_sync='never'", "epoch, step"]),
     ("steps_per_execution 0", T, "--set steps_per_execution=0", ["steps_per_execution=0", "between 1"]),
     ("unknown compile", T, "--set compile=xla", ["compile='xla'", "native, on, off"]),
+    ("compiled step with features", T, "--set compile=step --set dropout=0.2 --set optimizer=adam",
+     ["compile=step", "dropout, optimizer", "compile=on"]),
     ("dropout rate 1", T, "--set dropout=1", ["dropout=1.0", "in [0, 1)"]),
     ("dropout not a number", T, "--set dropout=half", ["dropout='half'", "a number"]),
     ("unknown dropout_masks", T, "--set dropout=0.2 --set dropout_masks=numpy", ["dropout_masks='numpy'", "shared"]),

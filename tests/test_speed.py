@@ -62,3 +62,55 @@ def test_bench_runs_and_writes_its_results(tmp_path):
     assert "| pytorch | 128 |" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 1000
     assert "x floor" in r.stdout and "keras" in r.stdout
+
+
+COMPILED_STEP = """
+import sys, tempfile
+import numpy as np, torch
+from shared import config as cfg
+from pytorch_impl import train as T
+backend, dtype, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+torch.set_default_dtype(getattr(torch, dtype))
+x = torch.randn(12, 256, 784, generator=torch.Generator().manual_seed(0))
+y = torch.randint(0, 10, (12, 256), generator=torch.Generator().manual_seed(1))
+def state(sets, compiled):
+    c = cfg.resolve("standard", ["init=shared", f"dtype={dtype}", "hidden=64,32", *sets])
+    s = T.build(c, {**T.setup(c, 1), "device": "cpu"})
+    T.import_weights(s, cfg.shared_init(c))
+    if compiled:  # what build does for compile=step, with the backend under test
+        s.step = torch.compile(T.compile_step(s), backend=backend, fullgraph=True)
+    return s
+def snapshot(s):
+    bufs = [s.optimizer.state[p].get("momentum_buffer") for p in s.model.parameters()]
+    return [a for kb in T.export_weights(s) for a in kb] + [b.detach().numpy().copy() for b in bufs if b is not None]
+def rel(a, b):
+    return max(float(np.max(np.abs(u - v)) / np.max(np.abs(u))) for u, v in zip(a, b))
+for sets in ([], ["nesterov=true"], ["momentum=0"]):
+    eager, comp = state(sets, False), state(sets, True)
+    for i in range(6):
+        le, _ = T.train_step(eager, x[i], y[i]); lc, _ = T.train_step(comp, x[i], y[i])
+        assert abs(le - lc) <= tol * abs(le), (sets, i, le, lc)
+    # a checkpoint of the compiled run, loaded into a fresh compiled state: it goes on as eager does
+    path = tempfile.mktemp(suffix=".pt"); T.save_checkpoint(comp, path, 1)
+    comp = state(sets, True); T.load_checkpoint(comp, path)
+    for i in range(6, 12):
+        T.train_step(eager, x[i], y[i]); T.train_step(comp, x[i], y[i])
+    a, b = snapshot(eager), snapshot(comp)
+    assert len(a) == len(b) == (6 if sets == ["momentum=0"] else 12)  # 3 layers' kernel and bias (and buffers)
+    print(sets, rel(a, b))
+    assert rel(a, b) <= tol, (sets, rel(a, b))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("backend,dtype,tol", [
+    ("eager", "float64", 1e-12),  # Dynamo traces the step whole (fullgraph): our SGD step equals torch.optim.SGD's
+    pytest.param("inductor", "float64", 1e-10, marks=pytest.mark.slow),  # Inductor's kernels (a minute to compile)
+    pytest.param("inductor", "float32", 1e-5, marks=pytest.mark.slow)])
+def test_compiled_step_matches_eager_sgd(backend, dtype, tol):
+    """compile=step (bench contestant pytorch-compile-step) writes SGD out to compile forward, backward and
+    update as one graph: the same losses, weights and momentum buffers as eager torch.optim.SGD, across
+    a checkpoint, within a stated float tolerance."""
+    r = subprocess.run([sys.executable, "-c", COMPILED_STEP, backend, dtype, str(tol)], env=env(), cwd=REPO,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
