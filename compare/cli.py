@@ -86,7 +86,7 @@ def cmd_train(args, rest) -> int:
 
 
 def cmd_run(args) -> int:
-    """The main job: every contestant x seed, each in its own process, then the report."""
+    """The main job: every contestant x seed in turn (each contestant in a worker process of its own), then the report."""
     import shlex
     import time
     from pathlib import Path
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_presets)
 
     r = sub.add_parser("run", help="the main job: train both frameworks for several seeds and report",
-                       description="Train PyTorch and Keras with one resolved config, each run in its own process, "
+                       description="Train PyTorch and Keras with one resolved config, each contestant in its own process, "
                                    "for N seeds each; then write report.md, report.html, summary.json and plots with "
                                    "the accuracy verdict (Welch CI + equivalence test) and the speed ratio. "
                                    "Re-running into the same --out resumes what is incomplete.",
@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "optimizer definition, Adam epsilon; with the porting features on, e.g. --preset "
                                     "porting: each library's batch-norm conventions, dropout masks, weight-decay form, "
                                     "clipping scope and schedule unit), switch one difference to matched at a time, "
-                                    "then all; N seeds per cell, each run in its own process. Reports each difference's "
+                                    "then all; N seeds per cell, each contestant in its own process. Reports each difference's "
                                     "effect on accuracy and on the framework gap, paired by seed, with 95% CIs. Each "
                                     "cell is a comparison directory (OUT/cells/NAME) and resumes like `run`.",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

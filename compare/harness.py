@@ -1,5 +1,7 @@
-"""Side-by-side runs: every contestant x seed in its own process, one after another (parallel runs
-would share the CPU and distort the timing), resuming what an earlier call left incomplete."""
+"""Side-by-side runs: every contestant x seed, one after another (parallel runs would share the CPU
+and distort the timing), resuming what an earlier call left incomplete. Locally each contestant's runs
+go to one worker process (`python -m <impl> serve`), which pays the start-up once; a run there trains
+exactly as in a process of its own (the same numbers, tested)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +14,8 @@ from pathlib import Path
 from shared import config as cfg
 from shared import rundir
 from shared.atomic import atomic_write
+from shared.cli import SERVED
+from shared.config import PROCESS_KEYS
 
 # contestant label -> the command that trains it
 CONTESTANTS = {
@@ -169,7 +173,41 @@ def die_with_parent() -> None:
         pass  # not Linux: the child may outlive a killed harness
 
 
-def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log) -> int:
+class Worker:
+    """A long-lived `python -m <impl> serve` process that trains one contestant's runs one after
+    another: start-up (imports, framework initialisation) is paid once per contestant, not per run."""
+
+    def __init__(self, contestant: str):
+        self.proc = subprocess.Popen([sys.executable, *CONTESTANTS[contestant][:2], "serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     bufsize=1, preexec_fn=die_with_parent)
+
+    def run(self, argv: list[str], on_line) -> int | None:
+        """Train one run; its output lines go to on_line. The exit code, or None if the worker died."""
+        try:
+            self.proc.stdin.write(json.dumps({"argv": argv}) + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return None
+        for line in self.proc.stdout:
+            if line.startswith(SERVED):
+                return int(line.split()[1])
+            on_line(line.rstrip())
+        return None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()  # end of jobs: it exits
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                stop_child(self.proc)
+
+
+def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log,
+            workers: dict | None = None) -> int:
+    """Train one job: in the contestant's worker from `workers` (started on first use), or in a
+    process of its own when `workers` is None."""
     state = job_state(job)
     if state == "done":
         log(f"[{index}/{total}] {job.name}: already finished, kept")
@@ -181,19 +219,35 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
     atomic_write(cfg_path, lambda f: f.write(config.to_json().encode()))
     cmd = command(job.contestant, cfg_path, job.seed, job.run_dir, data_dir, state == "resume")
     log(f"[{index}/{total}] {job.name}: {'resuming' if state == 'resume' else 'starting'}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            preexec_fn=die_with_parent)
     tail = []
-    try:
-        for line in proc.stdout:  # the child's per-epoch lines, shown live
-            line = line.rstrip()
-            if line:
-                tail = (tail + [line])[-20:]
-                log(f"[{index}/{total}] {line}")
-        rc = proc.wait()
-    except BaseException:  # SIGTERM/SIGINT to the harness: stop the child too (it marks itself interrupted)
-        stop_child(proc)
-        raise
+
+    def show(line):  # the child's per-epoch lines, shown live
+        nonlocal tail
+        if line:
+            tail = (tail + [line])[-20:]
+            log(f"[{index}/{total}] {line}")
+
+    if workers is None:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                preexec_fn=die_with_parent)
+        try:
+            for line in proc.stdout:
+                show(line.rstrip())
+            rc = proc.wait()
+        except BaseException:  # SIGTERM/SIGINT to the harness: stop the child too (it marks itself interrupted)
+            stop_child(proc)
+            raise
+    else:
+        key = (job.contestant, *(getattr(config, k) for k in PROCESS_KEYS))
+        worker = workers.get(key) or workers.setdefault(key, Worker(job.contestant))
+        try:
+            rc = worker.run(cmd[3:], show)  # the train arguments after `python -m <module>`
+        except BaseException:
+            stop_child(worker.proc)
+            raise
+        if rc is None:  # the worker died (a crash, the OOM killer): this run failed, the next gets a new one
+            rc = worker.proc.wait()
+            del workers[key]
     cfg_path.unlink(missing_ok=True)
     if rc == 2 and not (job.run_dir / "status.json").exists():  # refused before training: so would every job
         raise HarnessError(f"{job.name}: " + (tail[-1].removeprefix("error: ") if tail else "refused (exit 2)"))
@@ -224,6 +278,12 @@ def ensure_failed_status(job: Job, rc: int, tail: list[str]) -> None:
 
 
 def run_local(work: list[tuple[Job, cfg.RunConfig]], data_dir: str, log) -> None:
-    """The local engine: every job in turn on this machine (timings stay honest)."""
-    for i, (job, config) in enumerate(work, 1):
-        run_job(job, config, data_dir, i, len(work), log)
+    """The local engine: every job in turn on this machine (timings stay honest), each contestant's
+    in one worker process (its start-up paid once)."""
+    workers = {}
+    try:
+        for i, (job, config) in enumerate(work, 1):
+            run_job(job, config, data_dir, i, len(work), log, workers)
+    finally:
+        for w in workers.values():
+            w.close()

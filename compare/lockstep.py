@@ -79,7 +79,7 @@ def run_sides(label: str, jobs: list[tuple[cfg.RunConfig, Path, int | None]], st
               data_dir: str) -> None:
     """Traces of one side, (config, out, perturbation seed or None) each, one after another in one
     process: they share its start-up (most of a short trace's cost). The configs share
-    trace_format.PROCESS_KEYS."""
+    cfg.PROCESS_KEYS."""
     for _, out, _ in jobs:
         out.mkdir(parents=True, exist_ok=True)
     spec = jobs[0][1] / "jobs.json"
@@ -370,7 +370,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         dirs = {k: work / f"{len(cache) + i:02d}-{k[0]}" for i, k in enumerate(todo)}
         groups = {}
         for k, (label, c, perturb) in todo.items():
-            groups.setdefault((label, *(getattr(c, f) for f in trace_format.PROCESS_KEYS)), []).append((c, dirs[k], perturb))
+            groups.setdefault((label, *(getattr(c, f) for f in cfg.PROCESS_KEYS)), []).append((c, dirs[k], perturb))
         cores = os.cpu_count() or 1
         n = max(1, cores // len(groups))
         chunks = [(key[0], jobs[i::n]) for key, jobs in groups.items() for i in range(min(n, len(jobs)))]

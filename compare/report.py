@@ -134,7 +134,10 @@ def document(s: dict) -> list[tuple]:
                             "compare timings across nodes only if the nodes are the same hardware."))
     blocks.append(("p", "Training seconds exclude process start-up, data loading and evaluation (stated separately); "
                         "GPU work is synchronised before the clock stops. Values are means over seeds of per-run figures; "
-                        f"time to target is cumulative training time until test accuracy first reached {pct(s['target_acc'])}."))
+                        f"time to target is cumulative training time until test accuracy first reached {pct(s['target_acc'])}."
+                        + (" Run locally, each contestant's runs share one process: its first run pays the start-up "
+                           "(imports, framework initialisation), the mean spreads it over the seeds."
+                           if all(r["where"]["engine"] == "local" for r in s["runs"]) else "")))
     keys = ["median_epoch_seconds", "first_epoch_seconds", "samples_per_second", "eval_seconds",
             "time_to_target_seconds", "startup_seconds", "data_seconds"]
     rows = []

@@ -3,6 +3,7 @@ and `fmnist-parity train --framework ...`). Framework-free: the implementation i
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
@@ -89,6 +90,8 @@ def main(framework: str, load_impl, argv=None) -> int:
     if argv[:1] == ["bench"]:
         from shared.bench import main as bench_main
         return bench_main(framework, load_impl, argv[1:])
+    if argv[:1] == ["serve"]:
+        return serve_main(framework, load_impl)
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     stop_on_signals()
@@ -133,6 +136,30 @@ def main(framework: str, load_impl, argv=None) -> int:
         traceback.print_exc()
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         return 1
+
+
+SERVED = "\x1efmnist-parity-served"  # ends a served run's output: SERVED <exit code>
+
+
+def serve_main(framework: str, load_impl) -> int:
+    """`python -m <impl> serve`: train runs one after another in this one process, each given as a
+    line of JSON on stdin (the train command's arguments, {"argv": [...]}); after each, a line
+    `SERVED <exit code>` on stdout. The harness's runs of one contestant share its start-up (imports,
+    framework initialisation); each run sets its seeds and builds its model afresh, as in its own
+    process (tests/test_compare.py checks the numbers). Exits at the end of stdin, or with 128 + the
+    signal number once a signal stopped a run (its run directory says interrupted)."""
+    stop_on_signals()
+    try:
+        for line in sys.stdin:
+            rc = main(framework, load_impl, json.loads(line)["argv"])
+            rundir.release_all()  # the run is finished: the next writer may be another process
+            sys.stderr.flush()  # its last lines before the marker (one pipe for both)
+            print(f"{SERVED} {rc}", flush=True)
+            if rc > 128:
+                return rc
+    except (Stopped, KeyboardInterrupt) as e:  # between runs
+        return 128 + (e.signum if isinstance(e, Stopped) else signal.SIGINT)
+    return 0
 
 
 def predict_main(framework: str, load_impl, argv) -> int:

@@ -161,6 +161,10 @@ def validate(c: RunConfig) -> None:
     _check_combinations(c)
 
 
+# settings a process fixes once (threads, precision flags, JAX's float64 switch): runs and traces that
+# share them can share a process, and its start-up
+PROCESS_KEYS = ("dtype", "device", "threads", "deterministic", "tf32")
+
 DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was set from one left alone
 
 

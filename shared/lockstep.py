@@ -126,11 +126,6 @@ def load(path: Path) -> tuple[dict, dict]:
         return meta, {k: z[k] for k in z.files}
 
 
-# settings a process fixes once (threads, precision flags, JAX's float64 switch): traces that share
-# them can share a process, and its start-up
-PROCESS_KEYS = ("dtype", "device", "threads", "deterministic", "tf32")
-
-
 def main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> lockstep`: traces of one side of a lockstep comparison (see compare/lockstep.py),
     one after another in this process."""
@@ -154,8 +149,8 @@ def main(framework: str, load_impl, argv) -> int:
         for config, _, _ in jobs:
             if config.init != "shared":
                 raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
-            if any(getattr(config, k) != getattr(jobs[0][0], k) for k in PROCESS_KEYS):
-                raise cfg.ConfigError(f"the traces of one process must share {', '.join(PROCESS_KEYS)}")
+            if any(getattr(config, k) != getattr(jobs[0][0], k) for k in cfg.PROCESS_KEYS):
+                raise cfg.ConfigError(f"the traces of one process must share {', '.join(cfg.PROCESS_KEYS)}")
         backend = getattr(args, "backend", None)
         impl = load_impl(backend, jobs[0][0])
         for config, out, perturb in jobs:

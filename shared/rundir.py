@@ -121,6 +121,12 @@ def holds_lock(directory: Path) -> bool:
     return str(Path(directory).resolve()) in _held
 
 
+def release_all() -> None:
+    """Give up every lock this process holds (a serving process between runs)."""
+    while _held:
+        os.close(_held.popitem()[1])
+
+
 def first_missing(path: Path) -> Path | None:
     """The outermost of `path` and its parents that does not exist yet: what writing into `path`
     would create. None if `path` exists. Taken before a command writes, so that a refusal can

@@ -15,7 +15,7 @@ from scipy import stats
 
 from compare import report, stats as S
 from compare.harness import HarnessError, dtype_init_warning, parse_seeds, plan
-from conftest import REPO
+from conftest import ONE_EPOCH, REPO
 from helpers import env
 from shared import config as cfg, rundir
 
@@ -206,9 +206,9 @@ def fmp(*args, **kw):
                           capture_output=True, text=True, timeout=900, **kw)
 
 
-def test_end_to_end_real_data(tmp_path):
+def test_end_to_end_real_data(tmp_path, trained):
     out = tmp_path / "c"
-    r = fmp("run", "--epochs", "1", "--seeds", "2", "--set", "hidden=64,64", "--out", str(out), "--fail-on-mismatch")
+    r = fmp("run", *ONE_EPOCH, "--seeds", "2", "--out", str(out), "--fail-on-mismatch")
     s = json.loads((out / "summary.json").read_text())
     assert [x["state"] for x in s["runs"]] == ["completed"] * 4
     outcome = s["verdicts"][0]["final"]["outcome"]
@@ -217,6 +217,17 @@ def test_end_to_end_real_data(tmp_path):
     assert f"Report: {(out / 'report.html').resolve()}" in r.stdout
     assert all(0.7 < a < 1 for l in ("pytorch", "keras") for a in s["accuracy"][l]["values"])
     assert "[4/4] keras seed 1: starting" in r.stderr  # live progress of every run
+    # each contestant's runs share one worker process: every run equals the same run in a process of its own
+    timing = ("train_seconds", "eval_seconds", "samples_per_second")
+    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k not in timing}
+                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+    for who in ("pytorch", "keras"):
+        for seed in (0, 1):
+            alone = trained(who, *ONE_EPOCH, *(["--seed", "1"] if seed else []))
+            served = out / "runs" / f"{who}-seed{seed}"
+            assert strip(served) == strip(alone), (who, seed)
+            a, b = np.load(alone / "weights" / "final.npz"), np.load(served / "weights" / "final.npz")
+            assert all(np.array_equal(a[k], b[k]) for k in a.files), (who, seed)
     # the "why" part opens with what differs out of the box, what this run does about it, how to measure it
     md = (out / "report.md").read_text()
     assert md.index("## What differs out of the box") < md.index("## Final test accuracy")
