@@ -75,8 +75,7 @@ def build(config, env: dict) -> State:
     net = M.build_model(config)
     opt = M.build_optimizer(config, net)
     loss = M.loss_fn(config)
-    # step: fit()'s train step is already one function (forward, loss, gradients, update): XLA compiles it whole
-    jit = {"native": "auto", "on": True, "off": False, "step": True}[config.compile]
+    jit = compile_step(config)
     # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
     env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
     net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,
@@ -86,6 +85,13 @@ def build(config, env: dict) -> State:
     env["jit_compile"] = bool(net.jit_compile)
     env["compiled"] = bool(net.jit_compile)
     return State(config, env["device"], net, opt, loss)
+
+
+def compile_step(config):
+    """How the training step is compiled: Keras compiles fit()'s whole train step (forward, loss,
+    gradients, update) as one function already; this picks jit_compile (XLA) for it. compile=step is
+    therefore compile=on here."""
+    return {"native": "auto", "on": True, "off": False, "step": True}[config.compile]
 
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:

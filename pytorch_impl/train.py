@@ -78,10 +78,10 @@ def build(config, env: dict) -> State:
 
 
 def compile_step(state: State):
-    """compile=step: forward, loss, backward and the SGD update as one function for torch.compile
-    (one graph: torch.func takes the gradients, nothing breaks it). It updates the parameters and the
-    optimizer's own momentum buffers in place, as torch.optim.SGD does (so checkpoints are the same),
-    and returns the batch-mean loss and the number correct, on the device."""
+    """compile=step: the whole training step, forward, loss, backward and the SGD update, as one
+    function for torch.compile (one graph: torch.func takes the gradients, nothing breaks it). It
+    updates the parameters and the optimizer's own momentum buffers in place, as torch.optim.SGD does
+    (so checkpoints are the same), and returns the batch-mean loss and the number correct, on the device."""
     net, opt = state.model, state.optimizer
     group = opt.param_groups[0]
     lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]

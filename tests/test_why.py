@@ -147,7 +147,8 @@ def test_every_measure_command_parses_and_names_real_cells():
             assert {c.strip() for c in args.cells.split(",")} <= set(known), (what, command, list(known))
 
 
-def test_defaults_probe_is_cached_per_library_versions(monkeypatch):
+def test_defaults_probe_is_cached_per_library_versions(monkeypatch, tmp_path):
+    monkeypatch.setenv("FMNIST_PARITY_CACHE", str(tmp_path))  # not the cache the real probes of other tests fill
     calls = []
     monkeypatch.setattr(defaults, "probe", lambda label: calls.append(label) or {"probed": len(calls)})
     assert defaults.cached_probe("pytorch") == {"probed": 1}
