@@ -112,8 +112,9 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int) -> dict:
 
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
 def test_random_kills_then_resume_is_bit_identical(who, tmp_path):
-    log = chaos(who, tmp_path, kills=4, seed=1)
-    assert log["random_moment"] + log["inside_write"] == 4
+    """One kill at a random moment, one inside a random atomic write (20 of them: -m chaos)."""
+    log = chaos(who, tmp_path, kills=2, seed=1)
+    assert log["random_moment"] == log["inside_write"] == 1
     print(who, log)
 
 
