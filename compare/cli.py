@@ -196,7 +196,11 @@ def cmd_lockstep(args) -> int:
     from compare import lockstep
     config = cfg.resolve(args.preset, args.set, {"device": args.device})
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
-    dtypes = _list(args.dtypes, cfg.CHOICES["dtype"], "--dtypes")
+    # below float32 (a one-ulp floor of bfloat16, casts matched on both sides) lockstep is not built yet
+    dtypes = _list(args.dtypes, ("float64", "float32"), "--dtypes")
+    if config.mixed_precision != "off":
+        raise HarnessError(f"lockstep compares float32 and float64 runs; mixed_precision={config.mixed_precision} "
+                           f"is not covered yet: compare it with fmnist-parity run --set mixed_precision=...")
     cells = _list(args.cells, (*lockstep.CELLS, *lockstep.alone_cells(config)), "--cells") if args.cells else None
     if args.steps < 3 or args.every < 1:
         raise HarnessError(f"--steps {args.steps} / --every {args.every}: need at least 3 steps and every >= 1")

@@ -12,7 +12,7 @@ from keras import ops
 
 from shared import plan
 
-DTYPES = {"float32": "float32", "float64": "float64"}
+DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16"}
 OWN_RULE = "keras"  # this framework's own definition of the optimizer updates
 
 
@@ -125,7 +125,7 @@ def written_out(config) -> bool:
 
 def translate(layer, config):
     """One layer of the framework-free plan (shared/plan.py) as a Keras layer."""
-    dtype = DTYPES[config.dtype]
+    dtype = autocast(config)  # a dtype policy: the run's dtype, or mixed_* (float32 variables, lower-precision compute)
     exact = config.ops == "exact"
     # coupled decay with the library's optimizer: Keras' idiom is an L2 penalty l*sum(w^2) in the loss,
     # gradient 2*l*w, so l = wd/2 (and the reported training loss includes the penalty)
@@ -170,6 +170,19 @@ def loss_fn(config):
         cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
         return lambda y_true, logits: cce(ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10, dtype=logits.dtype), logits)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def autocast(config) -> str:
+    """The Keras dtype policy: mixed_bfloat16/mixed_float16 keep float32 variables and compute each
+    layer in the lower precision (Keras' per-layer choice, where PyTorch's autocast chooses per
+    operation); otherwise the run's dtype for both."""
+    return f"mixed_{config.mixed_precision}" if config.mixed_precision != "off" else config.dtype
+
+
+def loss_scaler(config, optimizer):
+    """mixed_precision=float16: the optimizer wrapped in Keras' LossScaleOptimizer with its own defaults
+    (what compile() does by itself under mixed_float16, made explicit); bfloat16 needs none."""
+    return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
 
 
 def nll_loss(y_true, log_probs):
@@ -350,9 +363,16 @@ def dense_layers(model) -> list:
     return [m for m in model.layers if isinstance(m, keras.layers.Dense)]
 
 
+def to_numpy(t) -> np.ndarray:
+    """A tensor or variable as numpy; bfloat16 (numpy's only through ml_dtypes) as float32, exactly."""
+    if keras.backend.standardize_dtype(t.dtype) == "bfloat16":
+        t = ops.cast(t, "float32")  # on the device: TensorFlow cannot hand a bfloat16 tensor to numpy
+    return np.asarray(keras.ops.convert_to_numpy(t))
+
+
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(kernel [in, out], bias)] per layer: a Dense kernel is already [in, out]."""
-    return [(np.array(m.kernel), np.array(m.bias)) for m in dense_layers(model)]
+    return [(to_numpy(m.kernel), to_numpy(m.bias)) for m in dense_layers(model)]
 
 
 def import_weights(model, layers) -> None:
@@ -372,7 +392,7 @@ def bn_layers(model) -> list:
 
 def export_bn(model) -> list[tuple[np.ndarray, ...]]:
     """[(gamma, beta, moving mean, moving variance)] per batch-norm layer."""
-    return [tuple(np.array(v) for v in (m.gamma, m.beta, m.moving_mean, m.moving_variance)) for m in bn_layers(model)]
+    return [tuple(to_numpy(v) for v in (m.gamma, m.beta, m.moving_mean, m.moving_variance)) for m in bn_layers(model)]
 
 
 def import_bn(model, layers) -> None:

@@ -26,6 +26,7 @@ class State:
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     loss_fn: object
+    precision: dict | None = None  # what the program computes in (precision), recorded in the run
 
 
 def setup(config, threads: int) -> dict:
@@ -67,13 +68,14 @@ def setup(config, threads: int) -> dict:
                            f"use --device cpu or auto")
     env.update(tf32=config.tf32, deterministic=config.deterministic)
     keras.config.set_floatx(config.dtype)
+    keras.config.set_dtype_policy(M.autocast(config))  # every run sets it: a worker's runs share the process
     keras.utils.set_random_seed(config.seed)
     return env
 
 
 def build(config, env: dict) -> State:
     net = M.build_model(config)
-    opt = M.build_optimizer(config, net)
+    opt = M.loss_scaler(config, M.build_optimizer(config, net))
     loss = M.loss_fn(config)
     jit = compile_step(config)
     # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
@@ -99,7 +101,26 @@ def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     if state.config.pipeline != "memory":
         raise RunError(f"pipeline={state.config.pipeline} exists only in PyTorch; use pipeline=memory with Keras")
     c = keras.ops.convert_to_tensor
-    return {"x_train": c(x_train), "y_train": c(y_train), "x_test": c(x_test), "y_test": c(y_test)}
+    x = lambda a: keras.ops.cast(c(a), state.config.dtype)  # bfloat16: rounded here, on the device
+    t = {"x_train": x(x_train), "y_train": c(y_train), "x_test": x(x_test), "y_test": c(y_test)}
+    state.precision = precision(state, t["x_train"][:2])
+    return t
+
+
+def precision(state: State, xb) -> dict:
+    """What the running program computes in, read live: each layer's output dtype on a batch (Keras'
+    dtype policy decides per layer), the loss's, the variables', the loss scaling's."""
+    layers, x = [], xb
+    for layer in state.model.layers:
+        x = layer(x, training=False)
+        layers.append(f"{type(layer).__name__}: {keras.backend.standardize_dtype(x.dtype)}")
+    loss = state.loss_fn(keras.ops.zeros((x.shape[0],), dtype="int32"), x)
+    p = {"layers": layers, "loss": keras.backend.standardize_dtype(loss.dtype),
+         "weights": keras.backend.standardize_dtype(state.model.weights[0].dtype), "policy": keras.config.dtype_policy().name}
+    if isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
+        p["loss_scale"] = {"initial": float(state.optimizer.initial_scale),
+                           "growth_interval": state.optimizer.dynamic_growth_steps}
+    return p
 
 
 def batches(state: State, tensors: dict, index_batches):
@@ -146,7 +167,7 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
                                       tick, mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
         end_epoch(state)
         return epoch_totals(losses, rights, index_batches)
-    order = keras.ops.convert_to_tensor(np.concatenate(index_batches))
+    order = keras.ops.convert_to_tensor(np.concatenate(index_batches), dtype="int32")  # (JAX under floatx=bfloat16 made int64 rows float)
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
     logs = state.model.fit(x, y, batch_size=state.config.batch_size, epochs=1, shuffle=False, verbose=0,
                            callbacks=[_Tick(tick, state.model.steps_per_execution)]).history
@@ -169,7 +190,7 @@ def activations(state: State, xb) -> list[np.ndarray]:
     for layer in state.model.layers:
         x = layer(x, training=True)
         if isinstance(layer, keras.layers.Dense):
-            out.append(keras.ops.convert_to_numpy(x))
+            out.append(M.to_numpy(x))
     for v, value in saved:
         v.assign(value)
     return out
@@ -202,7 +223,7 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
     else:
         import jax
         grads = jax.grad(loss_of)(values)
-    grads = [keras.ops.convert_to_numpy(g) for g in grads]
+    grads = [M.to_numpy(g) for g in grads]
     at = {id(v): i for i, v in enumerate(state.model.trainable_variables)}
     return [(grads[at[id(m.kernel)]], grads[at[id(m.bias)]]) for m in M.dense_layers(state.model)]
 
@@ -252,12 +273,14 @@ def evaluate(state: State, tensors: dict) -> tuple[float, float]:
     """Mean loss and accuracy on the full test set."""
     out = state.model.predict_on_batch(tensors["x_test"])
     y = keras.ops.convert_to_numpy(tensors["y_test"])
-    loss = float(np.mean(keras.ops.convert_to_numpy(state.loss_fn(y, out))))
+    loss = float(np.mean(M.to_numpy(state.loss_fn(y, out))))
+    out = M.to_numpy(out)
     return loss, float(np.mean(np.argmax(out, axis=1) == y))
 
 
 def predict(state: State, x: np.ndarray) -> np.ndarray:
-    return np.asarray(state.model.predict_on_batch(x))
+    return M.to_numpy(state.model.predict_on_batch(keras.ops.cast(x, state.config.dtype)))
+
 
 
 def save_checkpoint(state: State, path, epoch: int) -> None:

@@ -3,6 +3,7 @@ Mirror of keras_impl/model.py: same functions, same order. `ops=exact` swaps the
 and optimizers for the written-out ones below (the same formulas, line for line, as in Keras)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 
@@ -13,7 +14,7 @@ import torch.nn.functional as F
 
 from shared import plan
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 OWN_RULE = "torch"  # this framework's own definition of the optimizer updates
 
 
@@ -146,6 +147,20 @@ def loss_fn(config):
     if config.head == "seed":
         return nll_loss
     return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing) if config.label_smoothing else F.cross_entropy
+
+
+def autocast(config, device: torch.device):
+    """mixed_precision: torch.autocast, PyTorch's per-operation choice of precision (matmuls in the lower
+    one; softmax, log-softmax and the losses kept in float32); off: no change."""
+    if config.mixed_precision == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=getattr(torch, config.mixed_precision))
+
+
+def loss_scaler(config, device: torch.device):
+    """mixed_precision=float16: torch.amp.GradScaler with its own defaults (dynamic loss scaling, which
+    float16's narrow range needs); bfloat16 has float32's range and needs none."""
+    return torch.amp.GradScaler(device.type) if config.mixed_precision == "float16" else None
 
 
 def nll_loss(log_probs, target, reduction="mean"):
@@ -307,9 +322,15 @@ def dense_layers(model) -> list[nn.Linear]:
     return [m for m in model if isinstance(m, nn.Linear)]
 
 
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A tensor as numpy; bfloat16 (which numpy lacks) as float32, exactly."""
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(kernel [in, out], bias)] per layer: nn.Linear stores weight as [out, in], so transpose."""
-    return [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy()) for m in dense_layers(model)]
+    return [(to_numpy(m.weight).T.copy(), to_numpy(m.bias).copy()) for m in dense_layers(model)]
 
 
 def import_weights(model, layers) -> None:
@@ -330,7 +351,7 @@ def bn_layers(model) -> list:
 
 def export_bn(model) -> list[tuple[np.ndarray, ...]]:
     """[(gamma, beta, running mean, running variance)] per batch-norm layer."""
-    return [tuple(t.detach().cpu().numpy().copy() for t in (m.weight, m.bias, m.running_mean, m.running_var))
+    return [tuple(to_numpy(t).copy() for t in (m.weight, m.bias, m.running_mean, m.running_var))
             for m in bn_layers(model)]
 
 

@@ -30,6 +30,8 @@ class State:
     scheduler: object = None  # a library LR scheduler, stepped every `unit` (epoch or step), or None
     unit: str | None = None
     step: object = None  # compile=step: the whole training step, compiled (compile_step)
+    scaler: object = None  # mixed_precision=float16: the GradScaler (M.loss_scaler)
+    precision: dict | None = None  # what the program computes in (precision), recorded in the run
 
 
 def setup(config, threads: int) -> dict:
@@ -74,6 +76,7 @@ def build(config, env: dict) -> State:
     state = State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
     if config.compile == "step":
         state.step = torch.compile(compile_step(state), mode=mode, fullgraph=True)
+    state.scaler = M.loss_scaler(config, device)
     return state
 
 
@@ -113,12 +116,31 @@ def compile_step(state: State):
 
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     """The whole dataset as tensors on the device; batches are gathered from it by index."""
-    t = {"x_train": torch.from_numpy(x_train).to(state.device), "y_train": torch.from_numpy(y_train).to(state.device),
-         "x_test": torch.from_numpy(x_test).to(state.device), "y_test": torch.from_numpy(y_test).to(state.device)}
+    x = lambda a: torch.from_numpy(a).to(state.device, M.DTYPES[state.config.dtype])  # bfloat16: rounded here
+    t = {"x_train": x(x_train), "y_train": torch.from_numpy(y_train).to(state.device),
+         "x_test": x(x_test), "y_test": torch.from_numpy(y_test).to(state.device)}
+    state.precision = precision(state, t["x_train"][:2])
     if state.config.pipeline == "torchvision":
         from pytorch_impl.pipeline import torchvision_dataset
         t["dataset"] = torchvision_dataset(data, state.config)
     return t
+
+
+def precision(state: State, xb) -> dict:
+    """What the running program computes in, read live: each layer's output dtype on a batch in
+    training mode (under autocast where mixed precision is on), the loss's, the weights', the loss scaler's."""
+    layers, x = [], xb
+    with torch.no_grad(), _unchanged(state, True), M.autocast(state.config, state.device):
+        for m in state.model:
+            x = m(x)
+            layers.append(f"{type(m).__name__}: {str(x.dtype).replace('torch.', '')}")
+        loss = state.loss_fn(x, torch.zeros(len(x), dtype=torch.int64, device=x.device))
+    p = {"layers": layers, "loss": str(loss.dtype).replace("torch.", ""),
+         "weights": str(next(state.model.parameters()).dtype).replace("torch.", "")}
+    if state.scaler is not None:
+        p["loss_scale"] = {"initial": state.scaler.get_scale(), "growth_factor": state.scaler.get_growth_factor(),
+                           "backoff_factor": state.scaler.get_backoff_factor(), "growth_interval": state.scaler.get_growth_interval()}
+    return p
 
 
 def batches(state: State, tensors: dict, index_batches):
@@ -147,12 +169,20 @@ def _step(state: State, xb, yb):
     state.model.train()
     if state.step is not None:
         return state.step(xb, yb)
-    out = state.forward(xb)
-    loss = state.loss_fn(out, yb)
+    with M.autocast(state.config, state.device):
+        out = state.forward(xb)
+        loss = state.loss_fn(out, yb)
     state.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    M.clip_gradients(state.config, state.model)
-    state.optimizer.step()
+    if state.scaler is None:
+        loss.backward()
+        M.clip_gradients(state.config, state.model)
+        state.optimizer.step()
+    else:  # float16: the scaled loss's gradients, unscaled before clipping; a step with inf/nan is skipped
+        state.scaler.scale(loss).backward()
+        state.scaler.unscale_(state.optimizer)
+        M.clip_gradients(state.config, state.model)
+        state.scaler.step(state.optimizer)
+        state.scaler.update()
     if state.unit == "step":
         state.scheduler.step()
     return loss.detach(), (out.argmax(1) == yb).sum()
@@ -173,7 +203,7 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
     losses, rights = step_by_step(lambda xb, yb: step(state, xb, yb), batches(state, tensors, index_batches), tick,
                                   mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
     if state.config.host_sync == "epoch":
-        losses, rights = torch.stack(losses).cpu().numpy(), torch.stack(rights).cpu().numpy()
+        losses, rights = M.to_numpy(torch.stack(losses)), torch.stack(rights).cpu().numpy()
     end_epoch(state)
     return epoch_totals(losses, rights, index_batches)
 
@@ -209,7 +239,7 @@ def activations(state: State, xb) -> list[np.ndarray]:
         for m in state.model:
             x = m(x)
             if isinstance(m, torch.nn.Linear):
-                out.append(x.cpu().numpy())
+                out.append(M.to_numpy(x))
     return out
 
 
@@ -219,7 +249,7 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
     state.model.zero_grad(set_to_none=True)
     with _unchanged(state, training):
         state.loss_fn(state.model(xb), yb).backward()
-    grads = [(m.weight.grad.cpu().numpy().T.copy(), m.bias.grad.cpu().numpy().copy()) for m in M.dense_layers(state.model)]
+    grads = [(M.to_numpy(m.weight.grad).T.copy(), M.to_numpy(m.bias.grad).copy()) for m in M.dense_layers(state.model)]
     state.model.zero_grad(set_to_none=True)
     return grads
 
@@ -250,7 +280,7 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
 def evaluate(state: State, tensors: dict) -> tuple[float, float]:
     """Mean loss and accuracy on the full test set."""
     state.model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), M.autocast(state.config, state.device):
         out = state.model(tensors["x_test"])
         loss = state.loss_fn(out, tensors["y_test"]).item()
         acc = (out.argmax(1) == tensors["y_test"]).sum().item() / len(out)
@@ -260,8 +290,8 @@ def evaluate(state: State, tensors: dict) -> tuple[float, float]:
 
 def predict(state: State, x: np.ndarray) -> np.ndarray:
     state.model.eval()
-    with torch.no_grad():
-        return state.model(torch.from_numpy(x).to(state.device)).cpu().numpy()
+    with torch.no_grad(), M.autocast(state.config, state.device):
+        return M.to_numpy(state.model(torch.from_numpy(x).to(state.device, M.DTYPES[state.config.dtype])))
 
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
@@ -269,6 +299,7 @@ def save_checkpoint(state: State, path, epoch: int) -> None:
     # the random generators too: native dropout continues with the masks an uninterrupted run would draw
     blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
             "rng": torch.get_rng_state(), **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {}),
+            **({"scaler": state.scaler.state_dict()} if state.scaler else {}),
             **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {})}
     atomic_write(path, lambda f: torch.save(blob, f))
 
@@ -279,6 +310,8 @@ def load_checkpoint(state: State, path) -> int:
     state.optimizer.load_state_dict(blob["optimizer"])
     if state.scheduler:
         state.scheduler.load_state_dict(blob["scheduler"])
+    if state.scaler and "scaler" in blob:
+        state.scaler.load_state_dict(blob["scaler"])
     if "rng" in blob:
         torch.set_rng_state(blob["rng"].cpu())
     if "cuda_rng" in blob and state.device.type == "cuda":

@@ -19,7 +19,8 @@ CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
     "init": ("native", "shared"),
-    "dtype": ("float32", "float64"),
+    "dtype": ("float32", "float64", "bfloat16"),
+    "mixed_precision": ("off", "bfloat16", "float16"),
     "device": ("auto", "cpu", "cuda"),
     "last_batch": ("keep", "drop"),
     "pipeline": ("memory", "torchvision"),
@@ -55,7 +56,10 @@ class RunConfig:
     seed: int = 0
     scaling: str = "standardize"     # unit: x/255 (ToTensor); standardize: (x/255 - mean) / std of train
     init: str = "native"             # native: each framework's default initializer; shared: numpy draws
-    dtype: str = "float32"
+    dtype: str = "float32"           # of weights and computation; bfloat16: both in bfloat16 ("pure")
+    mixed_precision: str = "off"     # bfloat16/float16: float32 weights, computation in the lower precision,
+                                     # each library's machinery (torch.autocast + GradScaler / Keras dtype
+                                     # policies + LossScaleOptimizer); needs dtype=float32
     device: str = "auto"
     last_batch: str = "keep"         # keep or drop the last partial batch of an epoch
     threads: int = 0                 # intra-op threads; 0 = the number of CPU cores
@@ -163,7 +167,7 @@ def validate(c: RunConfig) -> None:
 
 # settings a process fixes once (threads, precision flags, JAX's float64 switch): runs and traces that
 # share them can share a process, and its start-up
-PROCESS_KEYS = ("dtype", "device", "threads", "deterministic", "tf32")
+PROCESS_KEYS = ("dtype", "mixed_precision", "device", "threads", "deterministic", "tf32")
 
 DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was set from one left alone
 
@@ -190,6 +194,9 @@ def _check_combinations(c: RunConfig) -> None:
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
+    if c.mixed_precision != "off" and c.dtype != "float32":
+        raise ConfigError(f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
+                          f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}")
     if c.compile == "step":  # the compiled step writes SGD out (pytorch_impl.train.compile_step): plain SGD only
         extra = [k for k in ("batchnorm", "dropout", "weight_decay", "clip_norm", "label_smoothing") if getattr(c, k)]
         extra += [k for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"))

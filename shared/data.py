@@ -346,9 +346,16 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     return mean, float(np.sqrt(counts @ (values - mean) ** 2 / n))
 
 
+def host_dtype(dtype: str) -> str:
+    """The numpy dtype of a run's data on the host: numpy has no bfloat16, so a bfloat16 run's data is
+    scaled in float32 and rounded once, on the device, by each framework."""
+    return "float32" if dtype == "bfloat16" else dtype
+
+
 def scale(images: np.ndarray, mode: str, mean: float, std: float, dtype: str) -> np.ndarray:
     """Flatten to (n, 784) and scale, in the target dtype, with the same operation order as
     torchvision's ToTensor (x / 255) followed by Normalize ((x - mean) / std)."""
+    dtype = host_dtype(dtype)
     x = images.reshape(len(images), -1).astype(dtype)
     x /= np.asarray(255, dtype)  # in place: the same operations and roundings, no temporaries
     if mode == "standardize":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from shared import config as cfg
 
-ITEMSIZE = {"float32": 4, "float64": 8}
+ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2}
 N_TRAIN, N_TEST, PIXELS = 60000, 10000, 784
 
 

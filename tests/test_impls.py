@@ -252,3 +252,24 @@ def test_float64_and_every_keras_backend(who, tmp_path):
     assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard", ["hidden=64,64"]))[0][0]), \
         "shared init loaded exactly"
     assert metrics(run)[0]["test_acc"] > 0.8
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+@pytest.mark.parametrize("setting", ["dtype=bfloat16", "mixed_precision=float16"])
+def test_below_float32_trains_and_records_what_it_computed_in(who, setting, tmp_path):
+    """Pure bfloat16 (weights and computation) and mixed float16 (float32 weights, float16 layers, loss
+    scaling), each library's own machinery; the run records the dtype each layer, the loss and the
+    weights had in the running program, and the loss scaler's start."""
+    run = tmp_path / "run"
+    train(who, run, "--epochs", "1", "--set", "hidden=64,64", "--set", "threads=1", "--set", setting)
+    assert metrics(run)[-1]["test_acc"] > 0.75
+    p = json.loads((run / "run.json").read_text())["environment"]["precision"]
+    dense = [l for l in p["layers"] if l.split(":")[0] in ("Linear", "Dense")]
+    low = setting.split("=")[1]
+    assert len(dense) == 3 and all(l.endswith(low) for l in dense), p
+    if setting.startswith("dtype"):
+        assert p["weights"] == p["loss"] == "bfloat16" and "loss_scale" not in p
+    else:  # float32 weights; the loss in float32 (autocast's list / Keras' loss); dynamic loss scaling
+        assert p["weights"] == p["loss"] == "float32"
+        scale = p["loss_scale"]["initial"]
+        assert scale > 1 and np.log2(scale) == int(np.log2(scale)) and p["loss_scale"]["growth_interval"] > 0
