@@ -127,10 +127,11 @@ def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
 
 
 def precision(state: State, xb) -> dict:
-    """What the running program computes in, read live: each layer's output dtype on a batch in
-    training mode (under autocast where mixed precision is on), the loss's, the weights', the loss scaler's."""
+    """What the running program computes in, read live: each layer's output dtype on a batch (under
+    autocast where mixed precision is on; evaluation mode: no dropout mask needed, nothing changes),
+    the loss's, the weights', the loss scaler's."""
     layers, x = [], xb
-    with torch.no_grad(), _unchanged(state, True), M.autocast(state.config, state.device):
+    with torch.no_grad(), _unchanged(state, False), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
             layers.append(f"{type(m).__name__}: {str(x.dtype).replace('torch.', '')}")
