@@ -96,6 +96,19 @@ ROWS = [
     ("TF32 matmul on GPUs", lambda p: _g(p["precision"]["tf32_matmul"]),
      "float32 matmuls at a 10-bit mantissa on Ampere+ GPUs when on", "tf32"),
     ("float32 matmul precision", lambda p: p["precision"]["matmul_precision"], "as above", "tf32"),
+    ("mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)",
+     lambda p: " / ".join(p["mixed_precision"][k] for k in ("matmul", "activation", "log_softmax", "loss")),
+     "which operations the lower precision reaches: autocast chooses per operation (CPU: log-softmax stays low), "
+     "a Keras policy per layer; the loss is float32 on both",
+     "mixed_precision"),
+    ("mixed precision: the weights live in", lambda p: p["mixed_precision"]["variables"],
+     "float32 master weights on both sides: updates smaller than bfloat16's spacing are kept", "mixed_precision"),
+    ("float16 loss scaling: initial scale", lambda p: _g(p["mixed_precision"]["loss_scale"]["initial"]),
+     "the first float16 steps scale the loss differently until overflows bring the scales together",
+     "mixed_precision=float16"),
+    ("float16 loss scaling: growth interval, growth, back-off (measured)",
+     lambda p: ", ".join(_g(p["mixed_precision"]["loss_scale"][k]) for k in ("growth_interval", "growth", "backoff")),
+     "how the scale follows overflows", "mixed_precision=float16"),
     ("compilation", lambda p: p["compilation"], "XLA fuses ops and changes rounding (and speed)", "not controlled"),
     ("intra-op threads", lambda p: _g(p["threads"]) + (" (library picks)" if p["threads"] == 0 else ""),
      "thread counts change summation order and speed", "threads"),
@@ -130,6 +143,10 @@ MEASURE = {
     "clipping: added to the norm (measured)": f'{LOCKSTEP} --preset porting --cells "library arithmetic alone"',
     "a learning-rate schedule advances (measured)": f'{ABLATE} --preset porting --cells "matched schedule unit"',
     "label smoothing with class-index labels": f'{LOCKSTEP} --preset porting --cells "library arithmetic alone"',
+    "mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)": "fmnist-parity run --set mixed_precision=bfloat16",
+    "mixed precision: the weights live in": "fmnist-parity run --set mixed_precision=bfloat16",
+    "float16 loss scaling: initial scale": "fmnist-parity run --set mixed_precision=float16",
+    "float16 loss scaling: growth interval, growth, back-off (measured)": "fmnist-parity run --set mixed_precision=float16",
     "TF32 matmul on GPUs": "fmnist-parity run --device cuda --set tf32=true",
     "float32 matmul precision": "fmnist-parity run --device cuda --set tf32=true",
     "compilation": "fmnist-parity bench",
@@ -225,7 +242,8 @@ NEEDS = {"bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")), "bn_eps": (
          "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw")),
          "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")), "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
          "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
-         "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing"))}
+         "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing")),
+         "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off")}
 
 
 def in_this_run(row: dict, config: dict) -> str:

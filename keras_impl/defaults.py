@@ -206,6 +206,38 @@ def precision() -> dict:
     return out
 
 
+def mixed_precision_probe() -> dict:
+    """The mixed_bfloat16 dtype policy and LossScaleOptimizer, measured: the dtype each layer of this
+    network comes out in, where the variables live, the optimizer's start, growth interval and the
+    factor an overflowing step multiplies the scale by."""
+    x = keras.ops.ones((4, 3))
+    dense = keras.layers.Dense(10, dtype="mixed_bfloat16")
+    h = dense(x)
+    d = keras.backend.standardize_dtype
+    out = {"matmul": d(h.dtype), "activation": d(keras.layers.LeakyReLU(dtype="mixed_bfloat16")(h).dtype),
+           "log_softmax": d(keras.layers.Activation(keras.activations.log_softmax, dtype="mixed_bfloat16")(h).dtype),
+           "loss": d(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(keras.ops.zeros((4,), dtype="int32"), h).dtype),
+           "variables": d(dense.kernel.dtype)}
+
+    def scale_after(grad, **kw):
+        """The loss scale after one step with this gradient (JAX applies it statelessly only)."""
+        opt, v = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), **kw), keras.Variable(np.ones(3, "float32"))
+        opt.build([v])
+        start, g = float(keras.ops.convert_to_numpy(opt.dynamic_scale)), keras.ops.convert_to_tensor(np.full(3, grad, "float32"))
+        if keras.backend.backend() == "jax":
+            _, after = opt.stateless_apply([x.value for x in opt.variables], [g], [v.value])
+            scale = after[[x.path for x in opt.variables].index(opt.dynamic_scale.path)]
+        else:
+            opt.apply([g], [v])
+            scale = opt.dynamic_scale
+        return start, float(np.asarray(keras.ops.convert_to_numpy(scale)).ravel()[0]), opt.dynamic_growth_steps
+
+    start, backed_off, interval = scale_after(np.inf)  # an overflowing step: skipped, the scale backs off
+    grown = scale_after(1.0, dynamic_growth_steps=1)[1]  # the growth factor is fixed in the class: measured
+    out["loss_scale"] = {"initial": start, "growth_interval": interval, "backoff": backed_off / start, "growth": grown / start}
+    return out
+
+
 def compilation() -> str:
     jit = arg(keras.Model.compile, "jit_compile")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -234,4 +266,5 @@ def probe() -> dict:
             "adam_eps_step1": adam_eps_probe(), "loss": loss_probe(), "fit": fit_api(),
             "batchnorm": batchnorm_probe(), "dropout": dropout_probe(), "weight_decay": weight_decay_probe(),
             "clip": clip_probe(), "schedule": schedule_probe(), "label_smoothing": label_smoothing_probe(),
-            "precision": precision(), "compilation": compilation(), "threads": threads()}
+            "precision": precision(), "mixed_precision": mixed_precision_probe(), "compilation": compilation(),
+            "threads": threads()}

@@ -170,6 +170,27 @@ def precision() -> dict:
             "matmul_precision": torch.get_float32_matmul_precision()}
 
 
+def mixed_precision_probe() -> dict:
+    """torch.autocast (bfloat16, CPU) and GradScaler, measured: the dtype each operation of this network
+    comes out in, where the weights stay, the scaler's start, growth interval and the factor an
+    overflowing step multiplies it by."""
+    x, w = torch.ones(4, 3), nn.Linear(3, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = w(x)
+        out = {"matmul": h.dtype, "activation": F.leaky_relu(h).dtype, "log_softmax": F.log_softmax(h, 1).dtype,
+               "loss": F.cross_entropy(h, torch.zeros(4, dtype=torch.int64)).dtype}
+    out = {k: str(v).replace("torch.", "") for k, v in out.items()}
+    out["variables"] = str(w.weight.dtype).replace("torch.", "")
+    scaler, opt = torch.amp.GradScaler("cpu"), torch.optim.SGD(w.parameters(), lr=0.1)
+    start = scaler.get_scale()
+    scaler.scale(w(x).sum() * float("inf")).backward()  # an overflowing step: skipped, the scale backs off
+    scaler.step(opt)
+    scaler.update()
+    out["loss_scale"] = {"initial": start, "growth_interval": scaler.get_growth_interval(),
+                         "backoff": scaler.get_scale() / start, "growth": scaler.get_growth_factor()}
+    return out
+
+
 def compilation() -> str:
     return "eager (torch.compile is opt-in)"
 
@@ -186,5 +207,5 @@ def probe() -> dict:
             "momentum_form": momentum_form(), "adam_eps": arg(torch.optim.Adam, "eps"), "adam_eps_step1": adam_eps_probe(),
             "loss": loss_probe(), "fit": fit_api(), "batchnorm": batchnorm_probe(), "dropout": dropout_probe(),
             "weight_decay": weight_decay_probe(), "clip": clip_probe(), "schedule": schedule_probe(),
-            "label_smoothing": label_smoothing_probe(), "precision": precision(), "compilation": compilation(),
-            "threads": threads()}
+            "label_smoothing": label_smoothing_probe(), "precision": precision(),
+            "mixed_precision": mixed_precision_probe(), "compilation": compilation(), "threads": threads()}

@@ -123,6 +123,11 @@ def test_defaults_table_follows_the_installed_library():
     assert rows["LeakyReLU slope (layer)"]["differ"] and rows["Adam epsilon"]["differ"]
     assert rows["Adam epsilon placement (effective/configured at step 1)"]["values"]["keras"] == "31.62"
     assert rows["momentum update form"]["differ"] and rows["default float dtype"]["differ"] is False
+    # mixed precision, measured: float32 weights and loss on both; each loss scaler backs off by half
+    mixed = rows["mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)"]["values"]
+    assert all(v.startswith("bfloat16") and v.endswith("float32") for v in mixed.values()), mixed
+    assert set(rows["mixed precision: the weights live in"]["values"].values()) == {"float32"}
+    assert all(v.endswith(", 0.5") for v in rows["float16 loss scaling: growth interval, growth, back-off (measured)"]["values"].values())
     # change what the probes see: Keras' LeakyReLU default and Adam epsilon default
     patched = probe("keras", "import keras\n"
                              "keras.layers.LeakyReLU.__init__.__defaults__ = (0.01,)\n"
