@@ -35,7 +35,17 @@ CONTESTANTS = {
     "keras-jax": ("keras-jax", {"steps_per_execution": 32}, "Keras on JAX (jit), fit() with steps_per_execution=32"),
     "keras-torch": ("keras-torch", {}, "Keras on the torch backend, fit()"),
 }
+# below float32 (issue 18): opt-in with --contestants, as float16 autocast is slow on CPUs
+PRECISION = {
+    "pytorch-bf16": ("pytorch", {"dtype": "bfloat16"}, "PyTorch eager, pure bfloat16 (weights and computation)"),
+    "pytorch-amp-bf16": ("pytorch", {"mixed_precision": "bfloat16"}, "PyTorch eager under torch.autocast(bfloat16)"),
+    "pytorch-amp-fp16": ("pytorch", {"mixed_precision": "float16"}, "PyTorch eager, torch.autocast(float16) + GradScaler"),
+    "keras-bf16": ("keras", {"dtype": "bfloat16"}, "Keras on TensorFlow, fit(), pure bfloat16"),
+    "keras-mixed-bf16": ("keras", {"mixed_precision": "bfloat16"}, "Keras on TensorFlow, fit(), mixed_bfloat16 policy"),
+    "keras-mixed-fp16": ("keras", {"mixed_precision": "float16"}, "Keras on TensorFlow, fit(), mixed_float16 + LossScaleOptimizer"),
+}
 DEFAULT = ",".join(CONTESTANTS)
+CONTESTANTS.update(PRECISION)
 REFERENCE = "pytorch"
 LIBRARY = {"pytorch": "torch", "keras": "tensorflow", "keras-jax": "jax", "keras-torch": "torch"}
 

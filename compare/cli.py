@@ -19,7 +19,7 @@ from shared import rundir
 from shared.rundir import RunFormatError
 from compare import engines, harness
 from compare.harness import HarnessError
-from compare.bench import CONTESTANTS as BENCH_CONTESTANTS
+from compare.bench import CONTESTANTS as BENCH_CONTESTANTS, PRECISION as BENCH_PRECISION
 
 EPILOG = """\
 Data: every command that reads data accepts --data-dir DIR (or FMNIST_DATA_DIR=DIR);
@@ -459,7 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     + "; ".join(f"{n}: {d}" for n, (_, _, d) in BENCH_CONTESTANTS.items()),
                         epilog="Only ratios measured in one run mean anything on a shared machine; pin threads "
                                "with --set threads=N to compare like with like.")
-    be.add_argument("--contestants", default=None, help="comma-separated subset (default: all)")
+    be.add_argument("--contestants", default=None,
+                    help="comma-separated (default: all but the precision ones); below float32, opt-in: "
+                         + ", ".join(BENCH_PRECISION))
     be.add_argument("--batch-sizes", default="64,128,512", help="default 64,128,512")
     be.add_argument("--reps", type=int, default=5, help="timed epochs per batch size (default 5)")
     be.add_argument("--warmup", type=int, default=1, help="untimed epochs first (default 1)")
