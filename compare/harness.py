@@ -15,7 +15,6 @@ from shared import config as cfg
 from shared import rundir
 from shared.atomic import atomic_write
 from shared.cli import SERVED
-from shared.config import PROCESS_KEYS
 
 # contestant label -> the command that trains it
 CONTESTANTS = {
@@ -238,8 +237,10 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
             stop_child(proc)
             raise
     else:
-        key = (job.contestant, *(getattr(config, k) for k in PROCESS_KEYS))
-        worker = workers.get(key) or workers.setdefault(key, Worker(job.contestant))
+        key = (job.contestant, *cfg.process_settings(config))
+        if key not in workers:
+            workers[key] = Worker(job.contestant)
+        worker = workers[key]
         try:
             rc = worker.run(cmd[3:], show)  # the train arguments after `python -m <module>`
         except BaseException:

@@ -370,7 +370,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         dirs = {k: work / f"{len(cache) + i:02d}-{k[0]}" for i, k in enumerate(todo)}
         groups = {}
         for k, (label, c, perturb) in todo.items():
-            groups.setdefault((label, *(getattr(c, f) for f in cfg.PROCESS_KEYS)), []).append((c, dirs[k], perturb))
+            groups.setdefault((label, *cfg.process_settings(c)), []).append((c, dirs[k], perturb))
         cores = os.cpu_count() or 1
         n = max(1, cores // len(groups))
         chunks = [(key[0], jobs[i::n]) for key, jobs in groups.items() for i in range(min(n, len(jobs)))]

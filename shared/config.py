@@ -169,6 +169,11 @@ def validate(c: RunConfig) -> None:
 # share them can share a process, and its start-up
 PROCESS_KEYS = ("dtype", "mixed_precision", "device", "threads", "deterministic", "tf32")
 
+
+def process_settings(c: RunConfig) -> tuple:
+    """The values of PROCESS_KEYS: configs with equal settings can share a process."""
+    return tuple(getattr(c, k) for k in PROCESS_KEYS)
+
 DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was set from one left alone
 
 

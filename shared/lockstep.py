@@ -149,7 +149,7 @@ def main(framework: str, load_impl, argv) -> int:
         for config, _, _ in jobs:
             if config.init != "shared":
                 raise cfg.ConfigError("lockstep needs init=shared (both sides must start from the same weights)")
-            if any(getattr(config, k) != getattr(jobs[0][0], k) for k in cfg.PROCESS_KEYS):
+            if cfg.process_settings(config) != cfg.process_settings(jobs[0][0]):
                 raise cfg.ConfigError(f"the traces of one process must share {', '.join(cfg.PROCESS_KEYS)}")
         backend = getattr(args, "backend", None)
         impl = load_impl(backend, jobs[0][0])
