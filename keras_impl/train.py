@@ -26,7 +26,6 @@ class State:
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     loss_fn: object
-    precision: dict | None = None  # what the program computes in (precision), recorded in the run
 
 
 def setup(config, threads: int) -> dict:
@@ -102,9 +101,7 @@ def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
         raise RunError(f"pipeline={state.config.pipeline} exists only in PyTorch; use pipeline=memory with Keras")
     c = keras.ops.convert_to_tensor
     x = lambda a: keras.ops.cast(c(a), state.config.dtype)  # bfloat16: rounded here, on the device
-    t = {"x_train": x(x_train), "y_train": c(y_train), "x_test": x(x_test), "y_test": c(y_test)}
-    state.precision = precision(state, t["x_train"][:2])
-    return t
+    return {"x_train": x(x_train), "y_train": c(y_train), "x_test": x(x_test), "y_test": c(y_test)}
 
 
 def precision(state: State, xb) -> dict:
@@ -280,7 +277,6 @@ def evaluate(state: State, tensors: dict) -> tuple[float, float]:
 
 def predict(state: State, x: np.ndarray) -> np.ndarray:
     return M.to_numpy(state.model.predict_on_batch(keras.ops.cast(x, state.config.dtype)))
-
 
 
 def save_checkpoint(state: State, path, epoch: int) -> None:

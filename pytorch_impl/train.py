@@ -31,7 +31,6 @@ class State:
     unit: str | None = None
     step: object = None  # compile=step: the whole training step, compiled (compile_step)
     scaler: object = None  # mixed_precision=float16: the GradScaler (M.loss_scaler)
-    precision: dict | None = None  # what the program computes in (precision), recorded in the run
 
 
 def setup(config, threads: int) -> dict:
@@ -119,7 +118,6 @@ def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     x = lambda a: torch.from_numpy(a).to(state.device, M.DTYPES[state.config.dtype])  # bfloat16: rounded here
     t = {"x_train": x(x_train), "y_train": torch.from_numpy(y_train).to(state.device),
          "x_test": x(x_test), "y_test": torch.from_numpy(y_test).to(state.device)}
-    state.precision = precision(state, t["x_train"][:2])
     if state.config.pipeline == "torchvision":
         from pytorch_impl.pipeline import torchvision_dataset
         t["dataset"] = torchvision_dataset(data, state.config)
@@ -130,14 +128,14 @@ def precision(state: State, xb) -> dict:
     """What the running program computes in, read live: each layer's output dtype on a batch (under
     autocast where mixed precision is on; evaluation mode: no dropout mask needed, nothing changes),
     the loss's, the weights', the loss scaler's."""
+    name = lambda dtype: str(dtype).removeprefix("torch.")
     layers, x = [], xb
     with torch.no_grad(), _unchanged(state, False), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
-            layers.append(f"{type(m).__name__}: {str(x.dtype).replace('torch.', '')}")
+            layers.append(f"{type(m).__name__}: {name(x.dtype)}")
         loss = state.loss_fn(x, torch.zeros(len(x), dtype=torch.int64, device=x.device))
-    p = {"layers": layers, "loss": str(loss.dtype).replace("torch.", ""),
-         "weights": str(next(state.model.parameters()).dtype).replace("torch.", "")}
+    p = {"layers": layers, "loss": name(loss.dtype), "weights": name(next(state.model.parameters()).dtype)}
     if state.scaler is not None:
         p["loss_scale"] = {"initial": state.scaler.get_scale(), "growth_factor": state.scaler.get_growth_factor(),
                            "backoff_factor": state.scaler.get_backoff_factor(), "growth_interval": state.scaler.get_growth_interval()}

@@ -139,7 +139,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     state = impl.build(config, env)
     tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
                              data.test_labels.astype(np.int64), data)
-    env["precision"] = state.precision  # what each layer, the loss and the weights computed in, read live
+    env["precision"] = impl.precision(state, tensors["x_train"][:2])  # what each layer, the loss, the weights computed in
     # start-up: the process, imports, device set-up, the lock; data: reading, scaling, building, moving
     startup_seconds, data_seconds = (t_data - t_start) + (t_build - t_loaded), (t_loaded - t_data) + (time.perf_counter() - t_build)
 
