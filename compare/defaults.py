@@ -175,9 +175,13 @@ def cache_key(label: str) -> str:
     return h.hexdigest()[:16]
 
 
+def cache_path(label: str) -> Path:
+    return fdata.cache_dir() / "defaults" / f"{label}-{cache_key(label)}.json"
+
+
 def cached_probe(label: str, fresh: bool = False) -> dict:
     """probe(label), from the project cache when these library versions were probed before."""
-    path = fdata.cache_dir() / "defaults" / f"{label}-{cache_key(label)}.json"
+    path = cache_path(label)
     if not fresh:
         try:
             return json.loads(path.read_text())
@@ -206,7 +210,7 @@ def table(probes: dict[str, dict]) -> dict:
 def defaults(labels: list[str], out: Path | None = None, log=print, fresh: bool = False, full: bool = True) -> dict:
     """The table for these contestants (probed side by side, or from the cache); `full`: the report
     shows every row, not only those that differ (`run --with defaults`, `fmnist-parity defaults`)."""
-    todo = [l for l in labels if fresh or not (fdata.cache_dir() / "defaults" / f"{l}-{cache_key(l)}.json").exists()]
+    todo = [l for l in labels if fresh or not cache_path(l).exists()]
     if todo:
         log(f"defaults: probing {', '.join(todo)} (once per set of library versions)")
     with ThreadPoolExecutor(len(labels)) as pool:

@@ -170,10 +170,10 @@ def document(s: dict) -> list[tuple]:
     return blocks
 
 
-def why_sections(comp_dir: Path) -> tuple[list[tuple], dict]:
-    """The sections `run --with lockstep,defaults,ablate` left in the comparison directory, if any."""
+def why_sections(comp_dir: Path, config: dict) -> tuple[list[tuple], dict]:
+    """The sections `run` (and `--with lockstep,defaults,ablate`) left in the comparison directory, if
+    any; `config`: the comparison's, for what the run does about each default that differs."""
     blocks, found = [], {}
-    config = json.loads((comp_dir / "comparison.json").read_text())["config"] if (comp_dir / "comparison.json").exists() else {}
     full_defaults = lambda t: defaults.differ_blocks(t, config) + (defaults.blocks(t) if t.get("full", True) else [])
     for name, path, make in (("defaults", comp_dir / "defaults.json", full_defaults),
                              ("lockstep", comp_dir / "lockstep" / "lockstep.json", lockstep.blocks),
@@ -239,7 +239,7 @@ def write_report(comp_dir: Path) -> dict:
     diag_blocks, s["diagnostics"] = diagnostics_section(comp_dir, s)
     images |= {b[1] for b in diag_blocks if b[0] == "img"}
     blocks[-1:-1] = diag_blocks  # before the table of runs
-    extra, s["why"] = why_sections(comp_dir)
+    extra, s["why"] = why_sections(comp_dir, s["comparison"]["config"])
     at = blocks.index(("h2", "Final test accuracy"))
     blocks[at:at] = extra  # right after the verdict: the "why" comes before the details
     images |= {b[1] for b in extra if b[0] == "img" and (comp_dir / b[1]).exists()}
