@@ -196,11 +196,12 @@ def cmd_lockstep(args) -> int:
     from compare import lockstep
     config = cfg.resolve(args.preset, args.set, {"device": args.device})
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
-    # below float32 (a one-ulp floor of bfloat16, casts matched on both sides) lockstep is not built yet
-    dtypes = _list(args.dtypes, ("float64", "float32"), "--dtypes")
-    if config.mixed_precision != "off":
-        raise HarnessError(f"lockstep compares float32 and float64 runs; mixed_precision={config.mixed_precision} "
-                           f"is not covered yet: compare it with fmnist-parity run --set mixed_precision=...")
+    # mixed precision keeps float32 weights: its lockstep is float32's, computed in the lower precision
+    mixed = config.mixed_precision != "off"
+    dtypes = _list(args.dtypes or ("float32" if mixed else "float64,float32"), ("float64", "float32", "bfloat16"), "--dtypes")
+    if mixed and dtypes != ["float32"]:
+        raise HarnessError(f"mixed_precision={config.mixed_precision} keeps float32 weights: use --dtypes float32 "
+                           f"(the default with mixed precision), not {','.join(dtypes)}")
     cells = _list(args.cells, (*lockstep.CELLS, *lockstep.alone_cells(config)), "--cells") if args.cells else None
     if args.steps < 3 or args.every < 1:
         raise HarnessError(f"--steps {args.steps} / --every {args.every}: need at least 3 steps and every >= 1")
@@ -212,7 +213,7 @@ def cmd_lockstep(args) -> int:
     print()
     for e in s["results"]:
         for p in e["pairs"]:
-            print(f"{e['dtype']:8s} {p['a']:12s} {p['cell']:16s} max rel {p['final_max_rel']:.2e}  {p['verdict']}")
+            print(f"{e['name']:15s} {p['a']:12s} {p['cell']:16s} max rel {p['final_max_rel']:.2e}  {p['verdict']}")
     print()
     for line in s["findings"]:
         print(line)
@@ -437,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--steps", type=int, default=469, help="training steps (default 469: one epoch at batch 128)")
     ls.add_argument("--every", type=int, default=20, help="compare all weights every N steps (default 20) and at the end")
     ls.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
-    ls.add_argument("--dtypes", default="float64,float32", help="default float64,float32")
+    ls.add_argument("--dtypes", help="float64, float32 and/or bfloat16 (default float64,float32; float32 under "
+                                     "--set mixed_precision=...)")
     ls.add_argument("--cells", help="which cells to run (default: native, exact ops, same definition, matched, and "
                                     "with porting features on, '<difference> alone' for each: everything matched "
                                     "but that one, e.g. 'dropout masks alone')")

@@ -69,8 +69,19 @@ FLOOR_FACTOR = 10.0   # cross-framework divergence within this factor of the flo
 MATCHED_TOL = 1e-10   # float64, matched: the two must agree to this (max relative weight difference)
 
 
+# a difference counts above this many units in the last place of the compute precision: float32/64
+# matmuls of 784 terms accumulated in different orders part by up to a few hundred units; a bfloat16
+# or float16 output is rounded once from a float32 accumulation, so two sides part by one unit at most
+ULPS = {"float64": 1e3, "float32": 1e3, "bfloat16": 2, "float16": 2}
+
+
 def eps(dtype: str) -> float:
-    return float(np.finfo(dtype).eps)
+    import ml_dtypes
+    return float(ml_dtypes.finfo(trace_format.numpy_dtype(dtype)).eps)
+
+
+def tol(dtype: str) -> float:
+    return ULPS[dtype] * eps(dtype)
 
 
 # ---------------------------------------------------------------- running the sides
@@ -155,9 +166,11 @@ def first_batch(config: cfg.RunConfig, data_dir: str) -> tuple[np.ndarray, np.nd
     return x[idx], d.train_labels[idx].astype(np.int64)
 
 
-def forward_hypotheses(t: dict, x: np.ndarray, slope: float, dtype: str) -> list[dict]:
+def forward_hypotheses(t: dict, x: np.ndarray, slope: float, unit: str) -> list[dict]:
     """For each dense layer: how far the side's output departs from the exact float64 math applied to
-    its own previous output, and which hypothesis reproduces it best."""
+    its own previous output, and which hypothesis reproduces it best. `unit`: the precision the layers
+    compute in; below float32 the hypothesis of a layer computed in it (operands rounded to it, float32
+    accumulation, the product and the sum with the bias each rounded to it)."""
     layers = sum(1 for k in t if k.startswith("act_"))
     c = t["_meta"]["config"]
     if c.get("batchnorm") or c.get("dropout"):
@@ -172,6 +185,10 @@ def forward_hypotheses(t: dict, x: np.ndarray, slope: float, dtype: str) -> list
         if i > 0:
             hyps["slope rounded to float32"] = f(float(np.float32(slope))) @ w + b
         hyps["matmul in float32"] = (f32(f(slope)).astype(np.float32) @ f32(w).astype(np.float32)).astype(np.float64) + b
+        if unit in ("bfloat16", "float16"):
+            lo = lambda a: a.astype(trace_format.numpy_dtype(unit)).astype(np.float64)
+            hyps[f"computed in {unit}"] = lo(lo((lo(f(slope)).astype(np.float32) @ lo(w).astype(np.float32))
+                                                .astype(np.float64)) + lo(b))
         got = t[f"act_{i}"]
         dev = {k: _rel(got, v) for k, v in hyps.items()}
         best = min(dev, key=dev.get)
@@ -226,25 +243,25 @@ def step1_gradients(a: dict, b: dict) -> list[float]:
 
 def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, div: dict) -> list[str]:
     """Plain sentences: which quantity differs, from which step, in which layer, with the evidence."""
-    dt = config.dtype
-    tol = 1e3 * eps(dt)
+    dt, unit = config.dtype, cfg.compute_dtype(config)
+    level = tol(unit)
     lines = []
     for side, t in ((REFERENCE, b), (label, a)):
         side_slope = float(_slope_value(t))
-        for f in forward_hypotheses(t, x, side_slope, dt):
-            if f["deviation"] > tol:
+        for f in forward_hypotheses(t, x, side_slope, unit):
+            if f["deviation"] > level:
                 m32 = f["hypotheses"]["matmul in float32"]
                 how = (f"; {f['best']} reproduces it to {f['best_deviation']:.1e}" if f["best"] != "exact" else
                        f"; that is the size of float32 rounding (a float32 matmul of the same operands departs by "
                        f"{m32:.1e}): computed in float32" if f["deviation"] > m32 / 5 else "")
                 lines.append(f"{side}: at step 1 (identical weights) dense layer {f['layer']}'s output departs from "
-                             f"exact {dt} math on its own input by {f['deviation']:.1e} (relative){how}.")
+                             f"exact {unit} math on its own input by {f['deviation']:.1e} (relative){how}.")
                 break
     sa, sb = _slope_value(a), _slope_value(b)
     if sa != sb:
         lines.append(f"The LeakyReLU slopes differ: {label} uses {sa}, {REFERENCE} {sb} (config negative_slope).")
     g = step1_gradients(a, b)
-    if max(g) > tol:
+    if max(g) > level:
         worst = int(np.argmax(g))
         lines.append(f"Step-1 gradients (identical weights, same batch) differ most in layer {worst + 1}: "
                      f"{g[worst]:.1e} relative.")
@@ -283,28 +300,29 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
     return lines
 
 
-def where_first(a: dict, b: dict, div: dict, dtype: str, noise: float = 0.0) -> dict:
+def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> dict:
     """Where two traces first part: the first dense output that differs at step 1 (identical weights), else
     the first layer whose step-1 gradient differs, else the first weight snapshot that differs and the
     tensor that differs most there; with the first step whose loss differs. {} where they agree. A
-    difference counts above 1000 ulps, and above 10x `noise` (what the matched pair reaches: Adam turns
-    the rounding noise of a bias that feeds batch norm, whose gradient is zero, into whole steps)."""
-    tol = max(1e3 * eps(dtype), 10 * noise)
+    difference counts above tol(unit) (the compute precision's), and above 10x `noise` (what the matched
+    pair reaches: Adam turns the rounding noise of a bias that feeds batch norm, whose gradient is zero,
+    into whole steps)."""
+    tol_ = max(tol(unit), 10 * noise)
     layers = sum(1 for k in b if k.startswith("act_"))
-    loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > tol), None)
+    loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > tol_), None)
     acts = [_rel(a[f"act_{i}"], b[f"act_{i}"]) for i in range(layers)]
     grads = step1_gradients(a, b)
     out = {"loss_step": loss_step}
-    if any(r > tol for r in acts):
-        i = next(i for i, r in enumerate(acts) if r > tol)
+    if any(r > tol_ for r in acts):
+        i = next(i for i, r in enumerate(acts) if r > tol_)
         out.update(step=1, where=f"dense layer {i + 1}'s output (forward pass, identical weights)", rel=acts[i])
-    elif any(r > tol for r in grads):
-        i = next(i for i, r in enumerate(grads) if r > tol)
+    elif any(r > tol_ for r in grads):
+        i = next(i for i, r in enumerate(grads) if r > tol_)
         out.update(step=1, where=f"dense layer {i + 1}'s gradient (identical weights and outputs)", rel=grads[i])
     else:
         for s, parts in zip(div["snap_steps"], div["per_layer"]):  # every tensor, per snapshot
             worst = max(parts, key=lambda p: p["max_rel"]) if s > 0 and parts else None
-            if worst and worst["max_rel"] > tol:
+            if worst and worst["max_rel"] > tol_:
                 out.update(step=s, where=f"{_tensor_name(worst)} after step {s}", rel=worst["max_rel"])
                 break
     if "where" not in out and loss_step is None:
@@ -385,6 +403,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     try:
         for dt in dtypes:
             base = cfg.from_dict({"dtype": dt, "init": "shared"}, config)
+            unit, name = cfg.compute_dtype(base), precision_name(base)
             summary["config"][dt] = base.to_dict()
             x, _ = first_batch(base, data_dir)
             # up front: every cell that runs whatever the native pair shows (all of them without a native cell)
@@ -392,7 +411,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                   + [(who, c, None) for label in labels for cell in cells if cell not in attribute or "native" not in cells
                      for who, c in zip((label, REFERENCE), configs(base, cell))])
             floor = divergence(side(REFERENCE, base, perturb=1), side(REFERENCE, base))  # the noise floor
-            entry = {"dtype": dt, "floor": _compact(floor), "pairs": []}
+            entry = {"dtype": dt, "unit": unit, "name": name, "floor": _compact(floor), "pairs": []}
             for label in labels:
                 real = True
                 for cell in cells:
@@ -405,10 +424,11 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                     meaning = CELLS[cell][1] if cell in CELLS else f"only {cell[:-len(' alone')]}, as each library has it"
                     noise = next((p["final_max_rel"] for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), 0.0)
                     pair = {"cell": cell, "meaning": meaning, "a": label, "b": REFERENCE, **_compact(div),
-                            "floor_ratio": ratio, "where": where_first(a, b, div, dt, noise),
+                            "floor_ratio": ratio, "where": where_first(a, b, div, unit, noise),
                             "explanation": explain(label, a, b, ck, x, div),
-                            "forward": {s: forward_hypotheses(t, x, float(_slope_value(t)), dt)
+                            "forward": {s: forward_hypotheses(t, x, float(_slope_value(t)), unit)
                                         for s, t in ((REFERENCE, b), (label, a))},
+                            "precision": {s: t["_meta"].get("precision", {}) for s, t in ((REFERENCE, b), (label, a))},
                             "step1_gradients": step1_gradients(a, b)}
                     pair["verdict"] = verdict(pair, dt)
                     if cell == "native":
@@ -416,7 +436,7 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                         if real:  # the attributing cells of this backend, together
                             fetch([(who, c, None) for cell2 in cells if cell2 in attribute
                                    for who, c in zip((label, REFERENCE), configs(base, cell2))])
-                    log(f"  {dt} {cell}: {label} vs {REFERENCE}: final max rel {div['final_max_rel']:.2e}, rel L2 "
+                    log(f"  {name} {cell}: {label} vs {REFERENCE}: final max rel {div['final_max_rel']:.2e}, rel L2 "
                         f"{div['final_rel_l2']:.2e} (floor {floor['final_rel_l2']:.2e}): {pair['verdict']}")
                     entry["pairs"].append(pair)
             summary["results"].append(entry)
@@ -428,6 +448,11 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     plot(summary, out / "lockstep.png")
     atomic_write(out / "lockstep.md", lambda f: f.write(render_md(summary).encode()))
     return summary
+
+
+def precision_name(c: cfg.RunConfig) -> str:
+    """How a lockstep entry is named: its dtype, or 'mixed bfloat16' (float32 weights)."""
+    return f"mixed {c.mixed_precision}" if c.mixed_precision != "off" else c.dtype
 
 
 def _compact(div: dict) -> dict:
@@ -459,10 +484,10 @@ def findings(summary: dict) -> list[str]:
             by.setdefault(p["a"], {})[p["cell"]] = p
         for label, cells in by.items():
             n = cells.get("native")
-            line = (f"{e['dtype']}, {label} vs {REFERENCE}: final max relative weight difference "
+            line = (f"{e['name']}, {label} vs {REFERENCE}: final max relative weight difference "
                     + ", ".join(f"{c} {p['final_max_rel']:.1e}" for c, p in cells.items()) + ".")
             if n and n["verdict"].startswith("real"):
-                level = 1e3 * eps(e["dtype"])
+                level = tol(e["unit"])
                 gone = {c: cells[c]["final_max_rel"] <= level for c in ("exact ops", "same definition") if c in cells}
                 if gone.get("exact ops") and not gone.get("same definition"):
                     line += (" The libraries' own arithmetic is the cause: with exact ops (each framework keeping its own "
@@ -479,7 +504,7 @@ def findings(summary: dict) -> list[str]:
             out.append(line)
             causes = [(c[:-len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
             if causes:
-                out.append(f"{e['dtype']}, {label}: each difference alone, everything else matched: "
+                out.append(f"{e['name']}, {label}: each difference alone, everything else matched: "
                            + "; ".join(_cause(name, p) for name, p in causes) + ".")
     return out
 
@@ -515,7 +540,7 @@ def plot(summary: dict, path: Path) -> None:
                 ax.plot(flips, ys, "|", color=line.get_color(), ms=8)
         ax.set_yscale("log")
         ax.set(xlabel="step", ylabel="relative L2 distance of all weights",
-               title=f"{e['dtype']}: divergence from pytorch (| = a sign flip in one run only)")
+               title=f"{e['name']}: divergence from pytorch (| = a sign flip in one run only)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
@@ -534,9 +559,9 @@ def blocks(summary: dict) -> list[tuple]:
     rows = []
     for e in summary["results"]:
         for p in e["pairs"]:
-            rows.append([e["dtype"], p["a"], p["cell"], f"{p['final_max_rel']:.2e}", f"{p['final_rel_l2']:.2e}",
+            rows.append([e["name"], p["a"], p["cell"], f"{p['final_max_rel']:.2e}", f"{p['final_rel_l2']:.2e}",
                          f"{e['floor']['final_rel_l2']:.2e}", p["first_flip_step"] or "none", p["verdict"]])
-    b.append(("table", ["dtype", "vs pytorch", "cell", "max rel diff (end)", "rel L2 (end)", "floor rel L2",
+    b.append(("table", ["precision", "vs pytorch", "cell", "max rel diff (end)", "rel L2 (end)", "floor rel L2",
                         "first sign flip", "verdict"], rows))
     b.append(("img", "lockstep/lockstep.png", "Weight divergence per step, log scale"))
     b.append(("p", "What differs and why:"))
@@ -545,8 +570,28 @@ def blocks(summary: dict) -> list[tuple]:
     for e in summary["results"]:
         for p in e["pairs"]:
             if p["cell"] == "native":
-                b.append(("p", f"{e['dtype']}, {p['a']} (native): " + " ".join(p["explanation"])))
+                b.append(("p", f"{e['name']}, {p['a']} (native): " + " ".join(p["explanation"])))
+    for e in summary["results"]:
+        if e["unit"] != e["dtype"] or e["unit"] not in ("float32", "float64"):  # below float32: what ran in what
+            b += precision_blocks(e)
     return b
+
+
+def precision_blocks(e: dict) -> list[tuple]:
+    """Per layer, the dtype each side's output came out in (precision(), read from each running program),
+    natively and in the matched cell: where the two libraries cast differently."""
+    out = []
+    for p in e["pairs"]:
+        if p["cell"] not in ("native", "matched") or not all(p["precision"].values()):
+            continue
+        ref, other = p["precision"][REFERENCE], p["precision"][p["a"]]
+        layers = lambda q: [l.split(": ")[1] for l in q["layers"]] + [q["loss"], q["weights"]]
+        names = [f"layer {i + 1} ({a.split(': ')[0]} / {b.split(': ')[0]})"
+                 for i, (a, b) in enumerate(zip(ref["layers"], other["layers"]))] + ["loss", "weights"]
+        rows = [[n, x, y, "" if x == y else "differs"] for n, x, y in zip(names, layers(ref), layers(other))]
+        out.append(("p", f"{e['name']}, {p['cell']}: the dtype each layer's output came out in, read from the running programs"))
+        out.append(("table", ["layer (pytorch / " + p["a"] + ")", REFERENCE, p["a"], ""], rows))
+    return out
 
 
 def render_md(summary: dict) -> str:

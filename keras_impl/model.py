@@ -36,10 +36,16 @@ def _const(value, like):
 
 
 class ExactDense(keras.layers.Dense):
-    """x @ kernel + bias in the tensor's dtype (Keras' torch backend computes float64 matmul in float32)."""
+    """x @ kernel + bias, written out as in PyTorch: operands in the compute precision (the policy casts
+    the input and the variables), products and bias accumulated in at least float32 and rounded once
+    to the compute precision (TensorFlow's graph fuses a bfloat16 MatMul with its bias add that way,
+    while eager ops round the product first). In float32 and float64 this is plain x @ kernel + bias
+    in the tensor's dtype (einsum: Keras' torch backend computes float64 matmul in float32)."""
 
     def call(self, x, training=None):
-        return ops.add(ops.einsum("ij,jk->ik", x, self.kernel), self.bias)
+        low = keras.backend.standardize_dtype(x.dtype)
+        up = lambda t: ops.cast(t, "float64" if low == "float64" else "float32")
+        return ops.cast(ops.add(ops.einsum("ij,jk->ik", up(x), up(self.kernel)), up(self.bias)), low)
 
 
 class ExactLeakyReLU(keras.layers.Layer):
@@ -203,14 +209,18 @@ def _cross_entropy(y_true, logits, smoothing=0.0):
 
 class MeanLoss(keras.losses.Loss):
     """The batch mean of per-sample losses, not Keras' reduction (whose divide_no_nan computes in
-    float32 on the torch backend, scaling float64 gradients by a float32 1/batch)."""
+    float32 on the torch backend, scaling float64 gradients by a float32 1/batch); computed in at least
+    float32 and rounded once to the loss's dtype, as on the PyTorch side (Keras has already cast the
+    outputs to it: floatx, so float32 under a mixed policy)."""
 
     def __init__(self, per_sample):
         super().__init__(reduction=None, name="mean_loss")
         self.per_sample = per_sample
 
     def call(self, y_true, y_pred):
-        return mean(self.per_sample(y_true, y_pred))
+        low = keras.backend.standardize_dtype(y_pred.dtype)
+        y_pred = ops.cast(y_pred, "float64" if low == "float64" else "float32")
+        return ops.cast(mean(self.per_sample(y_true, y_pred)), low)
 
 
 def mean(values):

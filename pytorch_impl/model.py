@@ -36,11 +36,25 @@ def _const(value, like):
     return torch.as_tensor(value, dtype=like.dtype, device=like.device)
 
 
+def _compute_dtype(x):
+    """The precision a written-out layer computes in: autocast's lower one where autocast is on (mixed
+    precision), else the tensor's dtype."""
+    on = torch.is_autocast_enabled(x.device.type)
+    return torch.get_autocast_dtype(x.device.type) if on else x.dtype
+
+
 class ExactDense(nn.Linear):
-    """x @ kernel + bias in the tensor's dtype (what nn.Linear already does; written out as in Keras)."""
+    """x @ kernel + bias, written out as in Keras: operands in the compute precision, products and bias
+    accumulated in at least float32 and rounded once to the compute precision (what addmm and fused
+    matmul-plus-bias kernels do; an unfused bfloat16 product would be rounded before the bias joins it).
+    In float32 and float64 this is plain x @ kernel + bias in the tensor's dtype."""
 
     def forward(self, x):
-        return x @ self.weight.T + self.bias
+        low = _compute_dtype(x)
+        acc = torch.promote_types(low, torch.float32)
+        up = lambda t: t.to(low).to(acc)  # the operand in the compute precision, exactly, for accumulation
+        with torch.autocast(x.device.type, enabled=False):  # the casts above decide, not autocast
+            return (up(x) @ up(self.weight).T + up(self.bias)).to(low)
 
 
 class ExactLeakyReLU(nn.Module):
@@ -58,7 +72,8 @@ class ExactBatchNorm(nn.Module):
     """Batch norm written out (the same lines as in Keras): training normalises with the batch mean and
     biased variance and moves the running averages by `new` (the weight of the batch statistics,
     PyTorch's convention), the running variance taking the biased or unbiased batch variance;
-    evaluation normalises with the running averages. Parameter names as nn.BatchNorm1d's."""
+    evaluation normalises with the running averages. Parameter names as nn.BatchNorm1d's. Every operand
+    in the input's dtype (under mixed precision the lower one: Keras' policy casts each variable read)."""
 
     def __init__(self, width: int, new: float, eps: float, running_var: str):
         super().__init__()
@@ -77,11 +92,11 @@ class ExactBatchNorm(nn.Module):
             var = ss / k(n)
             with torch.no_grad():
                 batch_var = ss / k(n - 1) if self.unbiased else var
-                self.running_mean.copy_(self.running_mean * k(1 - self.new) + mean * k(self.new))
-                self.running_var.copy_(self.running_var * k(1 - self.new) + batch_var * k(self.new))
+                self.running_mean.copy_(self.running_mean.to(x.dtype) * k(1 - self.new) + mean * k(self.new))
+                self.running_var.copy_(self.running_var.to(x.dtype) * k(1 - self.new) + batch_var * k(self.new))
         else:
-            d, var = x - self.running_mean, self.running_var
-        return d / torch.sqrt(var + k(self.eps)) * self.weight + self.bias
+            d, var = x - self.running_mean.to(x.dtype), self.running_var.to(x.dtype)
+        return d / torch.sqrt(var + k(self.eps)) * self.weight.to(x.dtype) + self.bias.to(x.dtype)
 
 
 class SharedDropout(nn.Module):
@@ -93,7 +108,7 @@ class SharedDropout(nn.Module):
         self.mask = None
 
     def forward(self, x):
-        return x * self.mask[:x.shape[0]] if self.training else x
+        return x * self.mask[:x.shape[0]].to(x.dtype) if self.training else x
 
 
 OWN_BN_VAR = "unbiased"  # nn.BatchNorm1d's running variance takes the unbiased batch variance
@@ -143,7 +158,8 @@ def loss_fn(config):
     """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
     label smoothing: F.cross_entropy's own argument, on class indices)."""
     if config.ops == "exact":
-        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing))
+        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing),
+                        DTYPES[config.dtype])
     if config.head == "seed":
         return nll_loss
     return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing) if config.label_smoothing else F.cross_entropy
@@ -178,14 +194,17 @@ def _cross_entropy(logits, target, smoothing=0.0):
 
 
 class MeanLoss:
-    """The batch mean of per-sample losses, written out as on the Keras side."""
+    """The batch mean of per-sample losses, written out as on the Keras side: computed in at least
+    float32 and rounded once to the run's dtype (a bfloat16 run's loss, and the gradient it sends back,
+    would otherwise be rounded the way each library's loss kernel happens to round)."""
 
-    def __init__(self, per_sample):
-        self.per_sample = per_sample
+    def __init__(self, per_sample, dtype):
+        self.per_sample, self.dtype = per_sample, dtype
 
     def __call__(self, out, target):
+        out = out.to(torch.promote_types(self.dtype, torch.float32))
         per_sample = self.per_sample(out, target, reduction="none") if self.per_sample is nll_loss else self.per_sample(out, target)
-        return mean(per_sample)
+        return mean(per_sample).to(self.dtype)
 
 
 def mean(values):

@@ -234,7 +234,7 @@ def activations(state: State, xb) -> list[np.ndarray]:
     """Each dense layer's output for a batch at the current weights, as the training step computes it
     (training mode; nothing changes: lockstep)."""
     out, x = [], xb
-    with torch.no_grad(), _unchanged(state, True):
+    with torch.no_grad(), _unchanged(state, True), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
             if isinstance(m, torch.nn.Linear):
@@ -247,7 +247,9 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
     (as the step computes it: lockstep) or evaluation mode (diagnostics); no update, nothing changes."""
     state.model.zero_grad(set_to_none=True)
     with _unchanged(state, training):
-        state.loss_fn(state.model(xb), yb).backward()
+        with M.autocast(state.config, state.device):
+            loss = state.loss_fn(state.model(xb), yb)
+        loss.backward()  # outside autocast, as the training step does
     grads = [(M.to_numpy(m.weight.grad).T.copy(), M.to_numpy(m.bias.grad).copy()) for m in M.dense_layers(state.model)]
     state.model.zero_grad(set_to_none=True)
     return grads

@@ -165,6 +165,11 @@ def validate(c: RunConfig) -> None:
     _check_combinations(c)
 
 
+def compute_dtype(c: RunConfig) -> str:
+    """The precision a run's layers compute in: mixed precision's lower one, else the dtype."""
+    return c.mixed_precision if c.mixed_precision != "off" else c.dtype
+
+
 # settings a process fixes once (threads, precision flags, JAX's float64 switch): runs and traces that
 # share them can share a process, and its start-up
 PROCESS_KEYS = ("dtype", "mixed_precision", "device", "threads", "deterministic", "tf32")

@@ -12,7 +12,8 @@ trace.npz holds
   act_<i>         dense layer i's output for the first batch at the initial weights (training mode)
   grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights (training mode)
 Shared dropout masks are set before every step, as in a run; a per-epoch schedule steps between epochs.
-trace.json holds the config, framework, backend, environment and the perturbation (if any).
+trace.json holds the config, framework, backend, environment, the perturbation (if any) and the
+dtype each layer computed in (the implementation's precision(), read from the running program).
 """
 from __future__ import annotations
 
@@ -31,14 +32,25 @@ from shared.environment import host_environment, resolve_threads
 from shared.runner import RunError
 
 
-def perturb(layers, dtype: str, seed: int):
-    """Move every initial weight one unit in the last place of `dtype`, up or down at random: the
-    size of a single rounding, the smallest change the run's arithmetic can represent."""
+def numpy_dtype(name: str):
+    """A dtype name as numpy's, bfloat16 through ml_dtypes (numpy has none)."""
+    import ml_dtypes
+    return ml_dtypes.bfloat16 if name == "bfloat16" else np.dtype(name)
+
+
+def perturb(layers, dtype: str, seed: int, unit: str | None = None):
+    """Move every initial weight (stored in `dtype`) one unit in the last place of `unit` (the precision
+    the layers compute in; default `dtype`), up or down at random: the size of a single rounding, the
+    smallest change the run's arithmetic can represent. Under mixed precision the float32 weights
+    move by one bfloat16/float16 unit."""
     rng = np.random.default_rng(seed)
+    low, kept = numpy_dtype(unit or dtype), numpy_dtype(dtype)
 
     def step(a):
-        a = a.astype(dtype)
-        return np.nextafter(a, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(dtype)).astype(np.float64)
+        r = a.astype(low)
+        delta = np.nextafter(r, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(low)).astype(np.float64) \
+            - r.astype(np.float64)  # one unit of `unit` at this weight's size
+        return (a.astype(kept).astype(np.float64) + delta).astype(kept).astype(np.float64)
 
     return [(step(k), step(b)) for k, b in layers]
 
@@ -78,7 +90,8 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
         tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
                                  data.test_labels.astype(np.int64), data)
     init = cfg.shared_init(config)
-    impl.import_weights(state, perturb(init, config.dtype, perturb_seed) if perturb_seed is not None else init)
+    impl.import_weights(state, perturb(init, config.dtype, perturb_seed, cfg.compute_dtype(config))
+                        if perturb_seed is not None else init)
     snaps = snapshot_steps(steps, every)
     arrays = {"snap_steps": np.array(snaps)}
 
@@ -95,6 +108,7 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
         impl.set_masks(state, plan.dropout_masks(config, ep, i, n) if plan.shared_masks(config) else [])
         acts = impl.activations(state, xb)
         if step == 1:
+            first = xb
             for i, a in enumerate(acts):
                 arrays[f"act_{i}"] = a
             for i, (gk, gb) in enumerate(impl.gradients(state, xb, yb)):
@@ -114,7 +128,8 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     atomic_write(out / "trace.npz", lambda f: np.savez(f, **arrays))
     meta = {"framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(), "steps": len(losses),
             "perturb_seed": perturb_seed, "environment": env,
-            "slope": impl.M.negative_slope(config), "eps": impl.M.adam_eps(config)}  # the values really used
+            "slope": impl.M.negative_slope(config), "eps": impl.M.adam_eps(config),  # the values really used
+            "precision": impl.precision(state, first)}  # the dtype each layer computed in, read from the program
     atomic_write(out / "trace.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
 
 
