@@ -77,6 +77,31 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_pa
         assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
 
 
+@pytest.mark.parametrize("precision", ["mixed_precision=bfloat16", "dtype=bfloat16"])
+def test_below_float32_matched_casts_the_same_operations(tmp_path, data_dir, precision):
+    """Below float32 the floor is one unit of the compute precision, each side's layer dtypes are read
+    from its running program, and matched mode casts the same operations on both sides: the written-out
+    dense rounds once from float32 accumulation and the loss computes in float32 on both, so the step-1
+    gradients agree within the precision's rounding (before: Keras' loss gradient was rounded to
+    bfloat16 by its own kernel, 3e-2 apart; PyTorch's bias promoted the sum to float32)."""
+    c = cfg.resolve("standard", [precision, *SMALL])
+    mixed = c.mixed_precision != "off"
+    s = lockstep.lockstep(c, ["tensorflow"], ["float32" if mixed else "bfloat16"], 3, 1, tmp_path / "ls", str(data_dir),
+                          cells=["native", "matched"], log=lambda m: None)
+    e = s["results"][0]
+    assert (e["name"], e["unit"]) == (("mixed bfloat16", "bfloat16") if mixed else ("bfloat16", "bfloat16"))
+    assert 2 ** -11 < e["floor"]["rel_l2"][0] < 2 ** -7  # one bfloat16 unit per weight, not one of float32 (~6e-8)
+    pairs = {p["cell"]: p for p in e["pairs"]}
+    ref = pairs["native"]["precision"]["pytorch"]
+    assert ref["layers"][0] == "Linear: bfloat16" and ref["weights"] == ("float32" if mixed else "bfloat16")
+    matched = pairs["matched"]["precision"]
+    assert matched["pytorch"]["layers"][0] == "ExactDense: bfloat16"
+    assert [l.split(": ")[1] for l in matched["pytorch"]["layers"]] == [l.split(": ")[1] for l in matched["keras"]["layers"]]
+    assert matched["pytorch"]["loss"] == matched["keras"]["loss"] == ("float32" if mixed else "bfloat16")
+    assert max(pairs["matched"]["step1_gradients"]) < 2 * lockstep.eps("bfloat16"), pairs["matched"]["step1_gradients"]
+    assert "precision" in lockstep.render_md(s) and "ExactDense" in lockstep.render_md(s)
+
+
 def test_a_trace_does_not_depend_on_what_its_process_traced_before(tmp_path, data_dir):
     """lockstep traces each side's cells in one process: a process's second trace (native dropout
     masks from the library's generator, batch norm, a perturbed start) equals the same trace alone."""
