@@ -43,6 +43,10 @@ PRECISION = {
     "keras-bf16": ("keras", {"dtype": "bfloat16"}, "Keras on TensorFlow, fit(), pure bfloat16"),
     "keras-mixed-bf16": ("keras", {"mixed_precision": "bfloat16"}, "Keras on TensorFlow, fit(), mixed_bfloat16 policy"),
     "keras-mixed-fp16": ("keras", {"mixed_precision": "float16"}, "Keras on TensorFlow, fit(), mixed_float16 + LossScaleOptimizer"),
+    "keras-jax-mixed-bf16": ("keras-jax", {"mixed_precision": "bfloat16", "steps_per_execution": 32},
+                             "Keras on JAX, fit(), mixed_bfloat16 policy"),
+    "keras-jax-mixed-fp16": ("keras-jax", {"mixed_precision": "float16", "steps_per_execution": 32},
+                             "Keras on JAX, fit(), mixed_float16 + LossScaleOptimizer"),
 }
 DEFAULT = ",".join(CONTESTANTS)
 CONTESTANTS.update(PRECISION)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check, on a machine with a CUDA GPU, in under 5 minutes: the GPU-marked tests, one epoch of
-# each contestant the machine can run with and without deterministic=true, and `bench` at batch sizes
-# 64, 128, 512. Everything lands in RESULTS_DIR.      usage: scripts/gpu_check.sh RESULTS_DIR
+# The GPU check, on a machine with a CUDA GPU, each step under its own timeout: the GPU-marked tests, one
+# epoch of each contestant the machine can run with and without deterministic=true, `bench` at batch
+# sizes 64, 128, 512, and the precisions' `bench` at 128 and 512. Everything lands in RESULTS_DIR.
+#                                                                  usage: scripts/gpu_check.sh RESULTS_DIR
 # Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data
 # when the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the
 # Keras-TensorFlow contestant is skipped where TensorFlow is absent. Versions are recorded, never enforced.
@@ -57,4 +58,11 @@ has_tf && bench="$bench,keras,keras-spe1,keras-xla"
 timeout 150 $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 64,128,512 --reps 5 \
   --out "$out/bench" >> "$log" 2>&1
 say "bench exit $?: $out/bench/bench.md"
-cat "$out/epochs.md" "$out/bench/bench.md" 2>/dev/null
+
+# below float32 (issue 18): pure bfloat16, autocast/mixed policies, float16 with loss scaling
+precision="pytorch,pytorch-bf16,pytorch-amp-bf16,pytorch-amp-fp16,keras-jax,keras-jax-mixed-bf16,keras-jax-mixed-fp16"
+has_tf && precision="$precision,keras,keras-bf16,keras-mixed-bf16,keras-mixed-fp16"
+timeout 120 $PY -m compare.cli bench --device cuda --contestants "$precision" --batch-sizes 128,512 --reps 3 \
+  --out "$out/bench-precision" >> "$log" 2>&1
+say "precision bench exit $?: $out/bench-precision/bench.md"
+cat "$out/epochs.md" "$out/bench/bench.md" "$out/bench-precision/bench.md" 2>/dev/null
