@@ -502,11 +502,23 @@ def findings(summary: dict) -> list[str]:
             elif n:
                 line += f" Native: {n['verdict']}."
             out.append(line)
+            if e["unit"] in ("bfloat16", "float16") and "native" in cells and "matched" in cells:
+                out.append(f"{e['name']}, {label}: below float32 a single rounding grows to the floor's size within "
+                           f"the epoch, so how early the two part tells more: "
+                           + "; ".join(f"{c} {_parted(cells[c])}" for c in ("native", "matched")) + ".")
             causes = [(c[:-len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
             if causes:
                 out.append(f"{e['name']}, {label}: each difference alone, everything else matched: "
                            + "; ".join(_cause(name, p) for name, p in causes) + ".")
     return out
+
+
+def _parted(p: dict) -> str:
+    """When and where a pair first parts by more than rounding, and how far apart it is then."""
+    w = p.get("where") or {}
+    if "where" not in w:
+        return "never parts by more than rounding"
+    return f"from step {w['step']}, in {w['where']} ({w['rel']:.1e} relative)"
 
 
 def _cause(name: str, p: dict) -> str:

@@ -123,7 +123,7 @@ def precision(state: State, xb) -> dict:
 def batches(state: State, tensors: dict, index_batches):
     """(x, y) per batch in the shared order, gathered on the device."""
     for idx in index_batches:
-        i = keras.ops.convert_to_tensor(idx)
+        i = keras.ops.convert_to_tensor(idx, dtype="int32")  # (JAX under floatx=bfloat16 made int64 rows float)
         yield keras.ops.take(tensors["x_train"], i, axis=0), keras.ops.take(tensors["y_train"], i, axis=0)
 
 

@@ -4,7 +4,8 @@ reproduction runs and the notebook's own log. Usage (the commands are in docs/RE
     .venv/bin/python scripts/reproduction.py --runs comparisons/repro --notebook-log PATH/notebook_log.csv
 
 Writes docs/reproduction/: curves.csv (every run's per-epoch metrics and gradient norms),
-summary.json (plateau, peak, final figures per run and for the notebook) and the figures."""
+summary.json (plateau, peak, final figures per run and for the notebook) and the figures.
+With --precision, only the precision study: precision.csv, precision.json, precision.png."""
 from __future__ import annotations
 
 import argparse
@@ -101,12 +102,97 @@ def plot_curves(ax_acc, ax_loss, runs: dict, label_suffix="", style="-", nb=None
             ax_loss.plot([x["epoch"] for x in nb], [x["test_loss"] for x in nb], color="k", lw=1.5)
 
 
+PRECISIONS = {"float64": "tab:gray", "float32": "k", "mixed-bfloat16": "tab:orange", "bfloat16": "tab:purple"}
+FRAMEWORK_STYLE = {"pytorch": "-", "keras": "--"}
+
+
+def changed_fraction(run: Path) -> list[float]:
+    """Per layer (kernel and bias together): the fraction of weights whose final value differs from
+    the initial one, from the run's neutral weights (weights/initial.npz, weights/final.npz)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from shared import weights
+    a, b = weights.load(run / "weights" / "initial.npz"), weights.load(run / "weights" / "final.npz")
+    import numpy as np
+    return [float((np.sum(k0 != k1) + np.sum(b0 != b1)) / (k0.size + b0.size)) for (k0, b0), (k1, b1) in zip(a, b)]
+
+
+def spacing(x: float, dtype: str) -> float:
+    """The distance between adjacent numbers of `dtype` at |x| (one unit in the last place)."""
+    import ml_dtypes
+    import numpy as np
+    t = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    v = np.array(abs(x), dtype=t)
+    return float(np.nextafter(v, np.array(np.inf, dtype=t)).astype(np.float64) - v.astype(np.float64))
+
+
+def precision_study(runs_root: Path) -> dict:
+    """docs/REPRODUCTION.md's precision section: the seed's two networks at float64, float32, mixed
+    bfloat16 and pure bfloat16, both frameworks from the same initial weights (init=shared), seed 1.
+    Writes precision.csv (curves and gradient norms), precision.json (the figures quoted) and
+    precision.png."""
+    import numpy as np
+    exps = load(runs_root)
+    out, rows = {}, []
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    for col, (net, sizes) in enumerate((("seed-report", [784, 200, 200, 10]),
+                                         ("seed-notebook", [784, 784, 784, 200, 200, 10]))):
+        for prec, color in PRECISIONS.items():
+            for (fw, seed), r in sorted(exps.get(f"{net}-{prec}", {}).items()):
+                m, diag = r["metrics"], r["diagnostics"]
+                run = runs_root / f"{net}-{prec}" / "runs" / f"{fw}-seed{seed}"
+                c = r["config"]
+                g1 = [d["grad_norm"][0] for d in diag]
+                # typical SGD step of a first-layer weight: lr x the RMS gradient entry (probe batch);
+                # momentum mu makes a steady step 1/(1 - mu) times larger
+                rms = g1[0] / np.sqrt(sizes[0] * sizes[1] + sizes[1]) if g1 else None
+                step = c["lr"] * rms / (1 - c["momentum"]) if rms else None
+                wdtype = "float32" if prec == "mixed-bfloat16" else prec
+                typical_w = 0.5 / np.sqrt(sizes[0])  # median |w| of U(+-1/sqrt(fan_in))
+                out.setdefault(net, {})[f"{prec} {fw}"] = {
+                    **figures(m), "state": r["state"],
+                    "grad_norm_layers_epoch1": diag[0]["grad_norm"] if diag else None,
+                    "grad_norm_layers_last": diag[-1]["grad_norm"] if diag else None,
+                    "weights_changed_fraction": changed_fraction(run) if r["state"] == "finished" else None,
+                    "first_layer_step": step, "weight_dtype": wdtype,
+                    "half_spacing_at_median_weight": spacing(typical_w, wdtype) / 2}
+                for x in m:
+                    d = next((d for d in diag if d["epoch"] == x["epoch"]), {})
+                    rows.append([net, prec, fw, seed, x["epoch"], f"{x['train_loss']:.6g}", f"{x['test_loss']:.6g}",
+                                 f"{x['test_acc']:.6g}", ";".join(f"{v:.4g}" for v in d.get("grad_norm", []))])
+                e = [x["epoch"] for x in m]
+                label = f"{prec} {fw}"
+                axes[0, col].plot(e, [100 * x["test_acc"] for x in m], FRAMEWORK_STYLE[fw], color=color, lw=1.3, label=label)
+                axes[1, col].semilogy([d["epoch"] for d in diag], g1, FRAMEWORK_STYLE[fw], color=color, lw=1.3, label=label)
+        axes[0, col].axhline(10, color="grey", ls=":", lw=0.8)
+        axes[0, col].set(xlabel="epoch", ylabel="test accuracy %", title=f"{net}: init=shared, seed 1 (pytorch solid, keras dashed)")
+        axes[1, col].set(xlabel="epoch", ylabel="first layer's gradient norm (probe batch)")
+        axes[0, col].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "precision.png", dpi=100)
+    plt.close(fig)
+    with open(OUT / "precision.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["network", "precision", "framework", "seed", "epoch", "train_loss", "test_loss", "test_acc",
+                    "grad_norm_per_layer"])
+        w.writerows(rows)
+    (OUT / "precision.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, default=Path("comparisons/repro"))
-    p.add_argument("--notebook-log", type=Path, required=True, help="notebook_log.csv beside the lab report")
+    p.add_argument("--notebook-log", type=Path, help="notebook_log.csv beside the lab report")
+    p.add_argument("--precision", action="store_true",
+                   help="only the precision study (float64 / float32 / mixed bfloat16 / bfloat16 runs under --runs)")
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if a.precision:
+        print(json.dumps(precision_study(a.runs), indent=1))
+        return 0
+    if a.notebook_log is None:
+        p.error("--notebook-log is required (except with --precision)")
     exps, nb = load(a.runs), notebook(a.notebook_log)
 
     with open(OUT / "curves.csv", "w", newline="") as f:
