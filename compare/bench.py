@@ -15,6 +15,7 @@ from pathlib import Path
 
 from compare.harness import HarnessError, die_with_parent, last_line, subcommand
 from shared import config as cfg
+from shared import plan
 from shared.atomic import atomic_write
 from shared.environment import cpu_model
 
@@ -87,7 +88,7 @@ def table(results: list[dict]) -> list[dict]:
                          "median_s": r["median"], "min_s": min(r["seconds"]), "max_s": max(r["seconds"]),
                          "samples_per_s": x["samples"] / r["median"],
                          "floor_s": base["floor_median"] if base else None,
-                         "x_floor": r["median"] / base["floor_median"] if base else None,
+                         "x_floor": r["median"] / base["floor_median"] if base and base["floor_median"] else None,
                          "x_pytorch": r["median"] / base["median"] if base else None,
                          "own_floor_s": r["floor_median"]})
     return rows
@@ -95,8 +96,8 @@ def table(results: list[dict]) -> list[dict]:
 
 def markdown(summary: dict) -> str:
     h = summary["host"]
-    lines = [f"# fmnist-parity bench: one training epoch ({summary['samples']} samples, hidden "
-             f"{','.join(map(str, summary['config']['hidden']))}, {summary['config']['dtype']})", "",
+    lines = [f"# fmnist-parity bench: one training epoch ({summary['samples']} samples, "
+             f"{plan.describe(cfg.from_dict(summary['config']))}, {summary['config']['dtype']})", "",
              f"Host: {h['cpu']} ({h['cpu_count']} CPUs), threads {summary['threads']}; devices: "
              f"{', '.join(sorted(set(summary['devices'].values())))}. Medians of {summary['reps']} timed epochs after "
              f"{summary['warmup']} warm-up. Floor = only the matrix products of the epoch (forward, weight and "
@@ -112,7 +113,7 @@ def markdown(summary: dict) -> str:
         f = lambda v, fmt: format(v, fmt) if v is not None else "-"
         lines.append(f"| {r['contestant']} | {r['batch_size']} | {r['median_s']:.3g} | {r['min_s']:.3g}-{r['max_s']:.3g} "
                      f"| {r['samples_per_s']:,.0f} | {f(r['x_floor'], '.2f')} | {f(r['x_pytorch'], '.2f')} "
-                     f"| {r['own_floor_s']:.3g} ({r['library']}) |")
+                     f"| {f(r['own_floor_s'], '.3g')} ({r['library']}) |")
     lines += ["", "Contestants:"] + [f"- `{n}`: {CONTESTANTS[n][2]}" for n in summary["contestants"]]
     return "\n".join(lines) + "\n"
 

@@ -173,6 +173,8 @@ def forward_hypotheses(t: dict, x: np.ndarray, slope: float, unit: str) -> list[
     accumulation, the product and the sum with the bias each rounded to it)."""
     layers = sum(1 for k in t if k.startswith("act_"))
     c = t["_meta"]["config"]
+    if c.get("model") == "cnn":
+        return []  # the hypotheses recompute dense layers (x @ w + b)
     if c.get("batchnorm") or c.get("dropout"):
         layers = 1  # later inputs pass batch norm / dropout: only the first layer's input is known here
     out = []
@@ -315,10 +317,10 @@ def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> d
     out = {"loss_step": loss_step}
     if any(r > tol_ for r in acts):
         i = next(i for i, r in enumerate(acts) if r > tol_)
-        out.update(step=1, where=f"dense layer {i + 1}'s output (forward pass, identical weights)", rel=acts[i])
+        out.update(step=1, where=f"{_layer(b, i)}'s output (forward pass, identical weights)", rel=acts[i])
     elif any(r > tol_ for r in grads):
         i = next(i for i, r in enumerate(grads) if r > tol_)
-        out.update(step=1, where=f"dense layer {i + 1}'s gradient (identical weights and outputs)", rel=grads[i])
+        out.update(step=1, where=f"{_layer(b, i)}'s gradient (identical weights and outputs)", rel=grads[i])
     else:
         for s, parts in zip(div["snap_steps"], div["per_layer"]):  # every tensor, per snapshot
             worst = max(parts, key=lambda p: p["max_rel"]) if s > 0 and parts else None
@@ -328,6 +330,11 @@ def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> d
     if "where" not in out and loss_step is None:
         return {}
     return out
+
+
+def _layer(t: dict, i: int) -> str:
+    """Weighted layer i by kind and number: 'dense layer 2', 'conv layer 1' (numbered among all)."""
+    return f"{'conv' if t[f'w_0_{i}_k'].ndim == 4 else 'dense'} layer {i + 1}"
 
 
 def _tensor_name(part: dict) -> str:

@@ -22,8 +22,8 @@ def cells(grid: list[str], base: cfg.RunConfig) -> list[tuple[str, cfg.RunConfig
             raise cfg.ConfigError(f"--grid {item!r} must look like key=v1,v2 (e.g. --grid lr=0.01,0.1)")
         if key in (k for k, _ in axes):
             raise cfg.ConfigError(f"--grid {key} is given twice; list all its values in one --grid")
-        if key == "hidden":
-            raise cfg.ConfigError("--grid hidden: widths contain commas; sweep hidden with separate runs")
+        if key in ("hidden", "channels"):
+            raise cfg.ConfigError(f"--grid {key}: widths contain commas; sweep {key} with separate runs")
         axes.append((key, [v.strip() for v in values.split(",") if v.strip()]))
     out = []
     for combo in itertools.product(*(vals for _, vals in axes)):

@@ -140,6 +140,15 @@ def translate(layer, config):
     if layer.kind == "dense":  # native init: glorot_uniform kernel, zero bias
         return (ExactDense if exact else keras.layers.Dense)(layer.width, dtype=dtype, kernel_regularizer=l2(),
                                                              bias_regularizer=l2())
+    if layer.kind == "conv":  # NHWC; the library's convolution in the tensor's dtype under ops=exact too
+        return keras.layers.Conv2D(layer.width, layer.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(),
+                                   bias_regularizer=l2())
+    if layer.kind == "maxpool":
+        return keras.layers.MaxPooling2D(plan.POOL, dtype=dtype)
+    if layer.kind == "reshape":  # the flat pixels as NHWC images
+        return keras.layers.Reshape((plan.IMAGE, plan.IMAGE, 1), dtype=dtype)
+    if layer.kind == "flatten":  # (row, column, channel): the neutral order
+        return keras.layers.Flatten(dtype=dtype)
     if layer.kind == "batchnorm":
         running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
         if exact or running_var != OWN_BN_VAR:
@@ -370,7 +379,8 @@ def clip_gradients(config, model) -> None:
 
 
 def dense_layers(model) -> list:
-    return [m for m in model.layers if isinstance(m, keras.layers.Dense)]
+    """The weighted layers (dense and convolution), in the plan's order."""
+    return [m for m in model.layers if isinstance(m, (keras.layers.Dense, keras.layers.Conv2D))]
 
 
 def to_numpy(t) -> np.ndarray:
@@ -381,7 +391,8 @@ def to_numpy(t) -> np.ndarray:
 
 
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(kernel [in, out], bias)] per layer: a Dense kernel is already [in, out]."""
+    """[(kernel, bias)] per weighted layer: Keras' kernels are already in the neutral layout (Dense
+    [in, out], Conv2D [kh, kw, in, out])."""
     return [(to_numpy(m.kernel), to_numpy(m.bias)) for m in dense_layers(model)]
 
 

@@ -120,6 +120,11 @@ def precision(state: State, xb) -> dict:
     return p
 
 
+def param_count(state: State) -> int:
+    """Trainable parameters, counted in the built model."""
+    return int(sum(np.prod(v.shape) for v in state.model.trainable_variables))
+
+
 def batches(state: State, tensors: dict, index_batches):
     """(x, y) per batch in the shared order, gathered on the device."""
     for idx in index_batches:
@@ -179,14 +184,14 @@ def end_epoch(state: State) -> None:
 
 
 def activations(state: State, xb) -> list[np.ndarray]:
-    """Each dense layer's output for a batch at the current weights, as the training step computes it
+    """Each weighted layer's output for a batch at the current weights, as the training step computes it
     (training mode; nothing changes: the non-trainable variables, moving statistics and the dropout
     seed state, are restored: lockstep)."""
     saved = [(v, keras.ops.copy(v.value)) for v in state.model.non_trainable_variables]
     out, x = [], xb
     for layer in state.model.layers:
         x = layer(x, training=True)
-        if isinstance(layer, keras.layers.Dense):
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):  # a convolution's in NHWC
             out.append(M.to_numpy(x))
     for v, value in saved:
         v.assign(value)

@@ -111,6 +111,15 @@ class SharedDropout(nn.Module):
         return x * self.mask[:x.shape[0]].to(x.dtype) if self.training else x
 
 
+class FlattenNHWC(nn.Module):
+    """Flatten in (row, column, channel) order, the neutral layout's (Keras' Flatten of NHWC): PyTorch's
+    own nn.Flatten of NCHW would order the Dense kernel's rows channel first (a classic porting bug:
+    the same weights then give a different network)."""
+
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1).flatten(1)
+
+
 OWN_BN_VAR = "unbiased"  # nn.BatchNorm1d's running variance takes the unbiased batch variance
 OWN_DECAY = {"sgd": "coupled", "adam": "coupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
 OWN_CLIP = "global"      # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
@@ -136,6 +145,14 @@ def translate(layer, config) -> nn.Module:
     exact = config.ops == "exact"
     if layer.kind == "dense":  # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
         return (ExactDense if exact else nn.Linear)(layer.fan_in, layer.width)
+    if layer.kind == "conv":  # NCHW; the library's convolution in the tensor's dtype under ops=exact too
+        return nn.Conv2d(layer.fan_in, layer.width, layer.kernel, padding="same")
+    if layer.kind == "maxpool":
+        return nn.MaxPool2d(plan.POOL)
+    if layer.kind == "reshape":  # the flat pixels as NCHW images
+        return nn.Unflatten(1, (1, plan.IMAGE, plan.IMAGE))
+    if layer.kind == "flatten":
+        return FlattenNHWC()
     if layer.kind == "batchnorm":
         running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
         if exact or running_var != OWN_BN_VAR:
@@ -337,8 +354,19 @@ def clip_gradients(config, model) -> None:
             torch.nn.utils.clip_grad_norm_([w], config.clip_norm)
 
 
-def dense_layers(model) -> list[nn.Linear]:
-    return [m for m in model if isinstance(m, nn.Linear)]
+def dense_layers(model) -> list:
+    """The weighted layers (dense and convolution), in the plan's order."""
+    return [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def to_neutral(m, kernel: np.ndarray) -> np.ndarray:
+    """A layer's kernel (or its gradient) in the neutral layout: nn.Linear stores [out, in] -> [in, out];
+    nn.Conv2d [out, in, kh, kw] -> [kh, kw, in, out]."""
+    return kernel.T.copy() if isinstance(m, nn.Linear) else kernel.transpose(2, 3, 1, 0).copy()
+
+
+def from_neutral(m, kernel: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(kernel.T if isinstance(m, nn.Linear) else kernel.transpose(3, 2, 0, 1))
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -348,8 +376,8 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(kernel [in, out], bias)] per layer: nn.Linear stores weight as [out, in], so transpose."""
-    return [(to_numpy(m.weight).T.copy(), to_numpy(m.bias).copy()) for m in dense_layers(model)]
+    """[(kernel, bias)] per weighted layer, kernels in the neutral layout (to_neutral)."""
+    return [(to_neutral(m, to_numpy(m.weight)), to_numpy(m.bias).copy()) for m in dense_layers(model)]
 
 
 def import_weights(model, layers) -> None:
@@ -358,9 +386,10 @@ def import_weights(model, layers) -> None:
         raise ValueError(f"the weights have {len(layers)} layers, the model {len(dense)}")
     with torch.no_grad():
         for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
-            if tuple(kernel.shape) != (m.in_features, m.out_features):
-                raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit Linear({m.in_features}, {m.out_features})")
-            m.weight.copy_(torch.as_tensor(np.ascontiguousarray(kernel.T), dtype=m.weight.dtype))
+            want = to_neutral(m, np.empty(tuple(m.weight.shape))).shape
+            if tuple(kernel.shape) != want:
+                raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit {type(m).__name__} (neutral {want})")
+            m.weight.copy_(torch.as_tensor(from_neutral(m, kernel), dtype=m.weight.dtype))
             m.bias.copy_(torch.as_tensor(bias, dtype=m.bias.dtype))
 
 

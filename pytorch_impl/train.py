@@ -142,6 +142,11 @@ def precision(state: State, xb) -> dict:
     return p
 
 
+def param_count(state: State) -> int:
+    """Trainable parameters, counted in the built model."""
+    return sum(p.numel() for p in state.model.parameters() if p.requires_grad)
+
+
 def batches(state: State, tensors: dict, index_batches):
     """(x, y) per batch in the shared order: gathered on device, or the report's DataLoader pipeline."""
     if state.config.pipeline == "torchvision":
@@ -231,14 +236,16 @@ def _unchanged(state: State, training: bool):
 
 
 def activations(state: State, xb) -> list[np.ndarray]:
-    """Each dense layer's output for a batch at the current weights, as the training step computes it
-    (training mode; nothing changes: lockstep)."""
+    """Each weighted layer's output for a batch at the current weights, as the training step computes
+    it (training mode; nothing changes: lockstep); a convolution's in NHWC, the neutral layout."""
     out, x = [], xb
     with torch.no_grad(), _unchanged(state, True), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
             if isinstance(m, torch.nn.Linear):
                 out.append(M.to_numpy(x))
+            elif isinstance(m, torch.nn.Conv2d):
+                out.append(M.to_numpy(x.permute(0, 2, 3, 1)))
     return out
 
 
@@ -250,7 +257,7 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
         with M.autocast(state.config, state.device):
             loss = state.loss_fn(state.model(xb), yb)
         loss.backward()  # outside autocast, as the training step does
-    grads = [(M.to_numpy(m.weight.grad).T.copy(), M.to_numpy(m.bias.grad).copy()) for m in M.dense_layers(state.model)]
+    grads = [(M.to_neutral(m, M.to_numpy(m.weight.grad)), M.to_numpy(m.bias.grad).copy()) for m in M.dense_layers(state.model)]
     state.model.zero_grad(set_to_none=True)
     return grads
 

@@ -15,6 +15,7 @@ class ConfigError(ValueError):
 
 
 CHOICES = {
+    "model": ("mlp", "cnn"),
     "head": ("seed", "logits"),
     "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
@@ -42,6 +43,9 @@ NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
 @dataclass(frozen=True)
 class RunConfig:
     hidden: tuple = (200, 200)       # hidden layer widths; input 784 and output 10 are fixed
+    model: str = "mlp"               # mlp, or cnn: 3x3 convolutions (channels), each with LeakyReLU and 2x2
+                                     # max pooling, then one Dense to the 10 classes (shared/plan.py)
+    channels: tuple = (16, 32)       # cnn only: output channels of each convolution
     negative_slope: float = 0.01     # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
     head: str = "logits"             # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
     optimizer: str = "sgd"
@@ -105,13 +109,14 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
+        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
         return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def layer_sizes(self) -> list[int]:
+        """The MLP's widths, input to output (model=mlp)."""
         return [784, *self.hidden, 10]
 
 
@@ -131,6 +136,10 @@ def validate(c: RunConfig) -> None:
     for i, h in enumerate(c.hidden):
         if h < 1:
             raise ConfigError(f"hidden layer {i + 1} has width {h}; every hidden width must be >= 1")
+    if (not isinstance(c.channels, tuple) or not 1 <= len(c.channels) <= 4
+            or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.channels)):
+        raise ConfigError(f"channels={c.channels!r} must be 1 to 4 positive integers (one per 28 -> 14 -> 7 -> 3 "
+                          f"-> 1 pooling), e.g. channels=16,32")
     for key in NATIVE_OK:
         v = getattr(c, key)
         if v != NATIVE and (isinstance(v, (bool, str)) or not isinstance(v, (int, float))):
@@ -204,12 +213,21 @@ def _check_combinations(c: RunConfig) -> None:
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
+    if c.model == "cnn":  # what the CNN's plan has no place for (shared/plan.py)
+        mlp_only = [k for k, v in (("hidden", c.hidden != d["hidden"]), ("batchnorm", c.batchnorm),
+                                    ("dropout", c.dropout > 0), ("pipeline=torchvision", c.pipeline != "memory"))
+                    if v]
+        if mlp_only:
+            raise ConfigError(f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
+                              f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32")
+    elif c.channels != d["channels"]:
+        raise ConfigError("channels has no effect without model=cnn (the MLP's widths are hidden=200,200)")
     if c.mixed_precision != "off" and c.dtype != "float32":
         raise ConfigError(f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
                           f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}")
     if c.compile == "step":  # the compiled step writes SGD out (pytorch_impl.train.compile_step): plain SGD only
         extra = [k for k in ("batchnorm", "dropout", "weight_decay", "clip_norm", "label_smoothing") if getattr(c, k)]
-        extra += [k for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"))
+        extra += [k for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"), ("model", "mlp"))
                   if getattr(c, k) != plain]
         if extra:
             raise ConfigError(f"compile=step compiles plain SGD steps: unset {', '.join(extra)} or use compile=on")
@@ -267,7 +285,7 @@ def from_dict(d: dict, base: RunConfig | None = None) -> RunConfig:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(FIELD_TYPES)}")
     values = (base or RunConfig()).to_dict()
     values.update({k: _coerce(k, v) for k, v in d.items()})
-    values["hidden"] = tuple(values["hidden"])
+    values["hidden"], values["channels"] = tuple(values["hidden"]), tuple(values["channels"])
     return RunConfig(**values)
 
 
@@ -347,13 +365,15 @@ def load_json(text: str) -> RunConfig:
 # ---------------------------------------------------------------- shared initial weights
 
 def shared_init(config: RunConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Initial (kernel [in, out], bias [out]) per layer, drawn once in numpy from the seed, float64.
-    Distribution: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for kernel and bias, the same bounds as
-    PyTorch's default nn.Linear init, but the same draws on both sides."""
+    """Initial (kernel, bias) per weighted layer (dense kernel [in, out], convolution kernel
+    [kh, kw, in, out]), drawn once in numpy from the seed, float64, in the plan's order.
+    Distribution: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for kernel and bias (fan_in of a convolution:
+    in x kh x kw), the same bounds as PyTorch's default nn.Linear / nn.Conv2d init, but the same
+    draws on both sides."""
+    from shared import plan
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, 0x1A17])))
-    sizes = config.layer_sizes()
     layers = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for kernel, fan_in in plan.weight_shapes(config):
         bound = 1.0 / np.sqrt(fan_in)
-        layers.append((rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)))
+        layers.append((rng.uniform(-bound, bound, kernel), rng.uniform(-bound, bound, kernel[-1])))
     return layers

@@ -6,10 +6,12 @@ does the math, exactly as in a normal run.
 trace.npz holds
   loss            [K]      each step's batch-mean loss (its forward pass, before the update)
   signs           [K, B]   packed bits: which hidden pre-activations of that step's batch were > 0
+                           (of a convolution: of the first SIGN_IMAGES images)
   snap_steps      [S]      the steps after which weights were saved (0 = the initial weights)
   w_<s>_<i>_k / w_<s>_<i>_b    kernel [in, out] / bias of layer i after step s
   bn_<s>_<j>_<part>            batch-norm layer j's gamma, beta, mean, var after step s (if any)
-  act_<i>         dense layer i's output for the first batch at the initial weights (training mode)
+  act_<i>         weighted layer i's output for the first batch at the initial weights (training mode;
+                  a convolution's in NHWC)
   grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights (training mode)
 Shared dropout masks are set before every step, as in a run; a per-epoch schedule steps between epochs.
 trace.json holds the config, framework, backend, environment, the perturbation (if any) and the
@@ -30,6 +32,9 @@ from shared import plan, weights
 from shared.atomic import atomic_write
 from shared.environment import host_environment, resolve_threads
 from shared.runner import RunError
+
+
+SIGN_IMAGES = 4  # convolution outputs: the sign bits of this many images per step
 
 
 def numpy_dtype(name: str):
@@ -113,7 +118,8 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
                 arrays[f"act_{i}"] = a
             for i, (gk, gb) in enumerate(impl.gradients(state, xb, yb)):
                 arrays[f"grad_{i}_k"], arrays[f"grad_{i}_b"] = gk, gb
-        signs.append(np.packbits(np.concatenate([a.ravel() > 0 for a in acts[:-1]])))
+        # a convolution's output is large (28x28xC per image): its signs for the first SIGN_IMAGES images
+        signs.append(np.packbits(np.concatenate([(a if a.ndim == 2 else a[:SIGN_IMAGES]).ravel() > 0 for a in acts[:-1]])))
         loss, _ = impl.train_step(state, xb, yb)
         losses.append(loss)
         if step < len(where) and where[step][0] != ep:

@@ -4,13 +4,10 @@ reported the same way). Framework-free; the implementation only says how much it
 from __future__ import annotations
 
 from shared import config as cfg
+from shared import plan
 
 ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2}
 N_TRAIN, N_TEST, PIXELS = 60000, 10000, 784
-
-
-def widths(config: cfg.RunConfig) -> list[int]:
-    return [PIXELS, *config.hidden, 10]
 
 
 def estimate(config: cfg.RunConfig) -> dict:
@@ -18,10 +15,9 @@ def estimate(config: cfg.RunConfig) -> dict:
     activations of one training batch (pre-activation, activation and their gradients) and of the
     full-test-set evaluation (forward only); the train and test images on the device."""
     size = ITEMSIZE[config.dtype]
-    w = widths(config)
-    params = sum(a * b + b for a, b in zip(w, w[1:]))
+    params = plan.param_count(config)
     states = (2 if config.optimizer == "adam" else 1 if config.momentum > 0 else 0)
-    units = sum(w[1:])
+    units = plan.activation_units(config)
     parts = {"weights": params * size,
              "gradients and optimizer state": params * size * (1 + states),
              "activations of one batch": config.batch_size * units * size * 4,
@@ -55,7 +51,7 @@ def check(config: cfg.RunConfig, free: int | None, where: str) -> None:
         biggest = max(est["parts"], key=est["parts"].get)
         raise cfg.ConfigError(
             f"this run needs about {gib(est['total'])} but {where} has {gib(free)} free (largest part: {biggest}, "
-            f"{gib(est['parts'][biggest])}); lower hidden={','.join(map(str, config.hidden))} or "
+            f"{gib(est['parts'][biggest])}); lower {_widths(config)} or "
             f"batch_size={config.batch_size}" + (", or use dtype=float32" if config.dtype == "float64" else ""))
 
 
@@ -72,4 +68,9 @@ def is_oom(e: BaseException) -> bool:
 def oom_message(config: cfg.RunConfig, e: BaseException) -> str:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     return (f"out of memory ({first}); the estimate for this config is {gib(estimate(config)['total'])}: "
-            f"lower batch_size={config.batch_size} or hidden={','.join(map(str, config.hidden))}")
+            f"lower batch_size={config.batch_size} or {_widths(config)}")
+
+
+def _widths(config: cfg.RunConfig) -> str:
+    key = "channels" if config.model == "cnn" else "hidden"
+    return f"{key}={','.join(map(str, getattr(config, key)))}"

@@ -3,8 +3,13 @@ implementation translates it into its own library (pytorch_impl/model.py, keras_
 plan, two translators). The written-out pieces both translations share live here too: the learning
 rate of every step and the shared dropout masks, computed in numpy (float64).
 
-The network: Dense, then (batchnorm) BatchNorm, then LeakyReLU, then (dropout) Dropout, per hidden
-layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
+The network (model=mlp): Dense, then (batchnorm) BatchNorm, then LeakyReLU, then (dropout) Dropout,
+per hidden layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
+The CNN (model=cnn): the flat 784 pixels as a 28x28 image with one channel; per entry of `channels`
+a 3x3 convolution ('same' padding, stride 1) with that many outputs, LeakyReLU, 2x2 max pooling;
+then flatten in (row, column, channel) order and the output Dense; the same heads. Layouts are
+Keras' (NHWC images, [kh, kw, in, out] kernels): the neutral weight format's; PyTorch's translation
+computes in NCHW and flattens in this order, so the Dense kernel is the same matrix on both sides.
 """
 from __future__ import annotations
 
@@ -22,15 +27,23 @@ FEATURE_KEYS = ("batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "dropout
                 "lr_step_gamma", "label_smoothing")  # the official training set (shared/data.py checks every file's shape)
 
 
+IMAGE = 28        # Fashion-MNIST images are 28 x 28, one channel
+CONV_KERNEL = 3   # the CNN's convolutions: 3x3, 'same' padding, stride 1
+POOL = 2          # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
+
+
 @dataclass(frozen=True)
 class Layer:
-    kind: str       # dense | batchnorm | leaky_relu | dropout | sigmoid | log_softmax
-    width: int = 0  # dense: outputs; batchnorm, dropout: features
-    fan_in: int = 0  # dense only
-    index: int = 0  # dense: layer i (0-based, output layer last); batchnorm, dropout: hidden layer i
+    kind: str       # dense | conv | batchnorm | leaky_relu | dropout | maxpool | reshape | flatten | sigmoid | log_softmax
+    width: int = 0  # dense: outputs; conv: output channels; batchnorm, dropout: features; flatten: features
+    fan_in: int = 0  # dense: inputs; conv: input channels
+    index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); batchnorm, dropout: hidden layer i
+    kernel: int = 0  # conv: kernel size
 
 
 def network(config) -> list[Layer]:
+    if config.model == "cnn":
+        return cnn(config)
     sizes = config.layer_sizes()
     out = []
     for i, (fan_in, width) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -44,6 +57,47 @@ def network(config) -> list[Layer]:
     if config.head == "seed":
         out += [Layer("sigmoid"), Layer("log_softmax")]
     return out
+
+
+def cnn(config) -> list[Layer]:
+    out, side, fan_in = [Layer("reshape")], IMAGE, 1
+    for i, ch in enumerate(config.channels):
+        out += [Layer("conv", ch, fan_in, i, CONV_KERNEL), Layer("leaky_relu", index=i), Layer("maxpool")]
+        side, fan_in = side // POOL, ch
+    out += [Layer("flatten", side * side * fan_in), Layer("dense", 10, side * side * fan_in, len(config.channels))]
+    return out + ([Layer("sigmoid"), Layer("log_softmax")] if config.head == "seed" else [])
+
+
+def weight_shapes(config) -> list[tuple[tuple, int]]:
+    """(kernel shape, fan_in) of each weighted layer in order, in the neutral layout: dense [in, out],
+    convolution [kh, kw, in, out]; each has a bias of the kernel's last size."""
+    return [((l.kernel, l.kernel, l.fan_in, l.width), l.fan_in * l.kernel * l.kernel) if l.kind == "conv"
+            else ((l.fan_in, l.width), l.fan_in) for l in network(config) if l.kind in ("dense", "conv")]
+
+
+def param_count(config) -> int:
+    """Trainable parameters (kernels and biases; batch norm's scale and offset too)."""
+    n = sum(math.prod(k) + k[-1] for k, _ in weight_shapes(config))
+    return n + sum(2 * l.width for l in network(config) if l.kind == "batchnorm")
+
+
+def activation_units(config) -> int:
+    """Values per image that the layers output (memory estimates): each weighted layer's output and
+    each pooling's, or the MLP's hidden and output widths."""
+    if config.model != "cnn":
+        return sum(config.layer_sizes()[1:])
+    side, units = IMAGE, 0
+    for ch in config.channels:
+        units += side * side * ch + (side // POOL) ** 2 * ch
+        side //= POOL
+    return units + 10
+
+
+def describe(config) -> str:
+    """The network in a few words: '784-200-200-10 MLP' or 'CNN conv16-pool-conv32-pool-dense10'."""
+    if config.model == "cnn":
+        return "CNN " + "-".join(f"conv{c}-pool" for c in config.channels) + f"-dense10 ({param_count(config):,} parameters)"
+    return f"{'-'.join(map(str, config.layer_sizes()))} MLP ({param_count(config):,} parameters)"
 
 
 def own(config, key: str, mine: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared import diagnostics, memory, rundir, weights
+from shared import diagnostics, memory, plan, rundir, weights
 from shared.environment import host_environment, resolve_threads
 
 
@@ -140,6 +140,7 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
                              data.test_labels.astype(np.int64), data)
     env["precision"] = impl.precision(state, tensors["x_train"][:2])  # what each layer, the loss, the weights computed in
+    env["parameters"], env["network"] = impl.param_count(state), plan.describe(config)  # counted in the built model
     # start-up: the process, imports, device set-up, the lock; data: reading, scaling, building, moving
     startup_seconds, data_seconds = (t_data - t_start) + (t_build - t_loaded), (t_loaded - t_data) + (time.perf_counter() - t_build)
 
