@@ -33,6 +33,20 @@ ROWS = [
      "different starting weights for 784-200-200-10 (bounds per layer): early epochs differ", "init (shared: same draws)"),
     ("dense bias initialiser", lambda p: f"{p['init_names']['bias']}; bounds {_g(p['init']['bias'])}",
      "non-zero vs zero starting biases", "init (shared: same draws)"),
+    ("conv kernel initialiser (model=cnn)", lambda p: f"{p['conv']['init_names']['kernel']}; bounds {_g(p['conv']['init']['kernel'])}",
+     "different starting kernels for the CNN's 1->16 and 16->32 convolutions", "init (shared: same draws)"),
+    ("conv bias initialiser (model=cnn)", lambda p: f"{p['conv']['init_names']['bias']}; bounds {_g(p['conv']['init']['bias'])}",
+     "non-zero vs zero starting biases", "init (shared: same draws)"),
+    ("conv padding", lambda p: p["conv"]["padding"], "an unset padding shrinks every feature map (28 -> 26)",
+     "channels (model=cnn; 'same' on both)"),
+    ("image data format", lambda p: p["conv"]["data_format"],
+     "images, feature maps and kernels are laid out differently: ported weights need transposes",
+     "channels (model=cnn; neutral weights are NHWC)"),
+    ("conv kernel layout", lambda p: p["conv"]["kernel_layout"], "a kernel copied across without a transpose is wrong",
+     "channels (model=cnn; neutral [kh, kw, in, out])"),
+    ("Flatten order of a conv output (measured)", lambda p: p["conv"]["flatten_order"],
+     "the Dense after Flatten sees the features in another order: ported weights compute another function",
+     "channels (model=cnn; PyTorch's translation flattens as Keras)"),
     ("LeakyReLU slope (layer)", lambda p: _g(p["slope"]["layer"]),
      "a different activation: a newcomer's port trains another function", "negative_slope (native: each default)"),
     ("LeakyReLU slope (function)", lambda p: _g(p["slope"]["functional"]),
@@ -122,6 +136,9 @@ ADAM = "--set optimizer=adam --set lr=0.001"
 MEASURE = {
     "dense kernel initialiser": f'{ABLATE} --cells "matched init"',
     "dense bias initialiser": f'{ABLATE} --cells "matched init"',
+    "conv kernel initialiser (model=cnn)": f'{ABLATE} --set model=cnn --cells "matched init"',
+    "conv bias initialiser (model=cnn)": f'{ABLATE} --set model=cnn --cells "matched init"',
+    "Flatten order of a conv output (measured)": f'{LOCKSTEP} --set model=cnn --cells "native,matched"',
     "LeakyReLU slope (layer)": f'{ABLATE} --cells "matched LeakyReLU slope"',
     "LeakyReLU slope (function)": "fmnist-parity defaults",
     "momentum update form": f'{LOCKSTEP} --set lr_schedule=step --set lr_step_epochs=1 --steps 600 --cells "native,same definition"',
@@ -247,7 +264,8 @@ NEEDS = {"bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")), "bn_eps": (
          "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")), "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
          "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
          "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing")),
-         "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off")}
+         "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off"),
+         "channels": ("model", lambda c: c.get("model") == "cnn")}
 
 
 def in_this_run(row: dict, config: dict) -> str:

@@ -34,6 +34,30 @@ def init_names() -> dict:
     return {"kernel": c["kernel_initializer"]["class_name"], "bias": c["bias_initializer"]["class_name"]}
 
 
+def conv_probe() -> dict:
+    """A default Conv2D at the CNN's shapes (1->16, 16->32, 3x3): the initialisers and the bounds they
+    draw, the padding, the data and kernel layouts, and the order Flatten gives a conv output
+    (measured on a tensor that holds each element's own (channel, row, column))."""
+    keras.utils.set_random_seed(0)
+    convs = [keras.layers.Conv2D(16, 3), keras.layers.Conv2D(32, 3)]
+    convs[0].build((None, 28, 28, 1))
+    convs[1].build((None, 26, 26, 16))
+    num = lambda t: keras.ops.convert_to_numpy(t)
+    cfg = convs[0].get_config()
+    h, w, c = np.meshgrid(np.arange(2), np.arange(2), np.arange(2), indexing="ij")
+    nhwc = keras.config.image_data_format() == "channels_last"
+    x = (c * 100 + h * 10 + w) if nhwc else np.transpose(c * 100 + h * 10 + w, (2, 0, 1))
+    flat = num(keras.layers.Flatten()(keras.ops.convert_to_tensor(x[None].astype("float32"))))[0, :2]
+    fastest = {1: "column", 10: "row", 100: "channel"}[int(flat[1] - flat[0])]
+    return {"init": {"kernel": [float(np.sqrt(3) * np.std(num(m.kernel))) for m in convs],
+                     "bias": [float(np.sqrt(3) * np.std(num(m.bias))) for m in convs]},
+            "init_names": {"kernel": cfg["kernel_initializer"]["class_name"], "bias": cfg["bias_initializer"]["class_name"]},
+            "padding": "valid (none)" if arg(keras.layers.Conv2D, "padding") == "valid" else repr(arg(keras.layers.Conv2D, "padding")),
+            "data_format": f"{'NHWC' if nhwc else 'NCHW'} ({keras.config.image_data_format()})",
+            "kernel_layout": f"[kh, kw, in, out] {tuple(convs[1].kernel.shape)}",
+            "flatten_order": "row, column, channel" if fastest == "channel" else f"{fastest} fastest"}
+
+
 def slope_probe() -> dict:
     x = keras.ops.convert_to_tensor([-1.0])
     return {"layer": float(-keras.ops.convert_to_numpy(keras.layers.LeakyReLU()(x))[0]),
@@ -259,7 +283,7 @@ def threads() -> int:
 def probe() -> dict:
     """Every default in one dict (keys shared with pytorch_impl/defaults.py)."""
     return {"version": f"keras {keras.__version__} ({keras.backend.backend()})", "init": init_bounds(),
-            "init_names": init_names(),
+            "init_names": init_names(), "conv": conv_probe(),
             "slope": slope_probe(), "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
             "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),
             "momentum_form": momentum_form(), "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
