@@ -37,7 +37,7 @@ ROWS = [
      "different starting kernels for the CNN's 1->16 and 16->32 convolutions", "init (shared: same draws)"),
     ("conv bias initialiser (model=cnn)", lambda p: f"{p['conv']['init_names']['bias']}; bounds {_g(p['conv']['init']['bias'])}",
      "non-zero vs zero starting biases", "init (shared: same draws)"),
-    ("conv padding", lambda p: p["conv"]["padding"], "an unset padding shrinks every feature map (28 -> 26)",
+    ("conv padding", lambda p: p["conv"]["padding"], "an unset padding shrinks every feature map (28 -> 26) on both sides",
      "channels (model=cnn; 'same' on both)"),
     ("image data format", lambda p: p["conv"]["data_format"],
      "images, feature maps and kernels are laid out differently: ported weights need transposes",
