@@ -109,6 +109,11 @@ class SharedDropout(keras.layers.Layer):
         return ops.multiply(x, self.mask[:ops.shape(x)[0]]) if training else x
 
 
+class FlattenNHWC(keras.layers.Flatten):
+    """Flatten in (row, column, channel) order, the neutral layout's: Keras' own Flatten of NHWC
+    (channels_last) feature maps already gives it."""
+
+
 OWN_BN_VAR = "biased"    # BatchNormalization's moving variance takes the biased batch variance
 OWN_DECAY = {"sgd": "decoupled", "adam": "decoupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
 OWN_CLIP = "per_variable"  # an optimizer's clipnorm clips each variable's gradient on its own
@@ -148,7 +153,7 @@ def translate(layer, config):
     if layer.kind == "reshape":  # the flat pixels as NHWC images
         return keras.layers.Reshape((plan.IMAGE, plan.IMAGE, 1), dtype=dtype)
     if layer.kind == "flatten":  # (row, column, channel): the neutral order
-        return keras.layers.Flatten(dtype=dtype)
+        return FlattenNHWC(dtype=dtype)
     if layer.kind == "batchnorm":
         running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
         if exact or running_var != OWN_BN_VAR:
@@ -383,6 +388,16 @@ def dense_layers(model) -> list:
     return [m for m in model.layers if isinstance(m, (keras.layers.Dense, keras.layers.Conv2D))]
 
 
+def to_neutral(m, kernel: np.ndarray) -> np.ndarray:
+    """A layer's kernel (or its gradient) in the neutral layout: Keras' own (Dense [in, out], Conv2D
+    [kh, kw, in, out])."""
+    return np.asarray(kernel)
+
+
+def from_neutral(m, kernel: np.ndarray) -> np.ndarray:
+    return np.asarray(kernel)
+
+
 def to_numpy(t) -> np.ndarray:
     """A tensor or variable as numpy; bfloat16 (numpy's only through ml_dtypes) as float32, exactly."""
     if keras.backend.standardize_dtype(t.dtype) == "bfloat16":
@@ -393,7 +408,7 @@ def to_numpy(t) -> np.ndarray:
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(kernel, bias)] per weighted layer: Keras' kernels are already in the neutral layout (Dense
     [in, out], Conv2D [kh, kw, in, out])."""
-    return [(to_numpy(m.kernel), to_numpy(m.bias)) for m in dense_layers(model)]
+    return [(to_neutral(m, to_numpy(m.kernel)), to_numpy(m.bias)) for m in dense_layers(model)]
 
 
 def import_weights(model, layers) -> None:
@@ -403,7 +418,7 @@ def import_weights(model, layers) -> None:
     for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
         if tuple(kernel.shape) != tuple(m.kernel.shape):
             raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit Dense kernel {tuple(m.kernel.shape)}")
-        m.kernel.assign(np.asarray(kernel, dtype=m.kernel.dtype))
+        m.kernel.assign(np.asarray(from_neutral(m, kernel), dtype=m.kernel.dtype))
         m.bias.assign(np.asarray(bias, dtype=m.bias.dtype))
 
 

@@ -114,6 +114,17 @@ def test_standard_preset_reaches_85_percent_in_3_epochs(who, tmp_path):
           f"{[round(r['train_seconds'], 2) for r in rows]}")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_cnn_reaches_85_percent_in_2_epochs_and_records_its_size(who, tmp_path):
+    """The Done-when of model=cnn (issue 19): >= 85% after 2 epochs of the standard schedule, and the
+    run records the parameter count of the model it built (20,490)."""
+    train(who, tmp_path / "run", "--epochs", "2", "--set", "model=cnn")
+    assert metrics(tmp_path / "run")[-1]["test_acc"] >= 0.85
+    env = json.loads((tmp_path / "run" / "run.json").read_text())["environment"]
+    assert env["parameters"] == 20490 and "CNN" in env["network"]
+
+
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
 def test_seed_head_respects_its_bounds(who, tmp_path):
     run = tmp_path / "run"

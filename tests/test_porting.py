@@ -33,6 +33,33 @@ def test_the_plan_lists_the_layers_in_order():
             if l.kind == "dropout"] == [7, 5]
 
 
+def test_the_cnn_plan_and_its_parameters():
+    """model=cnn: conv+LeakyReLU+pool per channels entry, flatten, Dense; neutral kernel shapes and the
+    parameter count as written out by hand (3x3 kernels, 'same' padding, 28 -> 14 -> 7)."""
+    c = cfg.resolve("standard", ["model=cnn", "head=seed"])
+    assert [l.kind for l in plan.network(c)] == ["reshape", "conv", "leaky_relu", "maxpool", "conv", "leaky_relu",
+                                                 "maxpool", "flatten", "dense", "sigmoid", "log_softmax"]
+    assert [k for k, _ in plan.weight_shapes(c)] == [(3, 3, 1, 16), (3, 3, 16, 32), (7 * 7 * 32, 10)]
+    assert plan.param_count(c) == (9 * 16 + 16) + (9 * 16 * 32 + 32) + (7 * 7 * 32 * 10 + 10) == 20490
+    assert [a.shape for a in cfg.shared_init(c)[1]] == [(3, 3, 16, 32), (32,)]
+    assert plan.param_count(cfg.resolve("standard")) == 784 * 200 + 200 + 200 * 200 + 200 + 200 * 10 + 10
+
+
+def test_cnn_float64_matched_agrees_through_the_neutral_layouts(tmp_path, data_dir):
+    """The same neutral weights into both CNNs (NCHW in PyTorch, NHWC in Keras): the outputs, gradients
+    and weights after the steps agree to 1e-10 in float64, which holds only if kernels are transposed
+    and PyTorch flattens its feature maps in Keras' (row, column, channel) order."""
+    c = cfg.resolve("standard", ["model=cnn", "channels=4,8", "threads=1", "batch_size=64", "dtype=float64",
+                                 "init=shared", "ops=exact", "update_rule=torch", "head=seed"])
+    t = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir))) for who in ("pytorch", "keras")}
+    assert t["pytorch"]["act_0"].shape == t["keras"]["act_0"].shape == (64, 28, 28, 4)  # NHWC on both
+    assert t["pytorch"]["w_0_0_k"].shape == (3, 3, 1, 4)
+    d = lockstep.divergence(t["keras"], t["pytorch"])
+    assert d["steps"] == 3 and d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
+    assert max(lockstep.step1_gradients(t["keras"], t["pytorch"])) < 1e-12
+    assert d["final_max_rel"] > 0 or not np.array_equal(t["pytorch"]["w_3_0_k"], t["pytorch"]["w_0_0_k"])  # it trained
+
+
 def test_exact_schedules_step_in_their_unit():
     c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
     spe = plan.steps_per_epoch(c)
