@@ -153,7 +153,7 @@ def precision_study(runs_root: Path) -> dict:
                     **figures(m), "state": r["state"],
                     "grad_norm_layers_epoch1": diag[0]["grad_norm"] if diag else None,
                     "grad_norm_layers_last": diag[-1]["grad_norm"] if diag else None,
-                    "weights_changed_fraction": changed_fraction(run) if r["state"] == "finished" else None,
+                    "weights_changed_fraction": changed_fraction(run) if (run / "weights" / "final.npz").exists() else None,
                     "first_layer_step": step, "weight_dtype": wdtype,
                     "half_spacing_at_median_weight": spacing(typical_w, wdtype) / 2}
                 for x in m:

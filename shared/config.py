@@ -16,6 +16,7 @@ class ConfigError(ValueError):
 
 CHOICES = {
     "model": ("mlp", "cnn"),
+    "augment_impl": ("shared",),
     "head": ("seed", "logits"),
     "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
@@ -36,6 +37,7 @@ CHOICES = {
     "lr_schedule": ("constant", "cosine", "step"),
     "lr_schedule_unit": ("native", "epoch", "step"),
 }
+AUGMENTATIONS = ("flip", "vflip", "rotate", "translate")  # shared/augment.py
 NATIVE = "native"  # for these numbers: each framework's own library default
 NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
 
@@ -46,6 +48,10 @@ class RunConfig:
     model: str = "mlp"               # mlp, or cnn: 3x3 convolutions (channels), each with LeakyReLU and 2x2
                                      # max pooling, then one Dense to the 10 classes (shared/plan.py)
     channels: tuple = (16, 32)       # cnn only: output channels of each convolution
+    augment: str = "none"            # none, or names joined by + (or commas): flip, vflip, rotate, translate
+    augment_impl: str = "shared"     # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py)
+    rotate_degrees: float = 10.0     # augment rotate: angle uniform in +-this
+    translate_fraction: float = 0.1  # augment translate: shift uniform in +-this x 28 pixels, per axis
     negative_slope: float = 0.01     # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
     head: str = "logits"             # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
     optimizer: str = "sgd"
@@ -165,6 +171,8 @@ def validate(c: RunConfig) -> None:
         ("lr_step_epochs", 1 <= c.lr_step_epochs <= 100000, "between 1 and 100000"),
         ("lr_step_gamma", 0 < c.lr_step_gamma <= 1, "in (0, 1]"),
         ("label_smoothing", 0 <= c.label_smoothing < 1, "in [0, 1)"),
+        ("rotate_degrees", 0 < c.rotate_degrees <= 180, "in (0, 180]"),
+        ("translate_fraction", 0 < c.translate_fraction <= 0.5, "in (0, 0.5]"),
     ]
     for key, ok, allowed in checks:
         if not ok:
@@ -210,6 +218,17 @@ def _check_combinations(c: RunConfig) -> None:
         (c.label_smoothing > 0, c.head == "logits", "label_smoothing",
          "head=logits (the seed head's nll_loss has no smoothing in PyTorch)"),
     ]
+    augment = [] if c.augment == "none" else c.augment.split("+")
+    bad = [a for a in augment if a not in AUGMENTATIONS]
+    if bad or (not augment and c.augment != "none") or len(set(augment)) < len(augment):
+        what = f"{', '.join(map(repr, bad))} is not an augmentation" if bad else "names none or one twice"
+        raise ConfigError(f"augment={c.augment!r} {what}; give none or names from {', '.join(AUGMENTATIONS)} "
+                          f"joined by + or commas (e.g. augment=flip,rotate)")
+    needs += [(c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
+              (c.translate_fraction != d["translate_fraction"], "translate" in augment, "translate_fraction",
+               "augment=translate"),
+              (bool(augment) and c.pipeline != "memory", False, "augment", "pipeline=memory (the torchvision "
+               "pipeline has no augmentation here)")]
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
@@ -247,6 +266,8 @@ def _coerce(key: str, value):
         return NATIVE
     if isinstance(value, str) and not value.strip() and kind != "str":
         raise ConfigError(f"{key} is empty; give a value (an unset shell variable?)")
+    if key == "augment" and isinstance(value, str):  # one canonical spelling: names joined by +
+        value = "+".join(v.strip() for v in value.replace(",", "+").split("+")) if value.strip() != "none" else "none"
     try:
         if kind == "tuple":
             items = value.replace("[", "").replace("]", "").split(",") if isinstance(value, str) else value

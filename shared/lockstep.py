@@ -28,7 +28,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared import plan, weights
+from shared import augment, plan, weights
 from shared.atomic import atomic_write
 from shared.environment import host_environment, resolve_threads
 from shared.runner import RunError
@@ -85,7 +85,12 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
         # set's statistics, so they are the same values as in the full scaled set (no test set: no evaluation)
         order = np.concatenate(index_batches)
         mean, std = data.train_pixel_stats
-        x_rows = fdata.scale(data.train_images[order], config.scaling, mean, std, config.dtype)
+        raw = data.train_images[order]
+        if config.augment != "none":  # each step's rows as its epoch augments them (shared/augment.py)
+            epochs = np.concatenate([np.full(len(b), e) for b, (e, _) in zip(index_batches, where)])
+            raw = np.concatenate([augment.apply(raw[epochs == e], order[epochs == e], config, e)
+                                  for e in np.unique(epochs)])
+        x_rows = fdata.scale(raw, config.scaling, mean, std, config.dtype)
         y_rows = data.train_labels[order].astype(np.int64)
         tensors = impl.to_device(state, x_rows, y_rows, x_rows[:1], y_rows[:1], data)
         ends = np.cumsum([len(b) for b in index_batches])

@@ -14,7 +14,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared import diagnostics, memory, plan, rundir, weights
+from shared import augment, diagnostics, memory, plan, rundir, weights
 from shared.environment import host_environment, resolve_threads
 
 
@@ -166,6 +166,11 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
 
     for epoch in range(len(rows) + 1, config.epochs + 1):
         idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
+        if config.augment != "none":  # this epoch's pixels (shared/augment.py): the same on every side
+            x_epoch = fdata.scale(augment.epoch_images(data.train_images, config, epoch), config.scaling, mean, std,
+                                  config.dtype)
+            tensors = impl.to_device(state, x_epoch, data.train_labels.astype(np.int64), x_test,
+                                     data.test_labels.astype(np.int64), data)
         bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
         t0 = time.perf_counter()
         train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update, epoch)
