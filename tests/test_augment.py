@@ -1,0 +1,70 @@
+"""augment_impl=shared: one numpy augmentation (shared/augment.py), so both frameworks train on the same
+pixels. Its parameters are a pure function of (seed, epoch, image index); the geometry is checked on
+images whose answer is known; float64 matched lockstep agrees through it."""
+import numpy as np
+import pytest
+
+from conftest import REPO
+from helpers import metrics, train
+from compare import lockstep
+from shared import augment
+from shared import config as cfg
+
+ALL = cfg.resolve("standard", ["augment=flip,vflip,rotate,translate", "rotate_degrees=30", "translate_fraction=0.2"])
+
+
+@pytest.fixture(autouse=True)
+def real_data_env(data_dir, monkeypatch):
+    monkeypatch.setenv("FMNIST_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+
+
+def test_parameters_are_a_function_of_seed_epoch_and_image():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60000, 28, 28)).astype(np.uint8)
+    some = np.array([59999, 3, 17, 3000])  # any subset, any order: each image gets its own parameters
+    whole = augment.epoch_images(images[:4000], ALL, epoch=2)
+    assert np.array_equal(augment.apply(images[some[1:]], some[1:], ALL, 2), whole[some[1:]])
+    assert not np.array_equal(augment.apply(images[some], some, ALL, 3), augment.apply(images[some], some, ALL, 2))
+    other = cfg.from_dict({"seed": 1}, ALL)
+    assert not np.array_equal(augment.apply(images[some], some, other, 2), augment.apply(images[some], some, ALL, 2))
+    p = augment.parameters(ALL, 2)
+    assert 0.45 < p["flip"].mean() < 0.55 and np.abs(p["angle"]).max() <= 30 and np.abs(p["shift"]).max() <= 0.2 * 28
+    flips_only = cfg.resolve("standard", ["augment=flip"])
+    assert np.array_equal(augment.parameters(flips_only, 2)["flip"], p["flip"]), "one augmentation does not move another's draws"
+
+
+def test_geometry_on_images_with_known_answers():
+    x = np.zeros((1, 28, 28))
+    x[0, 13, 20] = 255  # right of the centre (13.5, 13.5)
+    quarter = augment.affine(x, np.deg2rad(np.array([90.0])), np.zeros((1, 2)))
+    assert [tuple(p) for p in np.argwhere(quarter[0] > 50)] == [(7, 13)]  # counter-clockwise on screen: above
+    shifted = augment.affine(x, np.zeros(1), np.array([[2.0, -3.0]]))
+    assert [tuple(p) for p in np.argwhere(shifted[0] > 50)] == [(15, 17)] and shifted.sum() == 255
+    assert np.array_equal(augment.affine(x, np.zeros(1), np.zeros((1, 2))), x)  # the identity is exact
+    full = np.full((1, 28, 28), 255.0)
+    assert augment.affine(full, np.zeros(1), np.array([[0.5, 0.0]]))[0, 0, 0] == 127.5  # half from outside: 0 fill
+    assert augment.affine(full, np.zeros(1), np.array([[40.0, 0.0]])).max() == 0
+    flip = cfg.resolve("standard", ["augment=flip"])
+    img = np.arange(784, dtype=np.uint8).reshape(1, 28, 28)
+    i = np.array([int(np.argmax(augment.parameters(flip, 1)["flip"]))])  # an image the coin flips
+    assert np.array_equal(augment.apply(img, i, flip, 1)[0], img[0, :, ::-1])
+
+
+def test_float64_matched_lockstep_agrees_through_the_shared_augmentation(tmp_path, data_dir):
+    c = cfg.from_dict({"hidden": (32,), "threads": 1, "dtype": "float64", "init": "shared", "ops": "exact",
+                       "update_rule": "torch"}, ALL)
+    t = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir))) for who in ("pytorch", "keras")}
+    d = lockstep.divergence(t["keras"], t["pytorch"])
+    assert d["steps"] == 3 and d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
+    plain = lockstep._load(lockstep.run_side("pytorch", cfg.from_dict({"augment": "none", "rotate_degrees": 10.0, "translate_fraction": 0.1}, c), tmp_path / "plain", 3, 1,
+                                             str(data_dir)))
+    assert not np.array_equal(plain["loss"], t["pytorch"]["loss"]), "the steps saw augmented images"
+
+
+def test_a_run_trains_on_the_augmented_epochs(tmp_path):
+    args = ["--epochs", "1", "--set", "hidden=32", "--set", "threads=1", "--set", "init=shared"]
+    train("pytorch", tmp_path / "flip", *args, "--set", "augment=flip")
+    train("pytorch", tmp_path / "plain", *args)
+    flip, plain = metrics(tmp_path / "flip")[0], metrics(tmp_path / "plain")[0]
+    assert flip["test_acc"] > 0.75 and flip["train_loss"] != plain["train_loss"]
