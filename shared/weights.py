@@ -1,6 +1,9 @@
-"""Framework-neutral weights: an .npz with `kernel_<i>` as [in, out] and `bias_<i>` as [out],
-layer i = 0 .. n-1 in forward order, plus `layers` = n. PyTorch's Linear.weight is [out, in]:
-its exporter transposes; a Keras Dense kernel is already [in, out]. A network with batch norm adds
+"""Framework-neutral weights: an .npz with `kernel_<i>` and `bias_<i>` ([out]) for weighted layer
+i = 0 .. n-1 in forward order, plus `layers` = n. A dense kernel is [in, out] (PyTorch's Linear.weight
+is [out, in]: its exporter transposes; a Keras Dense kernel is already [in, out]); a convolution
+kernel is [kh, kw, in, out] (Keras' Conv2D layout; PyTorch's Conv2d.weight [out, in, kh, kw] is
+transposed), and the dense layer after a convolution sees the features flattened in (row, column,
+channel) order on both sides (shared/plan.py). A network with batch norm adds
 `bn_<j>_gamma`, `bn_<j>_beta`, `bn_<j>_mean`, `bn_<j>_var` for hidden layer j ([width] each: scale,
 offset, running/moving mean and variance) and `bn_layers`."""
 from __future__ import annotations
