@@ -8,6 +8,7 @@ contestant is shown as a ratio to its floor and to PyTorch eager, measured in th
 from __future__ import annotations
 
 import json
+import statistics
 import platform
 import subprocess
 import tempfile
@@ -90,7 +91,8 @@ def table(results: list[dict]) -> list[dict]:
                          "floor_s": base["floor_median"] if base else None,
                          "x_floor": r["median"] / base["floor_median"] if base and base["floor_median"] else None,
                          "x_pytorch": r["median"] / base["median"] if base else None,
-                         "own_floor_s": r["floor_median"]})
+                         "own_floor_s": r["floor_median"],
+                         "augment_s": statistics.median(r["augment_seconds"]) if r.get("augment_seconds") else None})
     return rows
 
 
@@ -114,6 +116,11 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['contestant']} | {r['batch_size']} | {r['median_s']:.3g} | {r['min_s']:.3g}-{r['max_s']:.3g} "
                      f"| {r['samples_per_s']:,.0f} | {f(r['x_floor'], '.2f')} | {f(r['x_pytorch'], '.2f')} "
                      f"| {f(r['own_floor_s'], '.3g')} ({r['library']}) |")
+    aug = [r for r in summary["table"] if r.get("augment_s")]
+    if aug:
+        lines += ["", f"The shared augmentation ({summary['config']['augment']}, numpy, on the host, between epochs; "
+                      f"not in the epoch times above): median {statistics.median(r['augment_s'] for r in aug):.3g} s "
+                      f"per epoch of {summary['samples']} images."]
     lines += ["", "Contestants:"] + [f"- `{n}`: {CONTESTANTS[n][2]}" for n in summary["contestants"]]
     return "\n".join(lines) + "\n"
 
@@ -122,17 +129,19 @@ def plot(summary: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rows = [r for r in summary["table"] if "error" not in r and r["x_floor"] is not None]
+    ok = [r for r in summary["table"] if "error" not in r]
+    key = "x_floor" if any(r["x_floor"] is not None for r in ok) else "x_pytorch"  # a CNN has no floor
+    rows = [r for r in ok if r[key] is not None]
     sizes = sorted({r["batch_size"] for r in rows})
     names = list(dict.fromkeys(r["contestant"] for r in rows))
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.5 * len(sizes), 0.45 * len(names) + 1.5), squeeze=False)
     for ax, bs in zip(axes[0], sizes):
         got = {r["contestant"]: r for r in rows if r["batch_size"] == bs}
         ys = [n for n in names if n in got]
-        ax.barh(ys, [got[n]["x_floor"] for n in ys], color="tab:blue")
+        ax.barh(ys, [got[n][key] for n in ys], color="tab:blue")
         ax.axvline(1.0, color="k", lw=0.8)
         ax.invert_yaxis()
-        ax.set_title(f"batch {bs}: epoch time / floor")
+        ax.set_title(f"batch {bs}: epoch time / {'floor' if key == 'x_floor' else 'pytorch'}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

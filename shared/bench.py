@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import augment
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
@@ -60,7 +61,10 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
         for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits both
             seconds += _timed(train, 1)
             floors += _timed(floor, 1)
+        if c.augment != "none":  # the shared augmentation's own cost per epoch (the runner pays it between epochs)
+            augment_s = _timed(lambda: augment.epoch_images(data.train_images[:samples], c, 1), reps)
         rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floors if c.model == "mlp" else [],
+                     **({"augment_seconds": augment_s} if c.augment != "none" else {}),
                      "median": statistics.median(seconds),
                      "floor_median": statistics.median(floors) if c.model == "mlp" else None})
     return {"environment": env, "rows": rows, "samples": samples,
