@@ -64,6 +64,20 @@ def test_bench_runs_and_writes_its_results(tmp_path):
     assert "x floor" in r.stdout and "keras" in r.stdout
 
 
+def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path):
+    """model=cnn: no matrix-product floor, ratios to PyTorch's CNN; the augmentation's own cost is kept."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "compare.cli", "bench", "--contestants", "pytorch,keras", "--samples", "256",
+           "--reps", "1", "--warmup", "0", "--batch-sizes", "128", "--set", "threads=1", "--set", "model=cnn",
+           "--set", "augment=rotate", "--out", str(out)]
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "bench.json").read_text())
+    rows = {t["contestant"]: t for t in s["table"]}
+    assert rows["pytorch"]["x_floor"] is None and rows["pytorch"]["x_pytorch"] == 1.0 and rows["keras"]["x_pytorch"] > 0
+    assert rows["keras"]["augment_s"] > 0 and "CNN conv16-pool-conv32-pool-dense10" in (out / "bench.md").read_text()
+
+
 COMPILED_STEP = """
 import sys, tempfile
 import numpy as np, torch
