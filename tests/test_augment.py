@@ -4,7 +4,7 @@ images whose answer is known; float64 matched lockstep agrees through it."""
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import ONE_EPOCH, REPO
 from helpers import metrics, train
 from compare import lockstep
 from shared import augment
@@ -62,9 +62,9 @@ def test_float64_matched_lockstep_agrees_through_the_shared_augmentation(tmp_pat
     assert not np.array_equal(plain["loss"], t["pytorch"]["loss"]), "the steps saw augmented images"
 
 
-def test_a_run_trains_on_the_augmented_epochs(tmp_path):
-    args = ["--epochs", "1", "--set", "hidden=32", "--set", "threads=1", "--set", "init=shared"]
-    train("pytorch", tmp_path / "flip", *args, "--set", "augment=flip")
-    train("pytorch", tmp_path / "plain", *args)
-    flip, plain = metrics(tmp_path / "flip")[0], metrics(tmp_path / "plain")[0]
+def test_a_run_trains_on_the_augmented_epochs(tmp_path, trained):
+    """The runner hands each epoch's augmented images over: the same run without augmentation (shared by
+    other tests) trains differently."""
+    train("pytorch", tmp_path / "flip", *ONE_EPOCH, "--set", "augment=flip")
+    flip, plain = metrics(tmp_path / "flip")[0], metrics(trained("pytorch", *ONE_EPOCH))[0]
     assert flip["test_acc"] > 0.75 and flip["train_loss"] != plain["train_loss"]
