@@ -10,7 +10,8 @@ import numpy as np
 from compare import ablate, defaults, lockstep
 from compare.render import fmt, jsonable, pct, render_html, render_md, secs
 from compare.summary import summarize, training_path
-from shared import diagnostics
+from shared import config as cfg
+from shared import diagnostics, plan
 from shared.atomic import atomic_write
 
 
@@ -93,13 +94,18 @@ def document(s: dict) -> list[tuple]:
         blocks.append(("p", f"{v['a']} vs {v['b']}: the verdict uses the {v['why']}."
                             + (f" Welch's unpaired interval, for comparison: {v['welch_sentence'].split(': ', 1)[1]}"
                                if v.get("welch_sentence") else "")))
+    config = cfg.from_dict(meta["config"])
+    blocks.append(("p", f"Network: {plan.describe(config)}"
+                        + (f"; augmentation {config.augment} ({config.augment_impl}: the same pixels on every side)"
+                           if config.augment != "none" else "") + "."))
     blocks.append(("p", f"How to read it: equivalence is two one-sided t tests at alpha = 0.05 (the 90% CI of the "
                         f"difference lies inside ±{100 * s['margin']:.2f} pp); the 95% CI shown is two-sided. "
                         f"Each seed trains every contestant on the same batches in the same order."))
     if meta["config"]["init"] == "native":
         blocks.append(("p", "Initialisation is native: each framework draws its own default initial weights "
-                            "(PyTorch Linear: Kaiming-uniform kernel and bias; Keras Dense: Glorot-uniform kernel, zero "
-                            "bias), a known source of early-epoch differences. --set init=shared loads identical weights."))
+                            "(PyTorch Linear and Conv2d: Kaiming-uniform kernel and bias; Keras Dense and Conv2D: "
+                            "Glorot-uniform kernel, zero bias), a known source of early-epoch differences. "
+                            "--set init=shared loads identical weights."))
     bad = [r for r in s["runs"] if r["state"] != "completed"]
     if bad:
         blocks.append(("p", "Runs left out of the statistics: " + "; ".join(
