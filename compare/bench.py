@@ -59,7 +59,11 @@ LIBRARY = {"pytorch": "torch", "keras": "tensorflow", "keras-jax": "jax", "keras
 def run_contestant(name: str, config: cfg.RunConfig, batch_sizes: list[int], samples: int, reps: int,
                    warmup: int, data_dir: str, work: Path, log) -> dict:
     trainer, overrides, _ = CONTESTANTS[name]
-    c = cfg.from_dict(overrides, base=config)
+    try:
+        c = cfg.from_dict(overrides, base=config)
+    except cfg.ConfigError as e:  # e.g. pytorch-compile-step (plain SGD MLP steps) with model=cnn
+        log(f"bench {name}: skipped, not for this config: {e}")
+        return {"name": name, "error": f"not for this config: {e}"}
     cfg_path, out = work / f"{name}.config.json", work / f"{name}.json"
     cfg_path.write_text(c.to_json())
     cmd = subcommand(trainer, "bench", "--config", str(cfg_path), "--batch-sizes", ",".join(map(str, batch_sizes)),

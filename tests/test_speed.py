@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ONE_EPOCH, REPO
 from helpers import env, metrics, train
+from shared import config as cfg
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 
@@ -76,6 +77,11 @@ def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path):
     rows = {t["contestant"]: t for t in s["table"]}
     assert rows["pytorch"]["x_floor"] is None and rows["pytorch"]["x_pytorch"] == 1.0 and rows["keras"]["x_pytorch"] > 0
     assert rows["keras"]["augment_s"] > 0 and "CNN conv16-pool-conv32-pool-dense10" in (out / "bench.md").read_text()
+    # a contestant the config refuses (the compiled step writes out the MLP's SGD) is a row, not a crash
+    from compare import bench
+    skipped = bench.run_contestant("pytorch-compile-step", cfg.resolve("standard", ["model=cnn"]), [128], 256, 1, 0,
+                                   "unused", tmp_path, log=lambda m: None)
+    assert skipped["error"].startswith("not for this config") and "compile=step" in skipped["error"]
 
 
 COMPILED_STEP = """
