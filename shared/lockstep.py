@@ -60,6 +60,18 @@ def perturb(layers, dtype: str, seed: int, unit: str | None = None):
     return [(step(k), step(b)) for k, b in layers]
 
 
+def step_rows(config: cfg.RunConfig, data, index_batches: list, epochs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The scaled images and labels the steps use, in step order (step i: training images
+    index_batches[i] of epoch epochs[i]), augmented as their epochs augment them (shared/augment.py)."""
+    order = np.concatenate(index_batches)
+    raw = data.train_images[order]
+    if config.augment != "none":
+        of_row = np.concatenate([np.full(len(b), e) for b, e in zip(index_batches, epochs)])
+        raw = np.concatenate([augment.apply(raw[of_row == e], order[of_row == e], config, e) for e in np.unique(of_row)])
+    mean, std = data.train_pixel_stats
+    return fdata.scale(raw, config.scaling, mean, std, config.dtype), data.train_labels[order].astype(np.int64)
+
+
 def snapshot_steps(steps: int, every: int) -> list[int]:
     """0, the first few steps (where a cause shows before anything amplifies it), every `every`, the end."""
     return sorted({0, 1, 2, 3, 5, *range(every, steps, every), steps} & set(range(steps + 1)))
@@ -83,15 +95,7 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     if config.pipeline == "memory":
         # only the rows these steps use, in step order: scaling is per pixel with the full training
         # set's statistics, so they are the same values as in the full scaled set (no test set: no evaluation)
-        order = np.concatenate(index_batches)
-        mean, std = data.train_pixel_stats
-        raw = data.train_images[order]
-        if config.augment != "none":  # each step's rows as its epoch augments them (shared/augment.py)
-            epochs = np.concatenate([np.full(len(b), e) for b, (e, _) in zip(index_batches, where)])
-            raw = np.concatenate([augment.apply(raw[epochs == e], order[epochs == e], config, e)
-                                  for e in np.unique(epochs)])
-        x_rows = fdata.scale(raw, config.scaling, mean, std, config.dtype)
-        y_rows = data.train_labels[order].astype(np.int64)
+        x_rows, y_rows = step_rows(config, data, index_batches, [e for e, _ in where])
         tensors = impl.to_device(state, x_rows, y_rows, x_rows[:1], y_rows[:1], data)
         ends = np.cumsum([len(b) for b in index_batches])
         index_batches = [np.arange(e - len(b), e) for b, e in zip(index_batches, ends)]

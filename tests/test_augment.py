@@ -6,7 +6,6 @@ import pytest
 
 from conftest import ONE_EPOCH, REPO
 from helpers import metrics, train
-from compare import lockstep
 from shared import augment
 from shared import config as cfg
 
@@ -51,15 +50,21 @@ def test_geometry_on_images_with_known_answers():
     assert np.array_equal(augment.apply(img, i, flip, 1)[0], img[0, :, ::-1])
 
 
-def test_float64_matched_lockstep_agrees_through_the_shared_augmentation(tmp_path, data_dir):
-    c = cfg.from_dict({"hidden": (32,), "threads": 1, "dtype": "float64", "init": "shared", "ops": "exact",
-                       "update_rule": "torch"}, ALL)
-    t = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir))) for who in ("pytorch", "keras")}
-    d = lockstep.divergence(t["keras"], t["pytorch"])
-    assert d["steps"] == 3 and d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
-    plain = lockstep._load(lockstep.run_side("pytorch", cfg.from_dict({"augment": "none", "rotate_degrees": 10.0, "translate_fraction": 0.1}, c), tmp_path / "plain", 3, 1,
-                                             str(data_dir)))
-    assert not np.array_equal(plain["loss"], t["pytorch"]["loss"]), "the steps saw augmented images"
+def test_lockstep_steps_see_their_epochs_augmented_rows(data_dir):
+    """lockstep augments exactly the rows each step uses, as the step's epoch augments them (the float64
+    matched lockstep through the augmentation: test_porting's CNN test)."""
+    from shared import data as fdata
+    from shared import lockstep as trace
+    d = fdata.load(data_dir)
+    batches, epochs = [np.array([5, 0, 59999]), np.array([7]), np.array([5])], [1, 1, 2]
+    x, y = trace.step_rows(ALL, d, batches, epochs)
+    plain, _ = trace.step_rows(cfg.resolve("standard"), d, batches, epochs)
+    mean, std = d.train_pixel_stats
+    want = np.concatenate([augment.apply(d.train_images[[5, 0, 59999, 7]], np.array([5, 0, 59999, 7]), ALL, 1),
+                           augment.apply(d.train_images[[5]], np.array([5]), ALL, 2)])
+    assert np.array_equal(x, fdata.scale(want, ALL.scaling, mean, std, ALL.dtype))
+    assert not np.array_equal(x[0], x[4]), "image 5 in epochs 1 and 2: different draws"
+    assert not np.array_equal(x, plain) and list(y) == list(d.train_labels[[5, 0, 59999, 7, 5]])
 
 
 def test_a_run_trains_on_the_augmented_epochs(tmp_path, trained):

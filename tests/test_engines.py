@@ -56,7 +56,8 @@ def test_ray_sweep_with_a_killed_worker_equals_direct_runs(ray_cluster, tmp_path
     # runs; threads=1: the numbers do not depend on what runs beside). Not the shared fixture: a test
     # on the other worker would wait for runs made slow by this test's cluster on this core.
     cells = {"lr=0.05": "0.05", "lr=0.1": "0.1"}
-    ref = {(cell, f"{who}-seed0"): tmp_path / "ref" / cell / who for cell in cells for who in ("pytorch", "keras")}
+    # references for the cell whose Keras job is killed (the other cell's runs are only checked complete)
+    ref = {(cell, f"{who}-seed0"): tmp_path / "ref" / cell / who for cell in ("lr=0.05",) for who in ("pytorch", "keras")}
     local = threading.Thread(target=lambda: [
         train(who.split("-")[0], path, "--epochs", "2", "--set", "hidden=64,64", "--set", "threads=1",
               "--set", f"lr={cells[cell]}") for (cell, who), path in ref.items()])
@@ -80,11 +81,14 @@ def test_ray_sweep_with_a_killed_worker_equals_direct_runs(ray_cluster, tmp_path
     nodes = set()
     for cell in ("lr=0.05", "lr=0.1"):
         for name in ("pytorch-seed0", "keras-seed0"):
-            a, b = ref[(cell, name)], out / "cells" / cell / "runs" / name
-            strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
-            assert strip(metrics(a)) == strip(metrics(b)), (cell, name)
-            wa, wb = np.load(a / "weights" / "final.npz"), np.load(b / "weights" / "final.npz")
-            assert all(np.array_equal(wa[k], wb[k]) for k in wa.files), (cell, name)
+            b = out / "cells" / cell / "runs" / name
+            assert json.loads((b / "status.json").read_text())["state"] == "completed", (cell, name)
+            if (cell, name) in ref:
+                a = ref[(cell, name)]
+                strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+                assert strip(metrics(a)) == strip(metrics(b)), (cell, name)
+                wa, wb = np.load(a / "weights" / "final.npz"), np.load(b / "weights" / "final.npz")
+                assert all(np.array_equal(wa[k], wb[k]) for k in wa.files), (cell, name)
             where = json.loads((b / "engine.json").read_text())
             assert where["engine"] == "ray" and not where["packed"]
             nodes.add(where["node_id"])

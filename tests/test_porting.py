@@ -46,11 +46,13 @@ def test_the_cnn_plan_and_its_parameters():
 
 
 def test_cnn_float64_matched_agrees_through_the_neutral_layouts(tmp_path, data_dir):
-    """The same neutral weights into both CNNs (NCHW in PyTorch, NHWC in Keras): the outputs, gradients
-    and weights after the steps agree to 1e-10 in float64, which holds only if kernels are transposed
-    and PyTorch flattens its feature maps in Keras' (row, column, channel) order."""
+    """The same neutral weights into both CNNs (NCHW in PyTorch, NHWC in Keras), on the same augmented
+    images (augment_impl=shared): the outputs, gradients and weights after the steps agree to 1e-10 in
+    float64, which holds only if kernels are transposed, PyTorch flattens its feature maps in Keras'
+    (row, column, channel) order and both sides train on the same pixels."""
     c = cfg.resolve("standard", ["model=cnn", "channels=4,8", "threads=1", "batch_size=64", "dtype=float64",
-                                 "init=shared", "ops=exact", "update_rule=torch", "head=seed"])
+                                 "init=shared", "ops=exact", "update_rule=torch", "head=seed",
+                                 "augment=flip,rotate,translate"])
     t = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir))) for who in ("pytorch", "keras")}
     assert t["pytorch"]["act_0"].shape == t["keras"]["act_0"].shape == (64, 28, 28, 4)  # NHWC on both
     assert t["pytorch"]["w_0_0_k"].shape == (3, 3, 1, 4)
@@ -104,7 +106,7 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_pa
         assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
 
 
-@pytest.mark.parametrize("precision", ["mixed_precision=bfloat16", "dtype=bfloat16"])
+@pytest.mark.parametrize("precision", ["mixed_precision=bfloat16", pytest.param("dtype=bfloat16", marks=pytest.mark.slow)])
 def test_below_float32_matched_casts_the_same_operations(tmp_path, data_dir, precision):
     """Below float32 the floor is one unit of the compute precision, each side's layer dtypes are read
     from its running program, and matched mode casts the same operations on both sides: the written-out

@@ -33,8 +33,8 @@ def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path, trained):
 # JAX and torch at batch 512 (118 steps: 3 full calls of 32 steps, then a short one with the short last batch):
 # their train_on_batch reference pays Python per step
 @pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]),
-                                      ("keras-jax", ["--set", "batch_size=512"]),
-                                      ("keras-torch", ["--set", "batch_size=512"])])
+                                      pytest.param("keras-jax", ["--set", "batch_size=512"], marks=pytest.mark.slow),
+                                      pytest.param("keras-torch", ["--set", "batch_size=512"], marks=pytest.mark.slow)])
 def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path, trained):
     (step, epoch), same_weights = _run_both(who, tmp_path, trained, *extra)
     assert same_weights  # the same train_step runs, inside fit's loop instead of one call per batch
