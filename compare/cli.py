@@ -221,6 +221,33 @@ def cmd_lockstep(args) -> int:
     return 0
 
 
+def cmd_augment_diff(args) -> int:
+    """The same images through both libraries' augmentations: pixel differences, picture, defaults."""
+    from compare import augment_diff
+    try:
+        shift = tuple(float(v) for v in args.shift.split(","))
+    except ValueError:
+        shift = ()
+    if len(shift) != 2 or not all(-0.5 <= v <= 0.5 for v in shift):
+        raise HarnessError(f"--shift {args.shift!r}: give ROWS,COLUMNS as fractions of the image in [-0.5, 0.5], e.g. 0.1,-0.1")
+    if not -180 <= args.angle <= 180 or not 1 <= args.images <= 100:
+        raise HarnessError(f"--angle {args.angle:g} / --images {args.images}: need -180 <= angle <= 180 and 1 <= images <= 100")
+    backend = _list(args.backend, ("tensorflow", "torch", "jax"), "--backend")
+    if len(backend) != 1:
+        raise HarnessError(f"--backend {args.backend!r}: give one Keras backend")
+    data = fdata.load(args.data_dir, offline=args.offline, log=_eprint, progress=sys.stderr.isatty())
+    out = _claim(args.out)
+    s = augment_diff.augment_diff(data.test_images[:args.images], args.angle, shift, backend[0], out, log=_eprint)
+    for r in s["rows"]:
+        print(f"{r['op']:10s} pytorch vs {s['keras']}: {r['pytorch_vs_keras']:.2f} (0-255), {100 * r['pixels_differ']:.1f}% "
+              f"of pixels" + (f"; matched: {r['matched_pytorch_vs_keras']:.2f}, {100 * r['matched_pixels_differ']:.1f}%"
+                              if "matched_pytorch_vs_keras" in r else ""))
+    for k, v in s["defaults"]["pytorch"].items():
+        print(f"  {k}: torchvision {v} | {s['keras']} {s['defaults'][s['keras']][k]}")
+    print(f"Augment-diff report: {(out / 'augment_diff.md').resolve()}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     """Time one training epoch per contestant and batch size against the matrix-product floor."""
     from compare import bench
@@ -475,6 +502,21 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
     be.add_argument("--offline", action="store_true", default=None, help="never download the data")
     be.set_defaults(func=cmd_bench)
+
+    ad = sub.add_parser("augment-diff", help="the same images through torchvision's and Keras' augmentations, side by side",
+                        description="Rotate, translate and flip the first test images with torchvision (PyTorch) and "
+                                    "with Keras' preprocessing layers, each library in its own process, with the same "
+                                    "parameters: once with each library's defaults, once matched (bilinear, black "
+                                    "fill); beside the shared numpy augmentation. Writes augment_diff.md/.json/.png "
+                                    "with the pixel differences and the defaults that cause them.")
+    ad.add_argument("--angle", type=float, default=15.0, help="degrees, counter-clockwise (default 15)")
+    ad.add_argument("--shift", default="0.1,-0.1", help="ROWS,COLUMNS as fractions of the image (default 0.1,-0.1)")
+    ad.add_argument("--images", type=int, default=8, help="how many test images (default 8)")
+    ad.add_argument("--backend", default="tensorflow", help="the Keras backend (default tensorflow)")
+    ad.add_argument("--out", default="comparisons/augment-diff", help="output directory (default comparisons/augment-diff)")
+    ad.add_argument("--data-dir", help="directory holding the four files (or FMNIST_DATA_DIR)")
+    ad.add_argument("--offline", action="store_true", default=None, help="never download the data")
+    ad.set_defaults(func=cmd_augment_diff)
 
     de = sub.add_parser("defaults", help="what differs out of the box: a live table of defaults, PyTorch vs Keras",
                         description="Probe PyTorch and each Keras backend, each in its own process, for every default "

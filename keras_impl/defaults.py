@@ -58,6 +58,26 @@ def conv_probe() -> dict:
             "flatten_order": "row, column, channel" if fastest == "channel" else f"{fastest} fastest"}
 
 
+def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
+    """Keras' preprocessing layers on raw images [n, 28, 28] (0-255) with fixed parameters: rotate by
+    `angle` degrees and translate by `shift` x 28 pixels (rows, columns), first with the library's
+    defaults, then with bilinear sampling and a black fill (the shared augmentation's choices); flip
+    left-right. The defaults that decide the pixels, read live."""
+    x = keras.ops.convert_to_tensor(images[..., None].astype("float32"))  # NHWC
+    turn = angle / 360  # RandomRotation's factor is a fraction of a full turn
+    matched = {"fill_mode": "constant", "fill_value": 0.0, "interpolation": "bilinear"}
+    rot = lambda **kw: keras.layers.RandomRotation((turn, turn), **kw)(x, training=True)
+    move = lambda **kw: keras.layers.RandomTranslation((shift[0], shift[0]), (shift[1], shift[1]), **kw)(x, training=True)
+    out = {"rotate": rot(), "translate": move(), "rotate_matched": rot(**matched), "translate_matched": move(**matched),
+           "flip": keras.ops.flip(x, axis=2)}
+    sig = inspect.signature(keras.layers.RandomRotation).parameters
+    defaults = {"angle": "a fraction of a full turn (RandomRotation(factor=...))",
+                "interpolation": str(sig["interpolation"].default),
+                "fill": f"{sig['fill_mode'].default} (fill_value {sig['fill_value'].default})",
+                "layout": f"NHWC ({keras.config.image_data_format()})"}
+    return {**{k: np.asarray(keras.ops.convert_to_numpy(v))[..., 0] for k, v in out.items()}, "defaults": defaults}
+
+
 def slope_probe() -> dict:
     x = keras.ops.convert_to_tensor([-1.0])
     return {"layer": float(-keras.ops.convert_to_numpy(keras.layers.LeakyReLU()(x))[0]),

@@ -57,6 +57,26 @@ def conv_probe() -> dict:
             "flatten_order": "channel, row, column" if fastest == "column" else f"{fastest} fastest"}
 
 
+def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
+    """torchvision.transforms.v2 on raw images [n, 28, 28] (0-255) with fixed parameters: rotate by `angle`
+    degrees and translate by `shift` x 28 pixels (rows, columns), first with the library's defaults (as
+    RandomRotation / RandomAffine use them), then with bilinear sampling and a black fill (the shared
+    augmentation's choices); flip left-right. The defaults that decide the pixels, read live."""
+    from torchvision.transforms import v2
+    from torchvision.transforms.v2 import functional as TF
+    x = torch.from_numpy(images[:, None].astype(np.float32))  # NCHW
+    move = [shift[1] * 28, shift[0] * 28]  # torchvision: (x, y) = (columns, rows)
+    bil = TF.InterpolationMode.BILINEAR
+    out = {"rotate": TF.rotate(x, angle), "translate": TF.affine(x, 0.0, move, 1.0, [0.0]),
+           "rotate_matched": TF.rotate(x, angle, interpolation=bil, fill=[0.0]),
+           "translate_matched": TF.affine(x, 0.0, move, 1.0, [0.0], interpolation=bil, fill=[0.0]),
+           "flip": TF.horizontal_flip(x)}
+    sig = inspect.signature(v2.RandomRotation).parameters
+    defaults = {"angle": "degrees (RandomRotation(degrees=...))", "interpolation": str(sig["interpolation"].default),
+                "fill": f"constant {sig['fill'].default!r}", "layout": "NCHW"}
+    return {**{k: v[:, 0].numpy() for k, v in out.items()}, "defaults": defaults}
+
+
 def slope_probe() -> dict:
     x = torch.tensor([-1.0])
     return {"layer": float(-nn.LeakyReLU()(x)), "functional": float(-F.leaky_relu(x))}

@@ -92,6 +92,8 @@ def main(framework: str, load_impl, argv=None) -> int:
         return bench_main(framework, load_impl, argv[1:])
     if argv[:1] == ["serve"]:
         return serve_main(framework, load_impl)
+    if argv[:1] == ["augment"]:
+        return augment_main(framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     stop_on_signals()
@@ -207,6 +209,32 @@ def defaults_main(framework: str, load_impl, argv) -> int:
     load_impl(getattr(args, "backend", None), cfg.RunConfig(device="cpu"))  # fixes the backend before Keras loads
     probe = importlib.import_module(f"{framework}_impl.defaults").probe()
     print(json.dumps(probe, default=str))
+    return 0
+
+
+def augment_main(framework: str, load_impl, argv) -> int:
+    """`python -m <impl> augment`: the library's own augmentations of the given images with fixed
+    parameters (<impl>/defaults.py: augmentation), for compare/augment_diff.py."""
+    import importlib
+    import json
+    import numpy as np
+    from shared.atomic import atomic_write
+    p = Parser(prog=f"python -m {framework}_impl augment",
+               description="Rotate, translate and flip images with this library's augmentation (its defaults, then matched).")
+    p.add_argument("--images", type=Path, required=True, help=".npz with `images` [n, 28, 28], 0-255")
+    p.add_argument("--angle", type=float, required=True, help="degrees, counter-clockwise")
+    p.add_argument("--shift", type=float, nargs=2, required=True, metavar=("ROWS", "COLUMNS"), help="fractions of 28")
+    p.add_argument("--out", type=Path, required=True, help=".npz of the results (and OUT.json: the defaults)")
+    if framework == "keras":
+        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+    args = p.parse_args(argv)
+    load_impl(getattr(args, "backend", None), cfg.RunConfig(device="cpu"))
+    with np.load(args.images) as z:
+        images = z["images"]
+    out = importlib.import_module(f"{framework}_impl.defaults").augmentation(images, args.angle, tuple(args.shift))
+    defaults = out.pop("defaults")
+    atomic_write(args.out, lambda f: np.savez(f, **out))
+    atomic_write(args.out.with_suffix(".json"), lambda f: f.write(json.dumps(defaults).encode()))
     return 0
 
 

@@ -73,3 +73,29 @@ def test_a_run_trains_on_the_augmented_epochs(tmp_path, trained):
     train("pytorch", tmp_path / "flip", *ONE_EPOCH, "--set", "augment=flip")
     flip, plain = metrics(tmp_path / "flip")[0], metrics(trained("pytorch", *ONE_EPOCH))[0]
     assert flip["test_acc"] > 0.75 and flip["train_loss"] != plain["train_loss"]
+
+
+def test_augment_diff_shows_the_libraries_defaults_and_matches_once_they_are_matched(tmp_path, data_dir):
+    """torchvision and Keras with the same parameters: their defaults (nearest vs bilinear, black vs
+    reflected fill) make half the pixels differ; matched, Keras equals the shared augmentation and
+    torchvision is within its own sampling arithmetic. Each library in its own process."""
+    import json
+    import subprocess
+    import sys
+    from helpers import env
+    out = tmp_path / "ad"
+    r = subprocess.run([sys.executable, "-m", "compare.cli", "augment-diff", "--images", "2", "--angle", "15",
+                        "--shift", "0.1,-0.1", "--out", str(out), "--data-dir", str(data_dir)],
+                       env=env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "augment_diff.json").read_text())
+    d = s["defaults"]
+    assert d["pytorch"]["interpolation"] == "nearest" and d["keras"]["interpolation"] == "bilinear"
+    assert d["pytorch"]["fill"].startswith("constant") and d["keras"]["fill"].startswith("reflect")
+    assert "degrees" in d["pytorch"]["angle"] and "full turn" in d["keras"]["angle"]
+    rows = {x["op"]: x for x in s["rows"]}
+    assert rows["flip"]["pytorch_vs_keras"] == rows["flip"]["keras_vs_shared"] == 0.0
+    for op in ("rotate", "translate"):
+        assert rows[op]["pixels_differ"] > 0.1 and rows[op]["matched_pytorch_vs_keras"] < 1.0, rows[op]
+        assert rows[op]["matched_keras_vs_shared"] < 0.01, rows[op]  # the shared geometry is Keras' matched one
+    assert (out / "augment_diff.png").stat().st_size > 1000 and "| interpolation | nearest | bilinear |" in (out / "augment_diff.md").read_text()
