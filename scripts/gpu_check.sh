@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check, on a machine with a CUDA GPU, each step under its own timeout: the GPU-marked tests, one
 # epoch of each contestant the machine can run with and without deterministic=true, `bench` at batch
-# sizes 64, 128, 512, and the precisions' `bench` at 128 and 512. Everything lands in RESULTS_DIR.
+# sizes 64, 128, 512, the precisions' and the CNN's `bench` at 128 and 512. Everything lands in RESULTS_DIR.
 #                                                                  usage: scripts/gpu_check.sh RESULTS_DIR
 # Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data
 # when the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the
@@ -65,4 +65,10 @@ has_tf && precision="$precision,keras,keras-bf16,keras-mixed-bf16,keras-mixed-fp
 timeout 120 $PY -m compare.cli bench --device cuda --contestants "$precision" --batch-sizes 128,512 --reps 3 \
   --out "$out/bench-precision" >> "$log" 2>&1
 say "precision bench exit $?: $out/bench-precision/bench.md"
-cat "$out/epochs.md" "$out/bench/bench.md" "$out/bench-precision/bench.md" 2>/dev/null
+# the CNN (issue 19): ratios to PyTorch's CNN at the same batch size
+cnn="pytorch,pytorch-compile,keras-jax,keras-torch"
+has_tf && cnn="$cnn,keras"
+timeout 120 $PY -m compare.cli bench --device cuda --set model=cnn --contestants "$cnn" --batch-sizes 128,512 --reps 3 \
+  --out "$out/bench-cnn" >> "$log" 2>&1
+say "CNN bench exit $?: $out/bench-cnn/bench.md"
+cat "$out/epochs.md" "$out/bench/bench.md" "$out/bench-precision/bench.md" "$out/bench-cnn/bench.md" 2>/dev/null
