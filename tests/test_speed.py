@@ -32,7 +32,8 @@ def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path, trained):
 
 # JAX and torch at batch 512 (118 steps: 3 full calls of 32 steps, then a short one with the short last batch):
 # their train_on_batch reference pays Python per step
-@pytest.mark.parametrize("who,extra", [("keras", []), ("keras", ["--set", "steps_per_execution=1"]),
+@pytest.mark.parametrize("who,extra", [("keras", []),
+                                      pytest.param("keras", ["--set", "steps_per_execution=1"], marks=pytest.mark.slow),
                                       pytest.param("keras-jax", ["--set", "batch_size=512"], marks=pytest.mark.slow),
                                       pytest.param("keras-torch", ["--set", "batch_size=512"], marks=pytest.mark.slow)])
 def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path, trained):

@@ -32,11 +32,13 @@ def matched_divergence(tmp_path, data_dir, label, *sets):
     return lockstep.divergence(a, b)
 
 
+# SGD with the logits head is also the all-features test's (test_porting), the seed head the CNN's:
+# two of the four run by default, all four with -m slow
 @pytest.mark.parametrize("sets", [
-    ("optimizer=sgd", "head=logits"),
+    pytest.param(("optimizer=sgd", "head=logits"), marks=pytest.mark.slow),
     ("optimizer=sgd", "head=seed", "nesterov=true"),
     ("optimizer=adam", "lr=0.001", "head=logits"),
-    ("optimizer=adam", "lr=0.001", "head=seed"),
+    pytest.param(("optimizer=adam", "lr=0.001", "head=seed"), marks=pytest.mark.slow),
 ], ids=["sgd-logits", "sgd-nesterov-seed", "adam-logits", "adam-seed"])
 def test_matched_float64_lockstep_agrees(tmp_path, data_dir, sets):
     d = matched_divergence(tmp_path, data_dir, "keras", *sets)
