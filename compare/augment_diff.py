@@ -44,6 +44,11 @@ def mean_abs(a, b) -> float:
     return float(np.mean(np.abs(a - b)))
 
 
+def share_apart(a, b) -> float:
+    """The share of pixels more than 0.5 apart (0-255 scale)."""
+    return float(np.mean(np.abs(a - b) > 0.5))
+
+
 def augment_diff(images: np.ndarray, angle: float, shift: tuple, backend: str, out: Path, log=print) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     keras = keras_label(backend)
@@ -60,12 +65,12 @@ def augment_diff(images: np.ndarray, angle: float, shift: tuple, backend: str, o
     for op in OPS:
         row = {"op": op, "pytorch_vs_keras": mean_abs(t[op], k[op]),
                "pytorch_vs_shared": mean_abs(t[op], ref[op]), "keras_vs_shared": mean_abs(k[op], ref[op]),
-               "pixels_differ": float(np.mean(np.abs(t[op] - k[op]) > 0.5))}
+               "pixels_differ": share_apart(t[op], k[op])}
         if f"{op}_matched" in t:
             m = f"{op}_matched"
             row.update(matched_pytorch_vs_keras=mean_abs(t[m], k[m]), matched_pytorch_vs_shared=mean_abs(t[m], ref[op]),
                        matched_keras_vs_shared=mean_abs(k[m], ref[op]),
-                       matched_pixels_differ=float(np.mean(np.abs(t[m] - k[m]) > 0.5)))
+                       matched_pixels_differ=share_apart(t[m], k[m]))
         rows.append(row)
     summary = {"images": len(images), "angle_degrees": angle, "shift": list(shift), "keras": keras,
                "defaults": {"pytorch": t_def, keras: k_def}, "rows": rows}

@@ -96,7 +96,7 @@ def table(results: list[dict]) -> list[dict]:
                          "x_floor": r["median"] / base["floor_median"] if base and base["floor_median"] else None,
                          "x_pytorch": r["median"] / base["median"] if base else None,
                          "own_floor_s": r["floor_median"],
-                         "augment_s": statistics.median(r["augment_seconds"]) if r.get("augment_seconds") else None})
+                         "augment_s": statistics.median(x["augment_seconds"]) if x.get("augment_seconds") else None})
     return rows
 
 

@@ -28,9 +28,9 @@ def init_bounds() -> dict:
     return {"kernel": kernels, "bias": biases}
 
 
-def init_names() -> dict:
-    """The initialisers a default Dense layer is configured with."""
-    c = keras.layers.Dense(1).get_config()
+def init_names(layer=None) -> dict:
+    """The initialisers a default layer is configured with (default: a Dense layer)."""
+    c = (layer or keras.layers.Dense(1)).get_config()
     return {"kernel": c["kernel_initializer"]["class_name"], "bias": c["bias_initializer"]["class_name"]}
 
 
@@ -43,7 +43,6 @@ def conv_probe() -> dict:
     convs[0].build((None, 28, 28, 1))
     convs[1].build((None, 26, 26, 16))
     num = lambda t: keras.ops.convert_to_numpy(t)
-    cfg = convs[0].get_config()
     h, w, c = np.meshgrid(np.arange(2), np.arange(2), np.arange(2), indexing="ij")
     nhwc = keras.config.image_data_format() == "channels_last"
     x = (c * 100 + h * 10 + w) if nhwc else np.transpose(c * 100 + h * 10 + w, (2, 0, 1))
@@ -51,7 +50,7 @@ def conv_probe() -> dict:
     fastest = {1: "column", 10: "row", 100: "channel"}[int(flat[1] - flat[0])]
     return {"init": {"kernel": [float(np.sqrt(3) * np.std(num(m.kernel))) for m in convs],
                      "bias": [float(np.sqrt(3) * np.std(num(m.bias))) for m in convs]},
-            "init_names": {"kernel": cfg["kernel_initializer"]["class_name"], "bias": cfg["bias_initializer"]["class_name"]},
+            "init_names": init_names(convs[0]),
             "padding": "valid (none)" if arg(keras.layers.Conv2D, "padding") == "valid" else repr(arg(keras.layers.Conv2D, "padding")),
             "data_format": f"{'NHWC' if nhwc else 'NCHW'} ({keras.config.image_data_format()})",
             "kernel_layout": f"[kh, kw, in, out] {tuple(convs[1].kernel.shape)}",

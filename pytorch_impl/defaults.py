@@ -29,10 +29,10 @@ def init_bounds() -> dict:
     return {"kernel": kernels, "bias": biases}
 
 
-def init_names() -> dict:
-    """The initialiser calls in nn.Linear.reset_parameters, read from its source."""
+def init_names(module=nn.Linear) -> dict:
+    """The initialiser calls in a layer class's reset_parameters (nn.Linear, nn.Conv2d), read from its source."""
     import re
-    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(nn.Linear.reset_parameters))
+    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(module.reset_parameters))
     names = {target: f"{call.rstrip('_')}({rest.lstrip(', ')})" for call, target, rest in calls}
     return {"kernel": names.get("weight", "not found"), "bias": names.get("bias", "not found")}
 
@@ -41,17 +41,14 @@ def conv_probe() -> dict:
     """A default nn.Conv2d at the CNN's shapes (1->16, 16->32, 3x3): the initialisers and the bounds
     they draw, the padding, the data and kernel layouts, and the order nn.Flatten gives a conv output
     (measured on a tensor that holds each element's own (channel, row, column))."""
-    import re
     torch.manual_seed(0)
     convs = [nn.Conv2d(1, 16, 3), nn.Conv2d(16, 32, 3)]
-    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(nn.modules.conv._ConvNd.reset_parameters))
-    names = {target: f"{call.rstrip('_')}({rest.lstrip(', ')})" for call, target, rest in calls}
     c, h, w = torch.meshgrid(torch.arange(2), torch.arange(2), torch.arange(2), indexing="ij")
     flat = nn.Flatten()((c * 100 + h * 10 + w)[None])[0, :2].tolist()  # NCHW: which index moves first
     fastest = {1: "column", 10: "row", 100: "channel"}[flat[1] - flat[0]]
     return {"init": {"kernel": [float(np.sqrt(3) * m.weight.detach().std()) for m in convs],
                      "bias": [float(np.sqrt(3) * m.bias.detach().std()) for m in convs]},
-            "init_names": {"kernel": names.get("weight", "not found"), "bias": names.get("bias", "not found")},
+            "init_names": init_names(nn.Conv2d),
             "padding": "valid (none)" if arg(nn.Conv2d, "padding") == 0 else repr(arg(nn.Conv2d, "padding")), "data_format": "NCHW (channels first)",
             "kernel_layout": f"[out, in, kh, kw] {tuple(convs[1].weight.shape)}",
             "flatten_order": "channel, row, column" if fastest == "column" else f"{fastest} fastest"}

@@ -119,9 +119,11 @@ def changed_fraction(run: Path) -> list[float]:
 
 def spacing(x: float, dtype: str) -> float:
     """The distance between adjacent numbers of `dtype` at |x| (one unit in the last place)."""
-    import ml_dtypes
+    import sys
     import numpy as np
-    t = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from shared.lockstep import numpy_dtype
+    t = numpy_dtype(dtype)
     v = np.array(abs(x), dtype=t)
     return float(np.nextafter(v, np.array(np.inf, dtype=t)).astype(np.float64) - v.astype(np.float64))
 

@@ -61,13 +61,13 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
         for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits both
             seconds += _timed(train, 1)
             floors += _timed(floor, 1)
-        if c.augment != "none":  # the shared augmentation's own cost per epoch (the runner pays it between epochs)
-            augment_s = _timed(lambda: augment.epoch_images(data.train_images[:samples], c, 1), reps)
         rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floors if c.model == "mlp" else [],
-                     **({"augment_seconds": augment_s} if c.augment != "none" else {}),
                      "median": statistics.median(seconds),
                      "floor_median": statistics.median(floors) if c.model == "mlp" else None})
-    return {"environment": env, "rows": rows, "samples": samples,
+    # the shared augmentation's own cost per epoch (the runner pays it between epochs; no batch size in it)
+    augmented = {"augment_seconds": _timed(lambda: augment.epoch_images(data.train_images[:samples], config, 1), reps)} \
+        if config.augment != "none" else {}
+    return {"environment": env, "rows": rows, "samples": samples, **augmented,
             "process_seconds": time.perf_counter() - t_start}
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from shared import augment as faugment
+
 
 class ConfigError(ValueError):
     """A bad key or value; the message names the key and what is allowed."""
@@ -37,7 +39,6 @@ CHOICES = {
     "lr_schedule": ("constant", "cosine", "step"),
     "lr_schedule_unit": ("native", "epoch", "step"),
 }
-AUGMENTATIONS = ("flip", "vflip", "rotate", "translate")  # shared/augment.py
 NATIVE = "native"  # for these numbers: each framework's own library default
 NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
 
@@ -218,11 +219,11 @@ def _check_combinations(c: RunConfig) -> None:
         (c.label_smoothing > 0, c.head == "logits", "label_smoothing",
          "head=logits (the seed head's nll_loss has no smoothing in PyTorch)"),
     ]
-    augment = [] if c.augment == "none" else c.augment.split("+")
-    bad = [a for a in augment if a not in AUGMENTATIONS]
+    augment = faugment.names(c)
+    bad = [a for a in augment if a not in faugment.NAMES]
     if bad or (not augment and c.augment != "none") or len(set(augment)) < len(augment):
         what = f"{', '.join(map(repr, bad))} is not an augmentation" if bad else "names none or one twice"
-        raise ConfigError(f"augment={c.augment!r} {what}; give none or names from {', '.join(AUGMENTATIONS)} "
+        raise ConfigError(f"augment={c.augment!r} {what}; give none or names from {', '.join(faugment.NAMES)} "
                           f"joined by + or commas (e.g. augment=flip,rotate)")
     needs += [(c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
               (c.translate_fraction != d["translate_fraction"], "translate" in augment, "translate_fraction",
