@@ -13,6 +13,7 @@ where the cluster declares one, else all CPUs of the smallest node); `pack=True`
 nodes (one CPU each) and the report says the timings are not comparable."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -103,7 +104,11 @@ def train_on_node(run_dir: str, contestant: str, seed: int, config_json: str, fi
     ctx = ray.get_runtime_context()
     where = {"engine": "ray", "node_id": ctx.get_node_id(), "host": socket.gethostname(), "worker_pid": os.getpid(),
              "packed": pack}
-    work = Path(tempfile.mkdtemp(prefix="fmnist-parity-"))
+    # One working folder per job, named after it: a retry after a killed worker (whose `finally`
+    # never ran) clears the folder the killed attempt left, instead of leaving a copy per kill.
+    work = Path(tempfile.gettempdir()) / f"fmnist-parity-{hashlib.sha1(run_dir.encode()).hexdigest()[:16]}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     try:
         data = work / "data"
         data.mkdir()

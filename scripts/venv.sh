@@ -14,6 +14,6 @@ stamp=.venv/.fmnist-parity-installed
 want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 echo "installing pinned packages into .venv (a few minutes the first time) ..." >&2
-.venv/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt
+.venv/bin/python -m pip install --disable-pip-version-check --no-cache-dir -q -r requirements.txt  # no cache: the wheels would take GBs twice
 .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"

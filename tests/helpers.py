@@ -14,7 +14,7 @@ IMPLS = {"pytorch": ["pytorch_impl"], "keras": ["keras_impl", "--backend", "tens
 def env():
     e = dict(os.environ)
     e["FMNIST_DATA_DIR"] = str(real_data_dir())
-    e["PYTHONPATH"] = str(REPO)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keeps carried packages
     return e
 
 

@@ -3,7 +3,6 @@ value and what is allowed, and no traceback. In-process and before any training:
 command gets a stand-in implementation that fails the test if a bad input ever reaches training."""
 import gzip
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -53,8 +52,11 @@ def world(tmp_path, data_dir):
     rundir.write_run(run, {"framework": "pytorch", "backend": None, "config": {"lr": 0.01},
                            "environment": {}, "data": {}})
     rundir.write_status(run, "running", "", 1)
-    bad = tmp_path / "bad_data"
-    shutil.copytree(data_dir, bad)
+    bad = tmp_path / "bad_data"  # links to the real files (a copy per case filled the disk), one damaged
+    bad.mkdir()
+    for f in data_dir.iterdir():
+        (bad / f.name).symlink_to(f)
+    (bad / "t10k-labels-idx1-ubyte.gz").unlink(missing_ok=True)
     with gzip.open(bad / "t10k-labels-idx1-ubyte.gz", "wb") as f:
         f.write(b"\0" * 100)
     (tmp_path / "empty_data").mkdir()

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,6 +64,8 @@ def test_ray_sweep_with_a_killed_worker_equals_direct_runs(ray_cluster, tmp_path
         train(who.split("-")[0], path, "--epochs", "2", "--set", "hidden=64,64", "--set", "threads=1",
               "--set", f"lr={cells[cell]}") for (cell, who), path in ref.items()])
     local.start()
+    left = lambda: set(Path(tempfile.gettempdir()).glob("fmnist-parity-*"))  # the jobs' working folders
+    before = left()
     p = subprocess.Popen([sys.executable, "-m", "compare.cli", *ARGS, "--engine", "ray", "--ray-address",
                           ray_cluster.address, "--out", str(out)], env=env(), cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -95,6 +99,7 @@ def test_ray_sweep_with_a_killed_worker_equals_direct_runs(ray_cluster, tmp_path
     assert len(nodes) == 2, "both nodes ran jobs"
     assert json.loads((victim / "engine.json").read_text())["worker_pid"] != killed, "the killed job was retried"
     assert 1 <= epochs_at_kill <= 2
+    assert left() - before == set(), "the killed attempt's working folder was left on disk"
     md = (out / "cells" / "lr=0.05" / "report.md").read_text()
     assert "ray node" in md and "one timed run per node" in md
     s = json.loads((out / "sweep.json").read_text())
