@@ -112,6 +112,10 @@ def markdown(summary: dict) -> str:
              f"compiled call per step. Ratios are from this one run.", "",
              "| contestant | batch | median s | spread s | samples/s | x floor | x pytorch | own floor s |",
              "|---|---|---|---|---|---|---|---|"]
+    if summary.get("partial"):
+        done = len(summary["results"])
+        lines[2:2] = [f"**Partial: {done} of {len(summary['contestants'])} contestants measured** (the bench stopped "
+                      f"or is still running; not yet measured: {', '.join(summary['contestants'][done:])}).", ""]
     for r in summary["table"]:
         if "error" in r:
             lines.append(f"| {r['contestant']} | - | failed: {r['error']} | | | | |")
@@ -153,27 +157,40 @@ def plot(summary: dict, path: Path) -> None:
 
 def bench(config: cfg.RunConfig, names: list[str], batch_sizes: list[int], samples: int, reps: int, warmup: int,
           data_dir: str, out: Path, log) -> dict:
+    """Each contestant in its own process, one after another; bench.json and bench.md are rewritten
+    after each one (marked partial until the last), so a bench stopped midway keeps what it measured."""
     names = [REFERENCE] + [n for n in names if n != REFERENCE]  # the floor and the ratios need it
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run_contestant(n, config, batch_sizes, samples, reps, warmup, data_dir, Path(tmp), log) for n in names]
+        for n in names:
+            results.append(run_contestant(n, config, batch_sizes, samples, reps, warmup, data_dir, Path(tmp), log))
+            summary = summarize(config, names, results, batch_sizes, samples, reps, warmup)
+            if summary is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                atomic_write(out / "bench.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+                atomic_write(out / "bench.md", lambda f: f.write(markdown(summary).encode()))
+    if summary is None:
+        raise HarnessError("every bench contestant failed: " + "; ".join(f"{x['name']}: {x['error']}" for x in results))
+    plot(summary, out / "bench.png")
+    return summary
+
+
+def summarize(config: cfg.RunConfig, names: list[str], results: list[dict], batch_sizes: list[int], samples: int,
+              reps: int, warmup: int) -> dict | None:
+    """The bench record of the contestants run so far (None while none has succeeded)."""
     ok = [x for x in results if "rows" in x]
     if not ok:
-        raise HarnessError("every bench contestant failed: " + "; ".join(f"{x['name']}: {x['error']}" for x in results))
+        return None
     versions = {}
     for x in ok:
         env = x["environment"]
         versions.update({k: env[k] for k in ("torch", "keras", "tensorflow", "jax", "torchvision") if k in env})
-    summary = {"format": "fmnist-parity-bench", "version": 1, "config": config.to_dict(), "contestants": names,
-               "batch_sizes": batch_sizes, "samples": samples, "reps": reps, "warmup": warmup,
-               "threads": ok[0]["environment"]["threads"],
-               "host": {"cpu": cpu_model(), "cpu_count": ok[0]["environment"]["cpu_count"], "python": platform.python_version()},
-               "devices": {x["name"]: x["environment"].get("device_name", "cpu") for x in ok},
-               "versions": versions, "results": results, "table": table(results)}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "bench.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
-    atomic_write(out / "bench.md", lambda f: f.write(markdown(summary).encode()))
-    plot(summary, out / "bench.png")
-    return summary
+    return {"format": "fmnist-parity-bench", "version": 1, "config": config.to_dict(), "contestants": names,
+            "partial": len(results) < len(names), "batch_sizes": batch_sizes, "samples": samples, "reps": reps,
+            "warmup": warmup, "threads": ok[0]["environment"]["threads"],
+            "host": {"cpu": cpu_model(), "cpu_count": ok[0]["environment"]["cpu_count"], "python": platform.python_version()},
+            "devices": {x["name"]: x["environment"].get("device_name", "cpu") for x in ok},
+            "versions": versions, "results": results, "table": table(results)}
 
 
 def terminal(summary: dict) -> str:

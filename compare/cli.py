@@ -609,15 +609,22 @@ def main(argv: list[str] | None = None) -> int:
         # forward everything but the subcommand and --framework
         fw_rest = [a for a in argv[1:] if a not in ("--framework", args.framework)
                    and not a.startswith("--framework=")]
-        return _run(lambda: args.func(args, fw_rest))
+        return _run(lambda: args.func(args, fw_rest), KEPT["train"])
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return _run(lambda: args.func(args))
+    return _run(lambda: args.func(args), KEPT.get(args.command, KEPT[None]))
 
 
-def _run(fn) -> int:
+# What an interrupted command leaves behind, in the line it prints (only the run-based ones resume).
+RESUME = "finished runs and each run's last complete epoch are kept: run the same command again to resume"
+KEPT = {"run": RESUME, "ablate": RESUME, "train": RESUME,
+        "bench": "the contestants measured so far are in the --out folder's bench.md (marked partial)",
+        None: "its report was not finished: run the same command again"}
+
+
+def _run(fn, kept: str) -> int:
     stop_on_signals()
     _CLAIMED.clear()
     try:
@@ -630,9 +637,8 @@ def _run(fn) -> int:
         return _refused()
     except (Stopped, KeyboardInterrupt) as e:  # the harness has already stopped its child
         signum = getattr(e, "signum", 2)
-        _eprint(f"interrupted by {'SIGTERM' if signum == 15 else 'SIGINT'}; finished runs and each run's last "
-                f"complete epoch are kept: run the same command again to resume: "
-                + shlex.join(["fmnist-parity", *sys.argv[1:]]))
+        _eprint(f"interrupted by {'SIGTERM' if signum == 15 else 'SIGINT'}; {kept}"
+                + (": " + shlex.join(["fmnist-parity", *sys.argv[1:]]) if kept == RESUME else ""))
         return 128 + signum
 
 

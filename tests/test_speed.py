@@ -66,7 +66,7 @@ def test_bench_runs_and_writes_its_results(tmp_path):
     assert "x floor" in r.stdout and "keras" in r.stdout
 
 
-def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path):
+def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
     """model=cnn: no matrix-product floor, ratios to PyTorch's CNN; the augmentation's own cost is kept."""
     out = tmp_path / "bench"
     cmd = [sys.executable, "-m", "compare.cli", "bench", "--contestants", "pytorch,keras", "--samples", "256",
@@ -83,6 +83,21 @@ def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path):
     skipped = bench.run_contestant("pytorch-compile-step", cfg.resolve("standard", ["model=cnn"]), [128], 256, 1, 0,
                                    "unused", tmp_path, log=lambda m: None)
     assert skipped["error"].startswith("not for this config") and "compile=step" in skipped["error"]
+    # stopped during the third of three contestants: the two measured are on disk, marked partial
+    assert s["partial"] is False and "Partial" not in (out / "bench.md").read_text()
+    real = {x["name"]: x for x in s["results"]}
+
+    def measured_or_stopped(name, *args, **kwargs):
+        if name not in real:
+            raise KeyboardInterrupt
+        return real[name]
+    monkeypatch.setattr(bench, "run_contestant", measured_or_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        bench.bench(cfg.resolve("standard", ["model=cnn"]), ["pytorch", "keras", "keras-jax"], [128], 256, 1, 0,
+                    "unused", tmp_path / "stopped", log=lambda m: None)
+    part = json.loads((tmp_path / "stopped" / "bench.json").read_text())
+    assert part["partial"] is True and [x["name"] for x in part["results"]] == ["pytorch", "keras"]
+    assert "Partial: 2 of 3 contestants measured" in (tmp_path / "stopped" / "bench.md").read_text()
 
 
 COMPILED_STEP = """
