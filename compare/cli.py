@@ -98,6 +98,8 @@ def cmd_run(args) -> int:
         _list(args.with_, WHY, "--with")  # refuse a bad flag before hours of training
     if args.lockstep_steps is not None and args.lockstep_steps < 3:
         raise HarnessError(f"--lockstep-steps {args.lockstep_steps}: need at least 3")
+    if "lockstep" in (args.with_ or ""):
+        _check_lockstep(config)
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])
     _check_margin(args.margin)
@@ -191,6 +193,13 @@ def _list(text: str, allowed: tuple, flag: str) -> list[str]:
     return items
 
 
+def _check_lockstep(config) -> None:
+    if config.augment_impl == "native":
+        raise HarnessError("lockstep feeds both sides the same pixels, and augment_impl=native lets each library draw "
+                           "its own: use augment_impl=shared (the default) for lockstep, or augment-diff to compare "
+                           "the libraries' augmentations")
+
+
 def cmd_lockstep(args) -> int:
     """Same weights, same batches: do the two frameworks compute the same function?"""
     from compare import lockstep
@@ -202,6 +211,7 @@ def cmd_lockstep(args) -> int:
     if mixed and dtypes != ["float32"]:
         raise HarnessError(f"mixed_precision={config.mixed_precision} keeps float32 weights: use --dtypes float32 "
                            f"(the default with mixed precision), not {','.join(dtypes)}")
+    _check_lockstep(config)
     cells = _list(args.cells, (*lockstep.CELLS, *lockstep.alone_cells(config)), "--cells") if args.cells else None
     if args.steps < 3 or args.every < 1:
         raise HarnessError(f"--steps {args.steps} / --every {args.every}: need at least 3 steps and every >= 1")

@@ -17,6 +17,10 @@ from shared.atomic import atomic_write
 
 # ---------------------------------------------------------------- plots
 
+AUGMENT_IMPL = {"shared": "shared: the same pixels on every side",
+                "native": "native: each library's own transforms with its defaults, so each side trains on other "
+                          "pixels; `fmnist-parity augment-diff` shows how they differ"}
+
 def plots(s: dict, out: Path) -> list[tuple[str, str]]:
     import matplotlib
     matplotlib.use("Agg")
@@ -96,7 +100,7 @@ def document(s: dict) -> list[tuple]:
                                if v.get("welch_sentence") else "")))
     config = cfg.from_dict(meta["config"])
     blocks.append(("p", f"Network: {plan.describe(config)}"
-                        + (f"; augmentation {config.augment} ({config.augment_impl}: the same pixels on every side)"
+                        + (f"; augmentation {config.augment} ({AUGMENT_IMPL[config.augment_impl]})"
                            if config.augment != "none" else "") + "."))
     blocks.append(("p", f"How to read it: equivalence is two one-sided t tests at alpha = 0.05 (the 90% CI of the "
                         f"difference lies inside ±{100 * s['margin']:.2f} pp); the 95% CI shown is two-sided. "

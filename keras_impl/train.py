@@ -95,6 +95,25 @@ def compile_step(config):
     return {"native": "auto", "on": True, "off": False, "step": True}[config.compile]
 
 
+def augment(images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float,
+            seed: int, chunk: int = 2000) -> np.ndarray:
+    """augment_impl=native: Keras' preprocessing layers with their defaults (bilinear sampling, reflected
+    fill, the angle as a fraction of a full turn), a batch of images per call as in a model or tf.data
+    map, each layer seeded from `seed`. Raw images [n, 28, 28] in, float64 out."""
+    steps = {"flip": lambda s: keras.layers.RandomFlip("horizontal", seed=s),
+             "vflip": lambda s: keras.layers.RandomFlip("vertical", seed=s),
+             "rotate": lambda s: keras.layers.RandomRotation(rotate_degrees / 360.0, seed=s),
+             "translate": lambda s: keras.layers.RandomTranslation(translate_fraction, translate_fraction, seed=s)}
+    pipe = [make(seed + i) for i, (n, make) in enumerate(steps.items()) if n in names]  # shared/augment.py's order
+    out = np.empty(images.shape, np.float64)
+    for s in range(0, len(images), chunk):
+        x = keras.ops.convert_to_tensor(images[s:s + chunk, :, :, None].astype(np.float32))  # NHWC
+        for layer in pipe:
+            x = layer(x, training=True)
+        out[s:s + chunk] = keras.ops.convert_to_numpy(x)[..., 0]
+    return out
+
+
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     """The whole dataset as backend tensors on the device; batches are gathered from it by index."""
     if state.config.pipeline != "memory":

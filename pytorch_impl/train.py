@@ -113,6 +113,23 @@ def compile_step(state: State):
     return run
 
 
+def augment(images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float,
+            seed: int) -> np.ndarray:
+    """augment_impl=native: torchvision.transforms.v2 with its defaults (nearest sampling, fill 0), one
+    image at a time as a Dataset's transform applies it, drawing from torch's generator seeded with
+    `seed` (forked: the training's own draws stay as they were). Raw images [n, 28, 28] in, float64 out."""
+    from torchvision.transforms import v2
+    steps = {"flip": v2.RandomHorizontalFlip(), "vflip": v2.RandomVerticalFlip(),
+             "rotate": v2.RandomRotation(rotate_degrees),
+             "translate": v2.RandomAffine(degrees=0.0, translate=(translate_fraction, translate_fraction))}
+    pipe = v2.Compose([steps[n] for n in steps if n in names])  # shared/augment.py's order
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]  # [n, 1, 28, 28]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = torch.stack([pipe(img) for img in x])
+    return out[:, 0].numpy().astype(np.float64)
+
+
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     """The whole dataset as tensors on the device; batches are gathered from it by index."""
     x = lambda a: torch.from_numpy(a).to(state.device, M.DTYPES[state.config.dtype])  # bfloat16: rounded here

@@ -33,6 +33,22 @@ def parameters(config, epoch: int, n: int = 60000) -> dict:
             "shift": rng.uniform(-config.translate_fraction, config.translate_fraction, (n, 2)) * SIDE}
 
 
+def native_seed(config, epoch: int) -> int:
+    """augment_impl=native: the seed each library's own random augmentation draws epoch `epoch` from
+    (a pure function of (seed, epoch): a resumed run redraws the same pixels; the libraries' draws
+    differ from each other and from the shared ones)."""
+    return int(np.random.SeedSequence([config.seed, epoch, 0xA07]).generate_state(1)[0] >> 1)
+
+
+def epoch_images_for(impl, images: np.ndarray, config, epoch: int) -> np.ndarray:
+    """The training images epoch `epoch` trains on: the shared augmentation, or the implementation's
+    own library (`impl.augment`, twins in pytorch_impl/keras_impl train.py) with its defaults."""
+    if config.augment_impl == "native":
+        return impl.augment(images, names(config), config.rotate_degrees, config.translate_fraction,
+                            native_seed(config, epoch))
+    return epoch_images(images, config, epoch)
+
+
 def apply(images: np.ndarray, index: np.ndarray, config, epoch: int) -> np.ndarray:
     """The augmented images [k, 28, 28] (float64, 0-255) of training images `index` (their raw pixels
     `images`, in the same order) in epoch `epoch`."""

@@ -64,8 +64,9 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
         rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floors if c.model == "mlp" else [],
                      "median": statistics.median(seconds),
                      "floor_median": statistics.median(floors) if c.model == "mlp" else None})
-    # the shared augmentation's own cost per epoch (the runner pays it between epochs; no batch size in it)
-    augmented = {"augment_seconds": _timed(lambda: augment.epoch_images(data.train_images[:samples], config, 1), reps)} \
+    # the augmentation's own cost per epoch (the runner pays it between epochs; no batch size in it)
+    augmented = {"augment_seconds": _timed(lambda: augment.epoch_images_for(impl, data.train_images[:samples], config, 1),
+                                           reps)} \
         if config.augment != "none" else {}
     return {"environment": env, "rows": rows, "samples": samples, **augmented,
             "process_seconds": time.perf_counter() - t_start}

@@ -18,7 +18,7 @@ class ConfigError(ValueError):
 
 CHOICES = {
     "model": ("mlp", "cnn"),
-    "augment_impl": ("shared",),
+    "augment_impl": ("shared", "native"),
     "head": ("seed", "logits"),
     "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
@@ -50,7 +50,8 @@ class RunConfig:
                                      # max pooling, then one Dense to the 10 classes (shared/plan.py)
     channels: tuple = (16, 32)       # cnn only: output channels of each convolution
     augment: str = "none"            # none, or names joined by + (or commas): flip, vflip, rotate, translate
-    augment_impl: str = "shared"     # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py)
+    augment_impl: str = "shared"     # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
+                                     # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
     rotate_degrees: float = 10.0     # augment rotate: angle uniform in +-this
     translate_fraction: float = 0.1  # augment translate: shift uniform in +-this x 28 pixels, per axis
     negative_slope: float = 0.01     # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
@@ -225,7 +226,8 @@ def _check_combinations(c: RunConfig) -> None:
         what = f"{', '.join(map(repr, bad))} is not an augmentation" if bad else "names none or one twice"
         raise ConfigError(f"augment={c.augment!r} {what}; give none or names from {', '.join(faugment.NAMES)} "
                           f"joined by + or commas (e.g. augment=flip,rotate)")
-    needs += [(c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
+    needs += [(c.augment_impl != d["augment_impl"], bool(augment), "augment_impl", "augment, e.g. --set augment=flip"),
+              (c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
               (c.translate_fraction != d["translate_fraction"], "translate" in augment, "translate_fraction",
                "augment=translate"),
               (bool(augment) and c.pipeline != "memory", False, "augment", "pipeline=memory (the torchvision "

@@ -166,9 +166,9 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
 
     for epoch in range(len(rows) + 1, config.epochs + 1):
         idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
-        if config.augment != "none":  # this epoch's pixels (shared/augment.py): the same on every side
-            x_epoch = fdata.scale(augment.epoch_images(data.train_images, config, epoch), config.scaling, mean, std,
-                                  config.dtype)
+        if config.augment != "none":  # this epoch's pixels: shared (the same on every side) or the library's own
+            x_epoch = fdata.scale(augment.epoch_images_for(impl, data.train_images, config, epoch), config.scaling,
+                                  mean, std, config.dtype)
             tensors = impl.to_device(state, x_epoch, data.train_labels.astype(np.int64), x_test,
                                      data.test_labels.astype(np.int64), data)
         bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)

@@ -99,3 +99,50 @@ def test_augment_diff_shows_the_libraries_defaults_and_matches_once_they_are_mat
         assert rows[op]["pixels_differ"] > 0.1 and rows[op]["matched_pytorch_vs_keras"] < 1.0, rows[op]
         assert rows[op]["matched_keras_vs_shared"] < 0.01, rows[op]  # the shared geometry is Keras' matched one
     assert (out / "augment_diff.png").stat().st_size > 1000 and "| interpolation | nearest | bilinear |" in (out / "augment_diff.md").read_text()
+
+
+NATIVE_PROBE = """
+import json, sys, numpy as np
+fw = sys.argv[1]
+if fw == "keras":
+    import keras  # the backend comes from KERAS_BACKEND
+from importlib import import_module
+T = import_module(f"{fw}_impl.train")
+white = np.full((64, 28, 28), 255.0)
+a = T.augment(white, ["rotate"], 30.0, 0.1, 7)
+b = T.augment(white, ["rotate"], 30.0, 0.1, 7)
+c = T.augment(white, ["rotate"], 30.0, 0.1, 8)
+ramp = np.tile(np.arange(28.0), (64, 28, 1))  # columns 0..27: a left-right flip reverses each row
+f = T.augment(ramp, ["flip"], 10.0, 0.1, 7)
+print(json.dumps({"same": bool(np.array_equal(a, b)), "other": bool(not np.array_equal(a, c)),
+                  "corner": float(np.median(a[:, 0, 0])), "dtype": str(a.dtype), "range": [float(a.min()), float(a.max())],
+                  "flipped": float(np.mean(f[:, :, 0] == 27)), "kept": float(np.mean(f[:, :, 0] == 0))}))
+"""
+
+
+@pytest.mark.parametrize("fw", ["pytorch", "keras"])
+def test_native_augmentation_is_each_librarys_own_drawn_per_epoch_seed(fw):
+    """augment_impl=native: each twin runs its library's random transforms with their defaults (a
+    rotated white image keeps black corners in torchvision, reflected white ones in Keras), and draws
+    from the seed it is given, so a resumed epoch redraws the same pixels."""
+    import json
+    import subprocess
+    import sys
+    from helpers import env
+    r = subprocess.run([sys.executable, "-c", NATIVE_PROBE, fw], env={**env(), "KERAS_BACKEND": "tensorflow"},
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    p = json.loads(r.stdout.strip().splitlines()[-1])
+    assert p["same"] and p["other"] and p["dtype"] == "float64" and 0 <= p["range"][0] <= p["range"][1] < 255.01  # float32 sums
+    assert p["corner"] == (0.0 if fw == "pytorch" else 255.0)
+    assert 0.3 < p["flipped"] < 0.7 and p["flipped"] + p["kept"] == 1.0
+    seeds = {augment.native_seed(cfg.from_dict({"seed": s}, ALL), e) for s in (0, 1) for e in (1, 2)}
+    assert len(seeds) == 4 and augment.native_seed(ALL, 1) == augment.native_seed(ALL, 1)
+
+
+def test_a_run_trains_on_its_librarys_own_augmentation(tmp_path):
+    """Keras' preprocessing layers through the runner: the run records augment_impl=native and trains."""
+    import json
+    train("keras", tmp_path / "native", *ONE_EPOCH, "--set", "augment=flip", "--set", "augment_impl=native")
+    assert metrics(tmp_path / "native")[0]["test_acc"] > 0.75
+    assert json.loads((tmp_path / "native" / "run.json").read_text())["config"]["augment_impl"] == "native"
