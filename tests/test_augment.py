@@ -1,4 +1,4 @@
-"""augment_impl=shared: one numpy augmentation (shared/augment.py), so both frameworks train on the same
+"""Augmentation. augment_impl=shared: one numpy augmentation (shared/augment.py), so both frameworks train on the same
 pixels. Its parameters are a pure function of (seed, epoch, image index); the geometry is checked on
 images whose answer is known; float64 matched lockstep agrees through it."""
 import numpy as np
@@ -68,11 +68,13 @@ def test_lockstep_steps_see_their_epochs_augmented_rows(data_dir):
 
 
 def test_a_run_trains_on_the_augmented_epochs(tmp_path, trained):
-    """The runner hands each epoch's augmented images over: the same run without augmentation (shared by
-    other tests) trains differently."""
-    train("pytorch", tmp_path / "flip", *ONE_EPOCH, "--set", "augment=flip")
+    """The runner hands each epoch's augmented images over (here torchvision's own flips,
+    augment_impl=native): the same run without augmentation (shared by other tests) trains differently."""
+    import json
+    train("pytorch", tmp_path / "flip", *ONE_EPOCH, "--set", "augment=flip", "--set", "augment_impl=native")
     flip, plain = metrics(tmp_path / "flip")[0], metrics(trained("pytorch", *ONE_EPOCH))[0]
     assert flip["test_acc"] > 0.75 and flip["train_loss"] != plain["train_loss"]
+    assert json.loads((tmp_path / "flip" / "run.json").read_text())["config"]["augment_impl"] == "native"
 
 
 def test_augment_diff_shows_the_libraries_defaults_and_matches_once_they_are_matched(tmp_path, data_dir):
@@ -139,10 +141,3 @@ def test_native_augmentation_is_each_librarys_own_drawn_per_epoch_seed(fw):
     seeds = {augment.native_seed(cfg.from_dict({"seed": s}, ALL), e) for s in (0, 1) for e in (1, 2)}
     assert len(seeds) == 4 and augment.native_seed(ALL, 1) == augment.native_seed(ALL, 1)
 
-
-def test_a_run_trains_on_its_librarys_own_augmentation(tmp_path):
-    """Keras' preprocessing layers through the runner: the run records augment_impl=native and trains."""
-    import json
-    train("keras", tmp_path / "native", *ONE_EPOCH, "--set", "augment=flip", "--set", "augment_impl=native")
-    assert metrics(tmp_path / "native")[0]["test_acc"] > 0.75
-    assert json.loads((tmp_path / "native" / "run.json").read_text())["config"]["augment_impl"] == "native"
