@@ -39,6 +39,7 @@ CONTESTANTS = {
 }
 # below float32 (issue 18): opt-in with --contestants, as float16 autocast is slow on CPUs
 PRECISION = {
+    "pytorch-nhwc": ("pytorch", {"conv_layout": "nhwc"}, "PyTorch eager, CNN in torch.channels_last (NHWC) memory"),
     "pytorch-bf16": ("pytorch", {"dtype": "bfloat16"}, "PyTorch eager, pure bfloat16 (weights and computation)"),
     "pytorch-amp-bf16": ("pytorch", {"mixed_precision": "bfloat16"}, "PyTorch eager under torch.autocast(bfloat16)"),
     "pytorch-amp-fp16": ("pytorch", {"mixed_precision": "float16"}, "PyTorch eager, torch.autocast(float16) + GradScaler"),

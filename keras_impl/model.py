@@ -174,7 +174,8 @@ def translate(layer, config):
 
 
 def build_model(config) -> keras.Sequential:
-    """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py)."""
+    """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py). conv_layout: Keras'
+    convolutions compute in NHWC (image_data_format channels_last) either way."""
     return keras.Sequential([keras.Input((784,), dtype=DTYPES[config.dtype]),
                              *(translate(layer, config) for layer in plan.network(config))])
 

@@ -131,8 +131,10 @@ def precision(state: State, xb) -> dict:
         x = layer(x, training=False)
         layers.append(f"{type(layer).__name__}: {keras.backend.standardize_dtype(x.dtype)}")
     loss = state.loss_fn(keras.ops.zeros((x.shape[0],), dtype="int32"), x)
+    conv = [layer.data_format for layer in state.model.layers if isinstance(layer, keras.layers.Conv2D)]
     p = {"layers": layers, "loss": keras.backend.standardize_dtype(loss.dtype),
-         "weights": keras.backend.standardize_dtype(state.model.weights[0].dtype), "policy": keras.config.dtype_policy().name}
+         "weights": keras.backend.standardize_dtype(state.model.weights[0].dtype), "policy": keras.config.dtype_policy().name,
+         **({"feature_layout": "NHWC" if conv[0] == "channels_last" else "NCHW"} if conv else {})}
     if isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
         p["loss_scale"] = {"initial": float(state.optimizer.initial_scale),
                            "growth_interval": state.optimizer.dynamic_growth_steps}

@@ -146,13 +146,16 @@ def precision(state: State, xb) -> dict:
     autocast where mixed precision is on; evaluation mode: no dropout mask needed, nothing changes),
     the loss's, the weights', the loss scaler's."""
     name = lambda dtype: str(dtype).removeprefix("torch.")
-    layers, x = [], xb
+    layers, x, layout = [], xb, None
     with torch.no_grad(), _unchanged(state, False), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
             layers.append(f"{type(m).__name__}: {name(x.dtype)}")
+            if layout is None and x.dim() == 4 and x.shape[1] > 1:  # the first feature maps' memory order
+                layout = "NCHW" if x.is_contiguous() else "NHWC" if x.is_contiguous(memory_format=torch.channels_last) else "strided"
         loss = state.loss_fn(x, torch.zeros(len(x), dtype=torch.int64, device=x.device))
-    p = {"layers": layers, "loss": name(loss.dtype), "weights": name(next(state.model.parameters()).dtype)}
+    p = {"layers": layers, "loss": name(loss.dtype), "weights": name(next(state.model.parameters()).dtype),
+         **({"feature_layout": layout} if layout else {})}
     if state.scaler is not None:
         p["loss_scale"] = {"initial": state.scaler.get_scale(), "growth_factor": state.scaler.get_growth_factor(),
                            "backoff_factor": state.scaler.get_backoff_factor(), "growth_interval": state.scaler.get_growth_interval()}

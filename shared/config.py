@@ -19,6 +19,7 @@ class ConfigError(ValueError):
 CHOICES = {
     "model": ("mlp", "cnn"),
     "augment_impl": ("shared", "native"),
+    "conv_layout": ("native", "nhwc"),
     "head": ("seed", "logits"),
     "optimizer": ("sgd", "adam", "adamw"),
     "scaling": ("unit", "standardize"),
@@ -49,6 +50,8 @@ class RunConfig:
     model: str = "mlp"               # mlp, or cnn: 3x3 convolutions (channels), each with LeakyReLU and 2x2
                                      # max pooling, then one Dense to the 10 classes (shared/plan.py)
     channels: tuple = (16, 32)       # cnn only: output channels of each convolution
+    conv_layout: str = "native"      # cnn only: native: each library's default memory layout (PyTorch NCHW,
+                                     # Keras NHWC); nhwc: both NHWC (PyTorch: torch.channels_last)
     augment: str = "none"            # none, or names joined by + (or commas): flip, vflip, rotate, translate
     augment_impl: str = "shared"     # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
                                      # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
@@ -242,8 +245,9 @@ def _check_combinations(c: RunConfig) -> None:
         if mlp_only:
             raise ConfigError(f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
                               f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32")
-    elif c.channels != d["channels"]:
-        raise ConfigError("channels has no effect without model=cnn (the MLP's widths are hidden=200,200)")
+    elif c.channels != d["channels"] or c.conv_layout != d["conv_layout"]:
+        key = "channels" if c.channels != d["channels"] else "conv_layout"
+        raise ConfigError(f"{key} has no effect without model=cnn (the MLP's widths are hidden=200,200)")
     if c.mixed_precision != "off" and c.dtype != "float32":
         raise ConfigError(f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
                           f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}")

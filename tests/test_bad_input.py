@@ -159,6 +159,8 @@ CASES = [
      ["model=cnn", "batchnorm, dropout", "MLP only"]),
     ("cnn compiled as the MLP's SGD step", T, "--set model=cnn --set compile=step", ["compile=step", "model"]),
     ("channels without the cnn", T, "--set channels=8", ["channels", "model=cnn"]),
+    ("conv layout without the cnn", T, "--set conv_layout=nhwc", ["conv_layout", "model=cnn"]),
+    ("unknown conv layout", T, "--set model=cnn --set conv_layout=nchw", ["conv_layout", "'nchw'", "nhwc"]),
     ("channels: five poolings", T, "--set model=cnn --set channels=8,8,8,8,8", ["channels=(8, 8, 8, 8, 8)", "1 to 4"]),
     ("channels: zero", T, "--set model=cnn --set channels=0,8", ["channels=(0, 8)", "positive"]),
     ("unknown model", T, "--set model=resnet", ["model='resnet'", "mlp, cnn"]),

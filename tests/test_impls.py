@@ -202,6 +202,33 @@ print("ok")
     assert out.strip() == "ok"
 
 
+def test_cnn_in_channels_last_memory_is_the_same_function():
+    """conv_layout=nhwc: the same weights give the same outputs and gradients (float64, to rounding) with
+    the feature maps in NHWC memory, and the run records the layout it read from the feature maps."""
+    out = python("""
+import numpy as np, torch
+from shared import config as cfg
+from pytorch_impl import train as T
+states = {}
+for layout in ("native", "nhwc"):
+    c = cfg.resolve("standard", ["model=cnn", "dtype=float64", f"conv_layout={layout}"])
+    torch.manual_seed(0)
+    states[layout] = T.build(c, T.setup(c, 1))
+x = torch.rand(64, 784, dtype=torch.float64); y = torch.randint(0, 10, (64,))
+a, b = states["native"], states["nhwc"]
+assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
+for s in (a, b):
+    s.model.zero_grad(); s.loss_fn(s.model(x), y).backward()
+fa, fb = a.model(x), b.model(x)
+ga, gb = [p.grad for p in a.model.parameters()], [p.grad for p in b.model.parameters()]
+assert b.model[4].weight.is_contiguous(memory_format=torch.channels_last) and not b.model[4].weight.is_contiguous()
+print(float((fa - fb).abs().max()), max(float((p - q).abs().max()) for p, q in zip(ga, gb)),
+      T.precision(a, x[:2])["feature_layout"], T.precision(b, x[:2])["feature_layout"])
+""")
+    forward, grads, native, nhwc = out.split()
+    assert float(forward) < 1e-12 and float(grads) < 1e-12 and (native, nhwc) == ("NCHW", "NHWC")
+
+
 def test_torchvision_and_keras_loaders_match_ours(tmp_path):
     """torchvision.datasets.FashionMNIST and keras.datasets.fashion_mnist.load_data() over the same
     files (laid out where each expects them, no download) return our arrays exactly."""
