@@ -4,7 +4,8 @@
 # sizes 128 and 512, the precisions' and the CNN's `bench` at 128 and 512. Everything lands in RESULTS_DIR.
 # The whole script keeps within GPU_CHECK_SECONDS (default 420): each step's timeout is cut to what is
 # left, so a device call of ~8 minutes can still pack the results (measured on an H200: Keras-JAX's first
-# epoch is ~23 s of which ~22 s is XLA compiling the train step twice, plus ~8 s for the predict step).
+# epoch is ~23 s of which ~22 s is XLA compiling the one-step train function for two batch shapes, plus
+# ~8 s for the predict step).
 #   usage: scripts/gpu_check.sh RESULTS_DIR      on the device tool: ...; tar czf $OUT/gpu.tgz -C /tmp g
 # Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data
 # when the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the
