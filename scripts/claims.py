@@ -1,11 +1,13 @@
 """Figures and numbers of docs/CLAIMS.md (the lab report's augmentation and CNN claims), from the sweep
 directories of the claims runs. Usage (the commands that make the sweeps are in docs/CLAIMS.md):
 
-    .venv/bin/python scripts/claims.py --runs comparisons/claims-mlp comparisons/claims-cnn
+    .venv/bin/python scripts/claims.py --runs comparisons/claims-mlp comparisons/claims-cnn \
+        --long comparisons/claims-mlp-40
 
 Writes docs/claims/: claims.csv (every run's per-epoch metrics), claims.json (per model, augmentation
 and framework: final and best accuracy, epochs to the target, the train-test gap; the paired effects of
-each augmentation, CNN vs MLP, and PyTorch vs Keras, each with a 95% t interval over seeds) and
+each augmentation, CNN vs MLP, and PyTorch vs Keras, each with a 95% t interval over seeds; with
+--long, the same MLP trained longer without and with flips: the paired effect at every epoch) and
 claims.png."""
 from __future__ import annotations
 
@@ -109,6 +111,26 @@ def summarize(runs: dict) -> dict:
     return out
 
 
+def longer(runs: dict) -> dict:
+    """The longer MLP sweep (augment none vs flip): the paired effect of flips and the train-test gap at
+    every epoch, per framework."""
+    seeds = sorted({k[3] for k in runs})
+    out = {}
+    for fw in FRAMEWORKS:
+        pairs = [(runs[("mlp", "flip", fw, x)]["metrics"], runs[("mlp", "none", fw, x)]["metrics"]) for x in seeds
+                 if ("mlp", "flip", fw, x) in runs and ("mlp", "none", fw, x) in runs]
+        if not pairs:
+            continue
+        epochs = min(len(a) for a, _ in pairs)
+        out[fw] = {"seeds": len(pairs), "epochs": epochs, "by_epoch": [
+            {"epoch": e + 1, "effect": ci([a[e]["test_acc"] - b[e]["test_acc"] for a, b in pairs]),
+             "none_acc": statistics.mean(b[e]["test_acc"] for _, b in pairs),
+             "flip_acc": statistics.mean(a[e]["test_acc"] for a, _ in pairs),
+             "none_gap": statistics.mean(b[e]["train_acc"] - b[e]["test_acc"] for _, b in pairs),
+             "flip_gap": statistics.mean(a[e]["train_acc"] - a[e]["test_acc"] for a, _ in pairs)} for e in range(epochs)]}
+    return out
+
+
 def write_csv(runs: dict, path: Path) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -120,7 +142,7 @@ def write_csv(runs: dict, path: Path) -> None:
 
 def plot(runs: dict, s: dict, path: Path) -> None:
     seeds = sorted({k[3] for k in runs})
-    fig, ax = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, ax = plt.subplots(1, 4 if s.get("long") else 3, figsize=(22 if s.get("long") else 17, 4.8))
     for i, model in enumerate(("mlp", "cnn")):
         for aug in AUGS:
             for fw in FRAMEWORKS:
@@ -146,6 +168,19 @@ def plot(runs: dict, s: dict, path: Path) -> None:
     ax[2].set_xticks(range(len(labels)), labels, fontsize=6, rotation=60)
     ax[2].set(title="augmentation minus none, final test accuracy\n(paired by seed; 95% t interval; dots: seeds)",
               ylabel="percentage points")
+    for fw, L in (s.get("long") or {}).items():
+        rows = L["by_epoch"]
+        e = [r["epoch"] for r in rows]
+        ax[3].plot(e, [100 * r["effect"]["mean"] for r in rows], STYLE[fw], color="tab:blue", label=f"flip - none ({fw})")
+        ax[3].fill_between(e, [100 * r["effect"]["lo"] for r in rows], [100 * r["effect"]["hi"] for r in rows],
+                           color="tab:blue", alpha=0.1)
+        ax[3].plot(e, [100 * r["none_gap"] for r in rows], STYLE[fw], color="black", lw=0.8, label=f"train - test, none ({fw})")
+        ax[3].plot(e, [100 * r["flip_gap"] for r in rows], STYLE[fw], color="tab:cyan", lw=0.8, label=f"train - test, flip ({fw})")
+    if s.get("long"):
+        ax[3].axhline(0, color="grey", lw=0.8)
+        ax[3].set(title=f"MLP trained longer: flips' paired effect (95% t band)\nand the train-test gap",
+                  xlabel="epoch", ylabel="percentage points")
+        ax[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -154,6 +189,7 @@ def plot(runs: dict, s: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep directories (fmnist-parity run --grid ...)")
+    p.add_argument("--long", type=Path, help="a sweep of the MLP trained longer, augment none and flip")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     runs = load(args.runs)
@@ -161,6 +197,8 @@ def main() -> None:
         raise SystemExit(f"no completed runs under {', '.join(map(str, args.runs))}")
     args.out.mkdir(parents=True, exist_ok=True)
     s = summarize(runs)
+    if args.long:
+        s["long"] = longer(load([args.long]))
     (args.out / "claims.json").write_text(json.dumps(s, indent=1))
     write_csv(runs, args.out / "claims.csv")
     plot(runs, s, args.out / "claims.png")
@@ -169,6 +207,11 @@ def main() -> None:
     for c in s["cells"]:
         print(f"{c['model']:5s} {c['augment']:12s} {c['framework']:9s} {100 * c['final_acc_mean']:8.2f} "
               f"{100 * c['best_acc_mean']:7.2f} {str(c['epochs_to_target']):>10s} {100 * c['train_minus_test']:10.2f}")
+    for fw, L in (s.get("long") or {}).items():
+        print(f"\nlonger MLP, {fw} ({L['seeds']} seeds): epoch, flip - none pp [95% CI], train-test gap none / flip")
+        for r in L["by_epoch"][4::5]:
+            e = r["effect"]
+            print(f"  {r['epoch']:3d}  {pp(e['mean'])} [{pp(e['lo'])}, {pp(e['hi'])}]  {100 * r['none_gap']:.2f} / {100 * r['flip_gap']:.2f}")
     for name in ("augmentation_effect", "cnn_vs_mlp", "keras_vs_pytorch", "effect_agreement"):
         print(f"\n{name} (pp, mean [95% CI], per seed)")
         for e in s[name]:
