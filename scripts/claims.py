@@ -153,6 +153,8 @@ def plot(runs: dict, s: dict, path: Path) -> None:
                 mean = [statistics.mean(r[e - 1]["test_acc"] for r in rs) * 100 for e in epochs]
                 ax[i].plot(epochs, mean, STYLE[fw], color=COLORS[aug], label=f"{aug} ({fw})")
         params = next((c["parameters"] for c in s["cells"] if c["model"] == model), None)
+        if params is None:
+            continue
         ax[i].set(title=f"{model.upper()} ({params:,} parameters): test accuracy, mean of {len(seeds)} seeds",
                   xlabel="epoch", ylabel="test accuracy (%)", ylim=(84, 92))
         ax[i].axhline(TARGET * 100, color="grey", lw=0.5)
