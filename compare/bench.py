@@ -125,11 +125,14 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['contestant']} | {r['batch_size']} | {r['median_s']:.3g} | {r['min_s']:.3g}-{r['max_s']:.3g} "
                      f"| {r['samples_per_s']:,.0f} | {f(r['x_floor'], '.2f')} | {f(r['x_pytorch'], '.2f')} "
                      f"| {f(r['own_floor_s'], '.3g')} ({r['library']}) |")
-    aug = [r for r in summary["table"] if r.get("augment_s")]
+    aug = {r["contestant"]: r["augment_s"] for r in summary["table"] if r.get("augment_s")}
     if aug:
-        lines += ["", f"The shared augmentation ({summary['config']['augment']}, numpy, on the host, between epochs; "
-                      f"not in the epoch times above): median {statistics.median(r['augment_s'] for r in aug):.3g} s "
-                      f"per epoch of {summary['samples']} images."]
+        c = summary["config"]
+        how = ("the shared one: numpy, the same pixels for every contestant" if c.get("augment_impl", "shared") == "shared"
+               else "each contestant's own library: torchvision transforms v2 per image, Keras preprocessing layers per batch")
+        lines += ["", f"Augmentation {c['augment']} ({how}), on the host between epochs, not in the epoch times above; "
+                      f"median seconds per epoch of {summary['samples']} images: "
+                      + ", ".join(f"{n} {v:.3g}" for n, v in aug.items()) + "."]
     lines += ["", "Contestants:"] + [f"- `{n}`: {CONTESTANTS[n][2]}" for n in summary["contestants"]]
     return "\n".join(lines) + "\n"
 

@@ -77,7 +77,9 @@ def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
     s = json.loads((out / "bench.json").read_text())
     rows = {t["contestant"]: t for t in s["table"]}
     assert rows["pytorch"]["x_floor"] is None and rows["pytorch"]["x_pytorch"] == 1.0 and rows["keras"]["x_pytorch"] > 0
-    assert rows["keras"]["augment_s"] > 0 and "CNN conv16-pool-conv32-pool-dense10" in (out / "bench.md").read_text()
+    md = (out / "bench.md").read_text()
+    assert rows["keras"]["augment_s"] > 0 and "CNN conv16-pool-conv32-pool-dense10" in md
+    assert "Augmentation rotate (the shared one" in md and "images: pytorch " in md and ", keras " in md
     # a contestant the config refuses (the compiled step writes out the MLP's SGD) is a row, not a crash
     from compare import bench
     skipped = bench.run_contestant("pytorch-compile-step", cfg.resolve("standard", ["model=cnn"]), [128], 256, 1, 0,
