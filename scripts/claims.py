@@ -2,7 +2,7 @@
 directories of the claims runs. Usage (the commands that make the sweeps are in docs/CLAIMS.md):
 
     .venv/bin/python scripts/claims.py --runs comparisons/claims-mlp comparisons/claims-cnn \
-        --long comparisons/claims-mlp-40
+        --long comparisons/claims-mlp-40 --shared-init comparisons/claims-cnn-shared-none comparisons/claims-cnn-shared-vflip
 
 Writes docs/claims/: claims.csv (every run's per-epoch metrics), claims.json (per model, augmentation
 and framework: final and best accuracy, epochs to the target, the train-test gap; the paired effects of
@@ -142,7 +142,8 @@ def write_csv(runs: dict, path: Path) -> None:
 
 def plot(runs: dict, s: dict, path: Path) -> None:
     seeds = sorted({k[3] for k in runs})
-    fig, ax = plt.subplots(1, 4 if s.get("long") else 3, figsize=(22 if s.get("long") else 17, 4.8))
+    fig, ax = plt.subplots(2, 2, figsize=(14, 10))
+    ax = ax.ravel()
     for i, model in enumerate(("mlp", "cnn")):
         for aug in AUGS:
             for fw in FRAMEWORKS:
@@ -178,7 +179,9 @@ def plot(runs: dict, s: dict, path: Path) -> None:
                            color="tab:blue", alpha=0.1)
         ax[3].plot(e, [100 * r["none_gap"] for r in rows], STYLE[fw], color="black", lw=0.8, label=f"train - test, none ({fw})")
         ax[3].plot(e, [100 * r["flip_gap"] for r in rows], STYLE[fw], color="tab:cyan", lw=0.8, label=f"train - test, flip ({fw})")
-    if s.get("long"):
+    if not s.get("long"):
+        ax[3].set_visible(False)
+    else:
         ax[3].axhline(0, color="grey", lw=0.8)
         ax[3].set(title=f"MLP trained longer: flips' paired effect (95% t band)\nand the train-test gap",
                   xlabel="epoch", ylabel="percentage points")
@@ -192,6 +195,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep directories (fmnist-parity run --grid ...)")
     p.add_argument("--long", type=Path, help="a sweep of the MLP trained longer, augment none and flip")
+    p.add_argument("--shared-init", type=Path, nargs="*", default=[],
+                   help="sweeps of the same cells with init=shared (both frameworks start from the same weights)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
     runs = load(args.runs)
@@ -201,6 +206,8 @@ def main() -> None:
     s = summarize(runs)
     if args.long:
         s["long"] = longer(load([args.long]))
+    if args.shared_init:  # the same comparisons from the same initial weights: what the initialisers account for
+        s["shared_init"] = summarize(load(args.shared_init))
     (args.out / "claims.json").write_text(json.dumps(s, indent=1))
     write_csv(runs, args.out / "claims.csv")
     plot(runs, s, args.out / "claims.png")
@@ -214,9 +221,13 @@ def main() -> None:
         for r in L["by_epoch"][4::5]:
             e = r["effect"]
             print(f"  {r['epoch']:3d}  {pp(e['mean'])} [{pp(e['lo'])}, {pp(e['hi'])}]  {100 * r['none_gap']:.2f} / {100 * r['flip_gap']:.2f}")
-    for name in ("augmentation_effect", "cnn_vs_mlp", "keras_vs_pytorch", "effect_agreement"):
+    blocks = [(name, s[name]) for name in ("augmentation_effect", "cnn_vs_mlp", "keras_vs_pytorch", "effect_agreement")]
+    if "shared_init" in s:
+        blocks += [(f"init=shared: {name}", s["shared_init"][name])
+                   for name in ("augmentation_effect", "keras_vs_pytorch", "effect_agreement")]
+    for name, rows in blocks:
         print(f"\n{name} (pp, mean [95% CI], per seed)")
-        for e in s[name]:
+        for e in rows:
             what = " ".join(str(e[k]) for k in ("model", "augment", "framework") if k in e)
             print(f"  {what:28s} {pp(e['mean'])} [{pp(e['lo'])}, {pp(e['hi'])}]  {[round(100 * v, 2) for v in e['values']]}")
 
