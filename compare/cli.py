@@ -94,11 +94,10 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     config = cfg.resolve(args.preset, args.set, {"epochs": args.epochs, "device": args.device})
     seeds = harness.parse_seeds(args.seeds, args.seed)
-    if args.with_:
-        _list(args.with_, WHY, "--with")  # refuse a bad flag before hours of training
+    analyses = _list(args.with_, WHY, "--with") if args.with_ else []  # refuse a bad flag before hours of training
     if args.lockstep_steps is not None and args.lockstep_steps < 3:
         raise HarnessError(f"--lockstep-steps {args.lockstep_steps}: need at least 3")
-    if "lockstep" in (args.with_ or ""):
+    if "lockstep" in analyses:
         _check_lockstep(config)
     labels = harness.contestants([f.strip() for f in args.frameworks.split(",") if f.strip()],
                                  [b.strip() for b in (args.keras_backends or "").split(",") if b.strip()])

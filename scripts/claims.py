@@ -63,51 +63,55 @@ def ci(values: list[float]) -> dict:
     return {"n": n, "mean": m, "lo": m - half, "hi": m + half, "values": values}
 
 
+def final(run: dict) -> float:
+    return run["metrics"][-1]["test_acc"]
+
+
+def paired(runs: dict, seeds: list[int], diff) -> dict | None:
+    """ci() of diff(seed) over the seeds whose runs diff needs all exist (diff: seed -> {key: sign});
+    None where no seed has them all."""
+    d = [sum(sign * final(runs[k]) for k, sign in diff(s).items()) for s in seeds if all(k in runs for k in diff(s))]
+    return ci(d) if d else None
+
+
 def summarize(runs: dict) -> dict:
-    out = {"target_acc": TARGET, "cells": [], "augmentation_effect": [], "cnn_vs_mlp": [], "keras_vs_pytorch": []}
+    out = {"target_acc": TARGET, "cells": [], "augmentation_effect": [], "cnn_vs_mlp": [], "keras_vs_pytorch": [],
+           "effect_agreement": []}
     models = sorted({k[0] for k in runs})
     seeds = sorted({k[3] for k in runs})
+
+    def add(name: str, row: dict, e: dict | None) -> None:
+        if e:
+            out[name].append({**row, **e})
+
     for model in models:
         for aug in AUGS:
             for fw in FRAMEWORKS:
                 rs = [runs[(model, aug, fw, s)] for s in seeds if (model, aug, fw, s) in runs]
                 if not rs:
                     continue
-                final = [r["metrics"][-1]["test_acc"] for r in rs]
                 out["cells"].append({
                     "model": model, "augment": aug, "framework": fw, "seeds": len(rs), "epochs": len(rs[0]["metrics"]),
                     "parameters": rs[0]["parameters"], "network": rs[0]["network"],
-                    "final_acc_mean": statistics.mean(final), "final_acc": final,
+                    "final_acc_mean": statistics.mean(map(final, rs)), "final_acc": list(map(final, rs)),
                     "best_acc_mean": statistics.mean(max(x["test_acc"] for x in r["metrics"]) for r in rs),
                     "epochs_to_target": [epochs_to(r["metrics"], TARGET) for r in rs],
                     "train_minus_test": statistics.mean(r["metrics"][-1]["train_acc"] - r["metrics"][-1]["test_acc"] for r in rs)})
                 if aug != "none":  # paired by seed: the same initial weights and batch order
-                    d = [runs[(model, aug, fw, s)]["metrics"][-1]["test_acc"] - runs[(model, "none", fw, s)]["metrics"][-1]["test_acc"]
-                         for s in seeds if (model, aug, fw, s) in runs and (model, "none", fw, s) in runs]
-                    if d:
-                        out["augmentation_effect"].append({"model": model, "augment": aug, "framework": fw, **ci(d)})
-            pairs = [runs[(model, aug, "keras", s)]["metrics"][-1]["test_acc"] - runs[(model, aug, "pytorch", s)]["metrics"][-1]["test_acc"]
-                     for s in seeds if (model, aug, "keras", s) in runs and (model, aug, "pytorch", s) in runs]
-            if pairs:
-                out["keras_vs_pytorch"].append({"model": model, "augment": aug, **ci(pairs)})
+                    add("augmentation_effect", {"model": model, "augment": aug, "framework": fw},
+                        paired(runs, seeds, lambda s: {(model, aug, fw, s): 1, (model, "none", fw, s): -1}))
+            add("keras_vs_pytorch", {"model": model, "augment": aug},
+                paired(runs, seeds, lambda s: {(model, aug, "keras", s): 1, (model, aug, "pytorch", s): -1}))
     for aug in AUGS:
         for fw in FRAMEWORKS:
-            d = [runs[("cnn", aug, fw, s)]["metrics"][-1]["test_acc"] - runs[("mlp", aug, fw, s)]["metrics"][-1]["test_acc"]
-                 for s in seeds if ("cnn", aug, fw, s) in runs and ("mlp", aug, fw, s) in runs]
-            if d:
-                out["cnn_vs_mlp"].append({"augment": aug, "framework": fw, **ci(d)})
+            add("cnn_vs_mlp", {"augment": aug, "framework": fw},
+                paired(runs, seeds, lambda s: {("cnn", aug, fw, s): 1, ("mlp", aug, fw, s): -1}))
     # does each augmentation move both frameworks the same way? (effect in Keras minus effect in PyTorch)
-    out["effect_agreement"] = []
     for model in models:
         for aug in AUGS[1:]:
-            d = []
-            for s in seeds:
-                keys = [(model, a, fw, s) for a in (aug, "none") for fw in FRAMEWORKS]
-                if all(k in runs for k in keys):
-                    acc = {k: runs[k]["metrics"][-1]["test_acc"] for k in keys}
-                    d.append((acc[keys[2]] - acc[keys[3]]) - (acc[keys[0]] - acc[keys[1]]))
-            if d:
-                out["effect_agreement"].append({"model": model, "augment": aug, **ci(d)})
+            add("effect_agreement", {"model": model, "augment": aug},
+                paired(runs, seeds, lambda s: {(model, aug, "keras", s): 1, (model, "none", "keras", s): -1,
+                                               (model, aug, "pytorch", s): -1, (model, "none", "pytorch", s): 1}))
     return out
 
 

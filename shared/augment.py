@@ -49,11 +49,12 @@ def epoch_images_for(impl, images: np.ndarray, config, epoch: int) -> np.ndarray
     return epoch_images(images, config, epoch)
 
 
-def apply(images: np.ndarray, index: np.ndarray, config, epoch: int) -> np.ndarray:
+def apply(images: np.ndarray, index: np.ndarray, config, epoch: int, drawn: dict | None = None) -> np.ndarray:
     """The augmented images [k, 28, 28] (float64, 0-255) of training images `index` (their raw pixels
-    `images`, in the same order) in epoch `epoch`."""
+    `images`, in the same order) in epoch `epoch`; `drawn`: that epoch's parameters(), when the caller
+    has them already."""
     on = names(config)
-    p = {k: v[index] for k, v in parameters(config, epoch).items()}
+    p = {k: v[index] for k, v in (drawn or parameters(config, epoch)).items()}
     x = images.astype(np.float64)
     if "flip" in on:
         x = np.where(p["flip"][:, None, None], x[:, :, ::-1], x)
@@ -90,8 +91,8 @@ def affine(x: np.ndarray, angle: np.ndarray, shift: np.ndarray) -> np.ndarray:
 
 def epoch_images(images: np.ndarray, config, epoch: int, chunk: int = 2000) -> np.ndarray:
     """The whole training set as epoch `epoch` sees it, in chunks (small temporaries: faster)."""
-    out = np.empty(images.shape, np.float64)
+    out, drawn = np.empty(images.shape, np.float64), parameters(config, epoch)  # drawn once, not per chunk
     for s in range(0, len(images), chunk):
         idx = np.arange(s, min(s + chunk, len(images)))
-        out[idx] = apply(images[idx], idx, config, epoch)
+        out[idx] = apply(images[idx], idx, config, epoch, drawn)
     return out
