@@ -90,8 +90,7 @@ def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> 
             if name != "native":
                 base = _by_seed(native, l)
                 common = sorted(set(acc) & set(base))
-                v = S.verdict([acc[k] for k in common], [base[k] for k in common], margin, paired=True)
-                row["effects"][l] = _effect(v, f"{l} accuracy")
+                row["effects"][l] = _effect([acc[k] - base[k] for k in common], margin)
         for o in others:
             a, b = _by_seed(sm, o), _by_seed(sm, ref)
             common = sorted(set(a) & set(b))
@@ -105,18 +104,16 @@ def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> 
                 both = sorted(set(common) & set(na) & set(nb))
                 dg = [(a[k] - b[k]) for k in both]
                 dn = [(na[k] - nb[k]) for k in both]
-                v = S.verdict(dg, dn, margin, paired=True)
-                row["effects"][f"gap {o} - {ref}"] = _effect(v, f"the {o} - {ref} gap")
+                row["effects"][f"gap {o} - {ref}"] = _effect([g - n for g, n in zip(dg, dn)], margin)
         rows.append(row)
     return {"labels": labels, "margin": margin, "rows": rows, "conclusions": conclusions(rows, labels, margin)}
 
 
-def _effect(v: dict, what: str) -> dict:
-    meaning = {S.EQUIVALENT: f"does not matter at this scale: its effect on {what} is within the margin",
-               S.DIFFERENT: f"matters: it changes {what}",
-               S.UNDECIDED: f"unclear: more seeds needed to tell its effect on {what}"}[v["outcome"]]
-    return {"outcome": v["outcome"], "diff": v["interval"]["diff"] if v["interval"] else None,
-            "ci": v["interval"]["ci"] if v["interval"] else None, "meaning": meaning}
+def _effect(diffs: list[float], margin: float) -> dict:
+    """A cell's effect against native, paired by seed, in the study's words (compare.stats.effect)."""
+    e = S.effect(diffs, margin)
+    return {"outcome": e["word"], "diff": e["mean"] if e["n"] else None,
+            "ci": (e["lo"], e["hi"]) if e["n"] >= 2 else None, "meaning": S.says(e)}
 
 
 def conclusions(rows: list[dict], labels: list[str], margin: float) -> list[str]:
@@ -131,11 +128,8 @@ def conclusions(rows: list[dict], labels: list[str], margin: float) -> list[str]
             if e["diff"] is None:
                 continue
             ci = f" [{100 * e['ci'][0]:+.2f}, {100 * e['ci'][1]:+.2f}]" if e["ci"] else ""
-            parts.append(f"{k}: {100 * e['diff']:+.2f} pp{ci} ({e['outcome']})")
-        verdicts = {e["outcome"] for e in row["effects"].values()}
-        plain = ("matters" if S.DIFFERENT in verdicts else
-                 "does not matter at this scale" if verdicts == {S.EQUIVALENT} else "is not settled by these seeds")
-        out.append(f"{row['cell']} vs native: {plain}. Effects, 95% CI (paired by seed): " + "; ".join(parts) + ".")
+            parts.append(f"{k}: {e['meaning']}")
+        out.append(f"{row['cell']} vs native, paired by seed: " + "; ".join(parts) + ".")
     return out
 
 

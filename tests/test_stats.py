@@ -81,7 +81,8 @@ def test_pairing_tightens_the_verdict_when_seeds_move_together():
     seed_effect = np.array([0.010, -0.008, 0.004, -0.006])
     a, b = 0.885 + seed_effect + 0.001, 0.885 + seed_effect
     welch, paired = S.verdict(a, b, 0.003), S.verdict(a, b, 0.003, paired=True)
-    assert welch["outcome"] == S.UNDECIDED and paired["outcome"] == S.EQUIVALENT
+    # paired, the steady 0.1 pp gap is both non-zero and inside the margin: the CI decides the word
+    assert welch["outcome"] == S.UNDECIDED and paired["outcome"] == S.DIFFERENT and paired["within_margin"]
     assert paired["test"] == "paired t" and "paired t" in S.sentence(paired, "A", "B")
     half_w = welch["interval"]["ci"][1] - welch["interval"]["diff"]
     half_p = paired["interval"]["ci"][1] - paired["interval"]["diff"]
@@ -100,3 +101,40 @@ def test_paired_seeds_needed_holds():
         z = (z - z.mean()) / z.std(ddof=1)
         return S.tost(d.mean() + d.std(ddof=1) * z, np.zeros(k), 0.004, paired=True)["p"]
     assert n > 3 and tost_p(n) < 0.05 <= tost_p(n - 1)
+
+
+# The study's vocabulary: effect() on per-seed paired differences
+
+def test_effect_words_follow_the_interval_and_tost():
+    up = S.effect([0.004, 0.005, 0.0045, 0.0042], margin=0.01)
+    assert up["word"] == S.RAISES and up["lo"] > 0 and up["within_margin"]
+    r = stats.ttest_1samp(up["values"], 0).confidence_interval(0.95)
+    assert up["lo"] == pytest.approx(r.low, rel=1e-10) and up["hi"] == pytest.approx(r.high, rel=1e-10)
+    assert S.effect([-0.02, -0.021, -0.019], 0.01)["word"] == S.LOWERS
+    flat = S.effect([0.001, -0.001, 0.0005, -0.0004, 0.0002, -0.0003], 0.01)
+    assert flat["word"] == S.EQUIVALENT and flat["lo"] < 0 < flat["hi"]
+    assert S.says(flat).startswith("equivalent within ±1 pp")
+
+
+def test_effect_without_evidence_says_which_seeds_decide():
+    e = S.effect([0.0061, -0.0031, 0.0153], margin=0.01)  # PORTING.md's batch-norm effect at 3 seeds
+    assert e["word"] == S.NO_EVIDENCE and e["lo"] < 0 < e["hi"]
+    n = e["seeds_to_decide"]
+    assert n > 3
+
+    def decided(k):  # k paired seeds with the observed mean and SD
+        z = np.random.default_rng(1).standard_normal(k)
+        z = (z - z.mean()) / z.std(ddof=1)
+        return S.effect(e["mean"] + e["sd"] * z, 0.01)["word"] != S.NO_EVIDENCE
+    assert decided(n) and not decided(n - 1)
+    assert f"~{n} paired seeds would decide" in S.says(e)
+    assert S.effect([0.01], 0.01)["word"] == S.NO_EVIDENCE and "at least 2" in S.says(S.effect([0.01], 0.01))
+
+
+def test_cause_needs_an_established_effect_and_a_discriminating_match():
+    native = S.effect([-0.0097, -0.0082, -0.0059], 0.01)  # CLAIMS.md: vflip's effect, Keras minus PyTorch
+    wide = S.effect([0.012, -0.010, 0.002], 0.01)          # matched, 4.5 pp wide: contains the native value
+    assert native["word"] == S.LOWERS and S.cause(native, wide)["word"] == S.SUSPECTED
+    tight = S.effect([0.0004, -0.0003, 0.0001], 0.01)
+    assert S.cause(native, tight)["word"] == S.CAUSE
+    assert S.cause(S.effect([0.01, -0.01, 0.002], 0.01), tight)["word"] == S.SUSPECTED
