@@ -1,19 +1,21 @@
-"""Figures and tables of docs/PORTING.md: the lab report's claim that dropout and batch norm raise
-Fashion-MNIST accuracy "with little effect on the number of epochs needed", tested in both
-frameworks, from a grid comparison (the commands are in docs/PORTING.md):
+"""docs/PORTING.md's data, figure and generated blocks: the lab report's claim that dropout and batch
+norm raise Fashion-MNIST accuracy "with little effect on the number of epochs needed", in both
+frameworks; the `porting` preset's ablation; the porting lockstep tables.
 
-    fmnist-parity run --grid batchnorm=false,true --grid dropout=0,0.2 --seeds 3 --out comparisons/claim
-    .venv/bin/python scripts/porting_claim.py --grid comparisons/claim [--ablation comparisons/porting-ablate]
+    .venv/bin/python scripts/porting_claim.py [--runs SWEEP ...] [--ablation DIR] [--lockstep DIR ...]
 
-Writes docs/porting/: claim.json (per framework and cell: final accuracy, epochs to the target, paired
-effects against plain with 95% CIs), claim.csv (every run's per-epoch test accuracy), curves.png, and
-with --ablation a copy of the ablation table (ablation.md) and figure."""
+--runs merges the completed runs of grid sweeps over batchnorm and dropout (commands in docs/PORTING.md)
+into docs/porting/claim.csv (one row per run and epoch). The plain cell (no batch norm, no dropout) is
+the claims study's `augment=none` MLP: the same configuration, read from docs/claims/claims.csv.
+--ablation copies an `fmnist-parity ablate --preset porting` record (ablation.json/.md/.png);
+--lockstep copies `fmnist-parity lockstep` records (lockstep.json) as lockstep-<name>.json.
+`scripts/docs.py` writes the blocks below into docs/PORTING.md."""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
+import statistics
 import sys
 from pathlib import Path
 
@@ -23,60 +25,80 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from compare import stats  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import study  # noqa: E402
+from study import S  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "porting"
-CELLS = {"plain": "batchnorm=false,dropout=0", "dropout": "batchnorm=false,dropout=0.2",
-         "batch norm": "batchnorm=true,dropout=0", "both": "batchnorm=true,dropout=0.2"}
+OUT = study.ROOT / "docs" / "porting"
+CLAIMS_CSV = study.ROOT / "docs" / "claims" / "claims.csv"
+CELLS = {"plain": (False, 0.0), "dropout 0.2": (False, 0.2), "batch norm": (True, 0.0), "both": (True, 0.2)}
 TARGET = 0.88  # "epochs needed": the first epoch whose test accuracy reaches 88%
+EPOCHS = 15
 FRAMEWORKS = ("pytorch", "keras")
+FIELDS = ("batchnorm", "dropout", "threads")
+KEY = ("batchnorm", "dropout", "epochs", "framework", "seed")
 
 
-def load(grid: Path) -> dict:
-    """{cell: {framework: {seed: [test_acc per epoch]}}}"""
+def load(out: Path = OUT) -> dict:
+    """{cell: {framework: {seed: curve}}}: the grid's cells, and plain from the claims study."""
+    runs = study.curves(study.read(out / "claim.csv") if (out / "claim.csv").exists() else [], KEY)
+    cells = {name: {fw: {k[4]: c for k, c in runs.items() if k[:4] == (bn, do, EPOCHS, fw)} for fw in FRAMEWORKS}
+             for name, (bn, do) in CELLS.items() if name != "plain"}
+    plain = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
+    cells["plain"] = {fw: {k[5]: c for k, c in plain.items() if k[:5] == ("mlp", "none", "native", EPOCHS, fw)}
+                      for fw in FRAMEWORKS}
+    return {name: cells[name] for name in CELLS}
+
+
+def to_target(c: list[dict]) -> int:
+    """Epochs to the target; a run that never reached it counts as its length + 1 (a lower bound)."""
+    return study.epochs_to(c, TARGET) or len(c) + 1
+
+
+def summarize(cells: dict) -> dict:
     out = {}
-    for name, folder in CELLS.items():
-        for run in sorted((grid / "cells" / folder / "runs").glob("*-seed*")):
-            fw, seed = run.name.rsplit("-seed", 1)
-            rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-            out.setdefault(name, {}).setdefault(fw, {})[int(seed)] = [r["test_acc"] for r in rows]
+    for fw in FRAMEWORKS:
+        plain = cells["plain"][fw]
+        for name in CELLS:
+            c = cells[name][fw]
+            seeds = sorted(set(c) & set(plain))
+            row = {"seeds": sorted(c), "final_acc": statistics.mean(c[x][-1]["test_acc"] for x in c) if c else None,
+                   "epochs_to_target": [to_target(c[x]) for x in sorted(c)]}
+            if name != "plain":
+                row["acc_effect"] = S.effect([c[x][-1]["test_acc"] - plain[x][-1]["test_acc"] for x in seeds], study.MARGIN)
+                row["epochs_effect"] = S.effect([to_target(c[x]) - to_target(plain[x]) for x in seeds], 1.0)
+            out.setdefault(fw, {})[name] = row
+    for name in CELLS:
+        k, p = cells[name]["keras"], cells[name]["pytorch"]
+        out.setdefault("keras_vs_pytorch", {})[name] = S.effect(
+            [k[x][-1]["test_acc"] - p[x][-1]["test_acc"] for x in sorted(set(k) & set(p))], study.MARGIN)
     return out
 
 
-def epochs_to(curve: list[float], target: float = TARGET) -> float:
-    return next((i + 1 for i, a in enumerate(curve) if a >= target), np.nan)
-
-
-def summarize(runs: dict) -> dict:
-    table = {}
+def threads(out: Path = OUT) -> dict:
+    """The plain cell run twice per seed, on all cores (the 2026-11-30 grid) and on one thread (the
+    claims study): per framework, the seeds whose whole test curve is identical, and the final gap."""
+    allcores = study.curves(study.read(out / "claim-threads-all-cores.csv"), ("cell", "framework", "seed"))
+    one = load(out)["plain"]
+    res = {}
     for fw in FRAMEWORKS:
-        plain = runs["plain"][fw]
-        seeds = sorted(plain)
-        for name in CELLS:
-            curves = runs[name][fw]
-            final = [curves[s][-1] for s in seeds]
-            need = [epochs_to(curves[s]) for s in seeds]
-            row = {"final_acc": stats.describe(final), "epochs_to_target": need,
-                   "best_acc": stats.describe([max(curves[s]) for s in seeds])}
-            if name != "plain":
-                row["acc_effect"] = stats.paired_t(final, [plain[s][-1] for s in seeds])
-                base = [epochs_to(plain[s]) for s in seeds]
-                ok = [i for i, (a, b) in enumerate(zip(need, base)) if np.isfinite(a) and np.isfinite(b)]
-                row["epochs_effect"] = (stats.paired_t([need[i] for i in ok], [base[i] for i in ok])
-                                        if len(ok) > 1 else None)
-            table.setdefault(fw, {})[name] = row
-    return table
+        seeds = sorted(s for (cell, f, s) in allcores if cell == "plain" and f == fw and s in one[fw])
+        same = [s for s in seeds if [r["test_acc"] for r in allcores[("plain", fw, s)]] == [r["test_acc"] for r in one[fw][s]]]
+        res[fw] = {"seeds": seeds, "identical": same,
+                   "final_one_minus_all": [one[fw][s][-1]["test_acc"] - allcores[("plain", fw, s)][-1]["test_acc"] for s in seeds]}
+    return res
 
 
-def plot(runs: dict, path: Path) -> None:
+def plot(cells: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for ax, fw in zip(axes, FRAMEWORKS):
         for name, color in zip(CELLS, ("black", "tab:orange", "tab:blue", "tab:green")):
-            curves = np.array([runs[name][fw][s] for s in sorted(runs[name][fw])])
-            epochs = np.arange(1, curves.shape[1] + 1)
-            ax.plot(epochs, curves.mean(0) * 100, color=color, label=name)
-            ax.fill_between(epochs, curves.min(0) * 100, curves.max(0) * 100, color=color, alpha=0.15)
+            curves = np.array([[r["test_acc"] for r in c] for _, c in sorted(cells[name][fw].items())])
+            if not len(curves):
+                continue
+            e = np.arange(1, curves.shape[1] + 1)
+            ax.plot(e, curves.mean(0) * 100, color=color, label=name)
+            ax.fill_between(e, curves.min(0) * 100, curves.max(0) * 100, color=color, alpha=0.15)
         ax.axhline(TARGET * 100, color="gray", lw=0.8, ls=":")
         ax.set(title=f"{fw}: test accuracy (mean of seeds, band = min..max)", xlabel="epoch", ylim=(80, 91))
         ax.legend()
@@ -86,32 +108,88 @@ def plot(runs: dict, path: Path) -> None:
     plt.close(fig)
 
 
+# ---- the generated blocks of docs/PORTING.md ------------------------------------------------------
+
+def blocks(out: Path = OUT) -> dict[str, str]:
+    s = summarize(load(out))
+    rows = ["| cell | framework | seeds | final (mean) | effect on accuracy vs plain | epochs to 88% (per seed) | "
+            "effect on epochs vs plain |", "|---|---|---|---|---|---|---|"]
+    for name in CELLS:
+        for fw in FRAMEWORKS:
+            r = s[fw][name]
+            eff = study.pp(r["acc_effect"]) if "acc_effect" in r else ""
+            ep = study.epochs(r["epochs_effect"]) if "epochs_effect" in r else ""
+            final = f"{100 * r['final_acc']:.2f}%" if r["final_acc"] is not None else "not run"
+            rows.append(f"| {name} | {fw} | {len(r['seeds'])} | {final} | {eff} | "
+                        f"{', '.join(map(str, r['epochs_to_target']))} | {ep} |")
+    rows += ["", "Keras minus PyTorch, per cell (paired by seed): " + "; ".join(
+        f"{name}: {study.pp(e, directions=('higher', 'lower'))}" for name, e in s["keras_vs_pytorch"].items()) + "."]
+    b = {"porting-claim": "\n".join(rows)}
+    t = threads(out)
+    b["porting-threads"] = "\n".join(
+        f"- {fw}: seeds {', '.join(map(str, r['seeds']))}; identical test curves on one thread and on all cores: "
+        f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, one thread minus all cores: "
+        + ", ".join(f"{100 * d:+.2f} pp" for d in r["final_one_minus_all"]) for fw, r in t.items())
+    b["porting-defaults"] = defaults_block(json.loads((out / "defaults.json").read_text()))
+    b["porting-ablation"] = ablation_block(json.loads((out / "ablation.json").read_text()))
+    for name in ("all", "alone"):
+        f = out / f"lockstep-{name}.json"
+        b[f"porting-lockstep-{name}"] = study.lockstep_table(json.loads(f.read_text())) if f.exists() else \
+            "(no lockstep record committed: run the command above, then scripts/porting_claim.py --lockstep)"
+    return b
+
+
+PORTING_ROWS = ("BatchNorm", "Dropout", "Adam(weight_decay", "AdamW", "L2 penalty", "gradient clipping", "the idiom clips",
+                "clipping:", "a learning-rate schedule", "label smoothing")
+
+
+def defaults_block(d: dict) -> str:
+    """The porting features' rows of a committed `defaults --json` (PyTorch and Keras on TensorFlow)."""
+    rows = ["| default | PyTorch | Keras | source | controlled by |", "|---|---|---|---|---|"]
+    for r in d["rows"]:
+        if r["what"].startswith(PORTING_ROWS):
+            src = r.get("source") or {}
+            where = "; ".join(f"{k}: {v}" for k, v in src.items()) if isinstance(src, dict) else str(src)
+            rows.append(f"| {r['what']} | {r['values'].get('pytorch', '')} | {r['values'].get('keras', '')} | "
+                        f"{where or 'not stated'} | `{r['config_key']}` |")
+    return "\n".join(rows)
+
+
+def ablation_block(a: dict) -> str:
+    """The ablation's table from its record (per-seed accuracies; effects in the study's words)."""
+    labels, margin = a["labels"], a["margin"]
+    native = next(r for r in a["rows"] if r["cell"] == "native")
+    rows = ["| cell | " + " | ".join(f"{l}" for l in labels) + " | gap keras - pytorch | effect on the gap vs native |",
+            "|---|" + "---|" * (len(labels) + 2)]
+    gap = lambda r: [k - p for k, p in zip(r["accuracy"]["keras"]["values"], r["accuracy"]["pytorch"]["values"])]
+    for r in a["rows"]:
+        acc = [f"{100 * r['accuracy'][l]['mean']:.2f}%" for l in labels]
+        g = S.effect(gap(r), margin)
+        eff = "" if r is native else study.pp(S.effect([x - y for x, y in zip(gap(r), gap(native))], margin))
+        rows.append(f"| {r['cell']} | {' | '.join(acc)} | {study.pp(g, directions=('higher', 'lower'))} | {eff} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", type=Path, required=True, help="the grid comparison directory")
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="grid sweep directories to merge into claim.csv")
     p.add_argument("--ablation", type=Path, help="an `fmnist-parity ablate --preset porting` directory")
+    p.add_argument("--lockstep", type=Path, nargs="*", default=[], metavar="NAME=DIR",
+                   help="lockstep directories, as all=DIR (every backend, native and matched) and alone=DIR")
     args = p.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    runs = load(args.grid)
-    table = summarize(runs)
-    (OUT / "claim.json").write_text(json.dumps({"target": TARGET, "cells": CELLS, "table": table}, indent=1))
-    with open(OUT / "claim.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["cell", "framework", "seed", "epoch", "test_acc"])
-        for name, by_fw in runs.items():
-            for fw, by_seed in by_fw.items():
-                for seed, curve in sorted(by_seed.items()):
-                    w.writerows([name, fw, seed, e + 1, a] for e, a in enumerate(curve))
-    plot(runs, OUT / "curves.png")
+    if args.runs:
+        new, envs = study.collect(args.runs, FIELDS)
+        study.merge(OUT / "claim.csv", new, KEY)
+        study.merge_provenance(OUT / "provenance.json", envs)
     if args.ablation:
         for name in ("ablation.md", "ablation.png", "ablation.json"):
             shutil.copy(args.ablation / name, OUT / name)
-    for fw in FRAMEWORKS:
-        for name, row in table[fw].items():
-            eff = row.get("acc_effect")
-            print(f"{fw:8s} {name:10s} final {row['final_acc']['mean'] * 100:.2f}%  epochs to {TARGET:.0%} "
-                  f"{row['epochs_to_target']}" + (f"  effect {eff['diff'] * 100:+.2f} pp "
-                                                  f"[{eff['ci'][0] * 100:+.2f}, {eff['ci'][1] * 100:+.2f}]" if eff else ""))
+    for spec in args.lockstep:
+        name, folder = str(spec).split("=", 1)
+        shutil.copy(Path(folder) / "lockstep.json", OUT / f"lockstep-{name}.json")
+    plot(load(), OUT / "curves.png")
+    for name, text in blocks().items():
+        print(f"== {name}\n{text}\n")
     return 0
 
 

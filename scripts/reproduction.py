@@ -182,6 +182,40 @@ def precision_study(runs_root: Path) -> dict:
     return out
 
 
+# ---- the generated blocks of docs/PRECISION.md ----------------------------------------------------
+
+def blocks(out: Path = OUT) -> dict[str, str]:
+    """The precision study's table, and how far apart each PyTorch/Keras twin ran (one seed each)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import study
+    p = json.loads((out / "precision.json").read_text())
+    rows = ["| network | precision | framework | at most 11% until | peak test acc (epoch) | final test acc | "
+            "first layer's gradient norm, first -> last epoch | weights ever changed |", "|---|---|---|---|---|---|---|---|"]
+    for net, runs in p.items():
+        for name, r in runs.items():
+            prec, fw = name.rsplit(" ", 1)
+            wc = r["weights_changed_fraction"]
+            changed = "n/a" if not wc else (f"{100 * min(wc):.3g}-{100 * max(wc):.3g}%" if min(wc) != max(wc) else f"{100 * wc[0]:.3g}%")
+            g0, g1 = r["grad_norm_layers_epoch1"], r["grad_norm_layers_last"]
+            rows.append(f"| {net} ({r['epochs']} epochs) | {prec} | {fw} | epoch {r['plateau_until']} | "
+                        f"{100 * r['peak_acc']:.2f}% ({r['peak_epoch']}) | {100 * r['final_acc']:.2f}% | "
+                        f"{g0[0]:.4f} -> {g1[0]:.4f} | {changed} |")
+    b = {"precision-seed-table": "\n".join(rows)}
+    curves = study.curves(study.read(out / "precision.csv"), ("network", "precision", "framework", "seed"))
+    lines = []
+    for (net, prec, fw, seed), c in sorted(curves.items()):
+        twin = curves.get((net, prec, "keras", seed))
+        if fw != "pytorch" or not twin:
+            continue
+        gaps = [(k["test_acc"] - t["test_acc"], t["epoch"]) for t, k in zip(c, twin)]
+        worst = max(gaps, key=lambda g: abs(g[0]))
+        lines.append(f"- {net}, {prec}, seed {seed}: Keras minus PyTorch at the last epoch {100 * gaps[-1][0]:+.2f} pp; "
+                     f"largest over the {len(gaps)} epochs {100 * worst[0]:+.2f} pp (epoch {worst[1]})")
+    b["precision-twins"] = "\n".join(lines) + (f"\n\nOne seed per twin, so the verdict is **{study.S.NO_EVIDENCE}** (at least 2 paired seeds are needed); these are single-run distances.")
+    return b
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, default=Path("comparisons/repro"))

@@ -1,0 +1,75 @@
+"""Regenerate every generated block of README.md and docs/*.md from the studies' committed data.
+
+    .venv/bin/python scripts/docs.py            # rewrite the blocks in place
+    .venv/bin/python scripts/docs.py --check    # exit 1 and show the difference if any block is stale
+
+A block sits between `<!-- generated: NAME -->` and `<!-- /generated: NAME -->`; its text comes from
+the `blocks()` of the study script that owns NAME (scripts/claims.py, scripts/porting_claim.py,
+scripts/reproduction.py), computed from the data files beside the document. Findings (numbers, verdict
+words) live only in blocks; the prose around them explains and is written by hand."""
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import claims  # noqa: E402
+import porting_claim  # noqa: E402
+import reproduction  # noqa: E402
+import study  # noqa: E402
+
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /generated: (?P=name) -->)", re.S)
+DOCUMENTS = ("README.md", "docs/*.md")
+
+
+def all_blocks() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for module in (claims, porting_claim, reproduction):
+        for name, text in module.blocks().items():
+            if name in out:
+                raise SystemExit(f"block {name!r} is defined twice")
+            out[name] = text
+    return out
+
+
+def documents(root: Path = study.ROOT) -> list[Path]:
+    return sorted({p for pattern in DOCUMENTS for p in root.glob(pattern)})
+
+
+def render(text: str, blocks: dict[str, str], where: str) -> str:
+    def fill(m: re.Match) -> str:
+        if m["name"] not in blocks:
+            raise SystemExit(f"{where}: no study defines the generated block {m['name']!r}")
+        return f"{m[1]}{blocks[m['name']].rstrip()}\n{m[4]}"
+    return BLOCK.sub(fill, text)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block differs from its data")
+    args = p.parse_args()
+    blocks, stale = all_blocks(), []
+    for doc in documents():
+        old = doc.read_text()
+        new = render(old, blocks, str(doc.relative_to(study.ROOT)))
+        if new == old:
+            continue
+        stale.append(doc)
+        if args.check:
+            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                       f"{doc.name} (committed)", f"{doc.name} (from its data)"))
+        else:
+            doc.write_text(new)
+    names = ", ".join(str(d.relative_to(study.ROOT)) for d in stale)
+    if args.check and stale:
+        print(f"stale generated blocks in {names}: run .venv/bin/python scripts/docs.py", file=sys.stderr)
+        return 1
+    print(f"rewrote {names}" if stale else "every generated block matches its data", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
