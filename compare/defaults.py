@@ -27,7 +27,9 @@ def _g(x) -> str:
     return str(x)
 
 
-# (what, how to read it from a probe, consequence for this network, the config key that controls it)
+# (what, how to read it from a probe, consequence for this network, the config key that controls it).
+# A reader returns the value, or (value, detail): the value is what "differ" compares, the detail is shown
+# beside it. Which probe keys a reader touches decides the row's source (the probe's own SOURCES).
 ROWS = [
     ("dense kernel initialiser", lambda p: f"{p['init_names']['kernel']}; bounds {_g(p['init']['kernel'])}",
      "different starting weights for 784-200-200-10 (bounds per layer): early epochs differ", "init (shared: same draws)"),
@@ -109,7 +111,8 @@ ROWS = [
     ("default float dtype", lambda p: p["precision"]["floatx"], "both float32", "dtype"),
     ("TF32 matmul on GPUs", lambda p: _g(p["precision"]["tf32_matmul"]),
      "float32 matmuls at a 10-bit mantissa on Ampere+ GPUs when on", "tf32"),
-    ("float32 matmul precision", lambda p: p["precision"]["matmul_precision"], "as above", "tf32"),
+    ("float32 matmul precision", lambda p: (p["precision"]["matmul_precision"]["value"], p["precision"]["matmul_precision"]["detail"]),
+     "what float32 products may round to on a GPU", "tf32"),
     ("mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)",
      lambda p: " / ".join(p["mixed_precision"][k] for k in ("matmul", "activation", "log_softmax", "loss")),
      "which operations the lower precision reaches: autocast chooses per operation (CPU: log-softmax stays low), "
@@ -123,7 +126,8 @@ ROWS = [
     ("float16 loss scaling: growth interval, growth, back-off (measured)",
      lambda p: ", ".join(_g(p["mixed_precision"]["loss_scale"][k]) for k in ("growth_interval", "growth", "backoff")),
      "how the scale follows overflows", "mixed_precision=float16"),
-    ("compilation", lambda p: p["compilation"], "XLA fuses ops and changes rounding (and speed)", "not controlled"),
+    ("compilation", lambda p: (p["compilation"]["value"], p["compilation"]["detail"]),
+     "XLA fuses ops and changes rounding (and speed)", "not controlled"),
     ("intra-op threads", lambda p: _g(p["threads"]) + (" (library picks)" if p["threads"] == 0 else ""),
      "thread counts change summation order and speed", "threads"),
 ]
@@ -213,15 +217,58 @@ def cached_probe(label: str, fresh: bool = False) -> dict:
     return p
 
 
+class _Touched(dict):
+    """A probe dict that records the dotted keys a reader touches (to name the row's source)."""
+
+    def __init__(self, d: dict, seen: set, prefix: str = ""):
+        super().__init__(d)
+        self.seen, self.prefix = seen, prefix
+
+    def __getitem__(self, k):
+        v, path = super().__getitem__(k), f"{self.prefix}{k}"
+        if isinstance(v, dict):
+            return _Touched(v, self.seen, path + ".")
+        self.seen.add(path)
+        return v
+
+
+def source_of(probe: dict, paths: set) -> str:
+    """How a probe knows the values at these dotted keys: its SOURCES entry for the most specific prefix."""
+    sources, kinds = probe.get("sources", {}), set()
+    for path in paths:
+        parts = path.split(".")
+        kinds.add(next((sources[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in sources),
+                       "not stated"))
+    return " + ".join(sorted(kinds))
+
+
+def read_row(read, probe: dict) -> tuple:
+    """(value compared, value shown, source) of one row for one library."""
+    seen: set = set()
+    v = read(_Touched(probe, seen))
+    value, shown = (v[0], f"{v[0]} ({v[1]})") if isinstance(v, tuple) else (v, v)
+    return value, shown, source_of(probe, seen)
+
+
 def table(probes: dict[str, dict]) -> dict:
-    """probes: label -> probe dict (pytorch first). Returns {"labels", "versions", "rows"}."""
+    """probes: label -> probe dict (pytorch first). Returns {"labels", "versions", "rows"}; each row's
+    "differ" compares the libraries' values (not the details shown beside them), and "source" says per
+    library how the value is known."""
     labels = list(probes)
     rows = []
     for what, read, consequence, key in ROWS:
-        values = [read(probes[l]) for l in labels]
-        rows.append({"what": what, "values": dict(zip(labels, values)), "differ": len(set(values)) > 1,
+        got = {l: read_row(read, probes[l]) for l in labels}
+        rows.append({"what": what, "values": {l: g[1] for l, g in got.items()},
+                     "differ": len({str(g[0]) for g in got.values()}) > 1,
+                     "source": {l: g[2] for l, g in got.items()},
                      "consequence": consequence, "config_key": key, "measure": MEASURE.get(what)})
     return {"labels": labels, "versions": {l: probes[l]["version"] for l in labels}, "rows": rows}
+
+
+def source_text(row: dict) -> str:
+    """One source for the row if every library's is the same, else each library's."""
+    kinds = set(row["source"].values())
+    return kinds.pop() if len(kinds) == 1 else "; ".join(f"{l}: {k}" for l, k in row["source"].items())
 
 
 def defaults(labels: list[str], out: Path | None = None, log=print, fresh: bool = False, full: bool = True) -> dict:
@@ -249,8 +296,8 @@ def differ_blocks(t: dict, config: dict) -> list[tuple]:
                    + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
                    + ") differ between these contestants, first those this run leaves to each library. \"In this run\": what "
                      "this comparison's config does about it; the last column measures its effect on this network."))
-    b.append(("table", ["default", *t["labels"], "controlled by", "in this run", "measure its effect"],
-              [[r["what"], *(r["values"][l] for l in t["labels"]), r["config_key"], in_this_run(r, config),
+    b.append(("table", ["default", *t["labels"], "source", "controlled by", "in this run", "measure its effect"],
+              [[r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"], in_this_run(r, config),
                 r.get("measure") or "-"] for r in rows]))
     return b
 
@@ -282,10 +329,12 @@ def in_this_run(row: dict, config: dict) -> str:
 
 def blocks(t: dict) -> list[tuple]:
     b = [("h2", "Defaults: what differs out of the box")]
-    b.append(("p", "Read live from the installed libraries (" + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
-                   + "). Bounds are sqrt(3) x the std of a fresh draw for 784-200-200-10."))
-    b.append(("table", ["default", *t["labels"], "differ", "consequence", "controlled by"],
-              [[r["what"], *(r["values"][l] for l in t["labels"]), "yes" if r["differ"] else "no",
+    b.append(("p", "From the installed libraries (" + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
+                   + "). Source: *read* from the library (a signature default, an attribute), *measured* by a tiny "
+                     "probe through it, or *idiom*: the library's documented convention, written here. Bounds are "
+                     "sqrt(3) x the std of a fresh draw for 784-200-200-10."))
+    b.append(("table", ["default", *t["labels"], "source", "differ", "consequence", "controlled by"],
+              [[r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), "yes" if r["differ"] else "no",
                 r["consequence"], r["config_key"]] for r in t["rows"]]))
     return b
 
@@ -294,7 +343,7 @@ def terminal(t: dict) -> str:
     lines = []
     for r in t["rows"]:
         mark = "DIFFERS" if r["differ"] else "same"
-        lines.append(f"{r['what']} [{mark}]  -> {r['config_key']}")
+        lines.append(f"{r['what']} [{mark}; {source_text(r)}]  -> {r['config_key']}")
         for l in t["labels"]:
             lines.append(f"    {l:12s} {r['values'][l]}")
         if r["differ"]:

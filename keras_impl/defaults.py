@@ -1,6 +1,7 @@
 """What Keras does out of the box, read live from the installed library (on the current backend):
-signatures, objects and tiny numerical probes, never a hard-coded answer. Mirror of
-pytorch_impl/defaults.py: same functions, same order; compare/defaults.py sets the two side by side."""
+signatures, objects and tiny numerical probes; where a value is the library's documented idiom rather
+than its state, SOURCES says so. Mirror of pytorch_impl/defaults.py: same functions, same order;
+compare/defaults.py sets the two side by side."""
 from __future__ import annotations
 
 import inspect
@@ -9,6 +10,22 @@ import keras
 import numpy as np
 
 SIZES = (784, 200, 200, 10)
+# How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
+# installed library (a signature default, an attribute, its config), "measured" by running a tiny probe
+# through it, or "idiom": the library's documented convention, written here (not read from its state).
+# probe() adds the backend's own entries (BACKEND_SOURCES).
+SOURCES = {
+    "version": "read", "init": "measured", "init_names": "read", "conv.init": "measured", "conv.init_names": "read",
+    "conv.padding": "read", "conv.data_format": "read", "conv.kernel_layout": "read", "conv.flatten_order": "measured",
+    "slope": "measured", "sgd_lr": "read", "sgd_momentum": "read", "momentum_form": "measured", "adam_eps": "read",
+    "adam_eps_step1": "measured", "loss": "measured", "loss.input": "read", "fit": "measured",
+    "batchnorm": "measured", "batchnorm.momentum": "read", "batchnorm.eps": "read", "dropout": "measured",
+    "dropout.default_rate": "read", "dropout.masks": "idiom", "weight_decay": "measured",
+    "weight_decay.adamw_default": "read", "clip": "measured", "clip.idiom": "idiom",
+    "schedule": "measured", "label_smoothing": "read", "precision": "read", "mixed_precision": "measured",
+    "compilation": "read", "threads": "read"}
+BACKEND_SOURCES = {"jax": {"precision.tf32_matmul": "read + idiom", "precision.matmul_precision": "read + idiom",
+                           "threads": "idiom"}}
 
 
 def arg(fn, name):
@@ -52,7 +69,7 @@ def conv_probe() -> dict:
                      "bias": [float(np.sqrt(3) * np.std(num(m.bias))) for m in convs]},
             "init_names": init_names(convs[0]),
             "padding": "valid (none)" if arg(keras.layers.Conv2D, "padding") == "valid" else repr(arg(keras.layers.Conv2D, "padding")),
-            "data_format": f"{'NHWC' if nhwc else 'NCHW'} ({keras.config.image_data_format()})",
+            "data_format": "channels last (NHWC)" if nhwc else "channels first (NCHW)",
             "kernel_layout": f"[kh, kw, in, out] {tuple(convs[1].kernel.shape)}",
             "flatten_order": "row, column, channel" if fastest == "channel" else f"{fastest} fastest"}
 
@@ -229,23 +246,32 @@ def label_smoothing_probe() -> str:
             "only CategoricalCrossentropy(label_smoothing=...): one-hot labels")
 
 
+# what a backend's float32 matmul setting lets products round to (the libraries' documented meanings)
+MATMUL = {"highest": "full float32", "high": "TF32 allowed", "medium": "bfloat16 allowed", "float32": "full float32",
+          None: "TF32 allowed", "default": "TF32 allowed", "tensorfloat32": "TF32 allowed", "bfloat16": "bfloat16 allowed",
+          True: "TF32 allowed", False: "full float32"}
+
+
 def precision() -> dict:
+    """matmul_precision: a value comparable across libraries (what float32 products may round to) and
+    the setting it comes from (for JAX, the setting is read and its meaning on a GPU is XLA's documented one)."""
     backend = keras.backend.backend()
     out = {"floatx": keras.config.floatx()}
     if backend == "tensorflow":
         import tensorflow as tf
-        out.update(tf32_matmul=bool(tf.config.experimental.tensor_float_32_execution_enabled()),
-                   matmul_precision="TF32 on Ampere+ GPUs unless disabled")
-        out["tf32_conv"] = out["tf32_matmul"]
+        flag = bool(tf.config.experimental.tensor_float_32_execution_enabled())
+        out.update(tf32_matmul=flag, tf32_conv=flag, matmul_precision={
+            "value": MATMUL[flag], "detail": f"tf.config.experimental.tensor_float_32_execution_enabled() = {flag}"})
     elif backend == "torch":
         import torch
+        p = torch.get_float32_matmul_precision()
         out.update(tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32), tf32_conv=bool(torch.backends.cudnn.allow_tf32),
-                   matmul_precision=torch.get_float32_matmul_precision())
+                   matmul_precision={"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"})
     else:
         import jax
         p = jax.config.jax_default_matmul_precision
-        out.update(tf32_matmul=p in (None, "default", "bfloat16", "tensorfloat32"), tf32_conv=None,
-                   matmul_precision=f"{p or 'DEFAULT'} (XLA's fastest: TF32/bf16 passes on GPUs)")
+        out.update(tf32_matmul=MATMUL.get(p) == "TF32 allowed", tf32_conv=None, matmul_precision={
+            "value": MATMUL.get(p, str(p)), "detail": f"jax_default_matmul_precision = {p!r}; XLA's default on GPUs"})
     return out
 
 
@@ -281,11 +307,12 @@ def mixed_precision_probe() -> dict:
     return out
 
 
-def compilation() -> str:
+def compilation() -> dict:
     jit = arg(keras.Model.compile, "jit_compile")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
-    return f"compile(jit_compile={jit!r}) -> XLA {'on' if model.jit_compile else 'off'} on {keras.backend.backend()}"
+    return {"value": "compiled (XLA)" if model.jit_compile else "eager",
+            "detail": f"compile(jit_compile={jit!r}) -> XLA {'on' if model.jit_compile else 'off'} on {keras.backend.backend()}"}
 
 
 def threads() -> int:
@@ -310,4 +337,4 @@ def probe() -> dict:
             "batchnorm": batchnorm_probe(), "dropout": dropout_probe(), "weight_decay": weight_decay_probe(),
             "clip": clip_probe(), "schedule": schedule_probe(), "label_smoothing": label_smoothing_probe(),
             "precision": precision(), "mixed_precision": mixed_precision_probe(), "compilation": compilation(),
-            "threads": threads()}
+            "threads": threads(), "sources": {**SOURCES, **BACKEND_SOURCES.get(keras.backend.backend(), {})}}

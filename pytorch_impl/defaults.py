@@ -1,6 +1,7 @@
 """What PyTorch does out of the box, read live from the installed library: signatures, objects and
-tiny numerical probes, never a hard-coded answer. Mirror of keras_impl/defaults.py: same functions,
-same order; compare/defaults.py sets the two side by side."""
+tiny numerical probes; where a value is the library's documented idiom rather than its state, SOURCES
+says so. Mirror of keras_impl/defaults.py: same functions, same order; compare/defaults.py sets the two
+side by side."""
 from __future__ import annotations
 
 import inspect
@@ -11,6 +12,19 @@ from torch import nn
 import torch.nn.functional as F
 
 SIZES = (784, 200, 200, 10)
+# How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
+# installed library (a signature default, an attribute, its source), "measured" by running a tiny probe
+# through it, or "idiom": the library's documented convention, written here (not read from its state).
+SOURCES = {
+    "version": "read", "init": "measured", "init_names": "read", "conv.init": "measured", "conv.init_names": "read",
+    "conv.padding": "read", "conv.data_format": "measured", "conv.kernel_layout": "read", "conv.flatten_order": "measured",
+    "slope": "measured", "sgd_lr": "read", "sgd_momentum": "read", "momentum_form": "measured", "adam_eps": "read",
+    "adam_eps_step1": "measured", "loss": "measured", "loss.input": "idiom", "fit": "read", "fit.epoch_loss": "idiom",
+    "batchnorm": "measured", "batchnorm.momentum": "read", "batchnorm.eps": "read", "dropout": "measured",
+    "dropout.default_rate": "read", "dropout.masks": "idiom", "weight_decay": "measured",
+    "weight_decay.adamw_default": "read", "weight_decay.l2": "idiom", "clip": "measured", "clip.idiom": "idiom",
+    "schedule": "measured", "label_smoothing": "read", "precision": "read", "mixed_precision": "measured",
+    "compilation": "idiom", "threads": "read"}
 
 
 def arg(fn, name):
@@ -46,10 +60,11 @@ def conv_probe() -> dict:
     c, h, w = torch.meshgrid(torch.arange(2), torch.arange(2), torch.arange(2), indexing="ij")
     flat = nn.Flatten()((c * 100 + h * 10 + w)[None])[0, :2].tolist()  # NCHW: which index moves first
     fastest = {1: "column", 10: "row", 100: "channel"}[flat[1] - flat[0]]
+    channels_at = list(nn.Conv2d(1, 2, 3)(torch.zeros(1, 1, 5, 5)).shape).index(2)  # where the 2 output maps land
     return {"init": {"kernel": [float(np.sqrt(3) * m.weight.detach().std()) for m in convs],
                      "bias": [float(np.sqrt(3) * m.bias.detach().std()) for m in convs]},
             "init_names": init_names(nn.Conv2d),
-            "padding": "valid (none)" if arg(nn.Conv2d, "padding") == 0 else repr(arg(nn.Conv2d, "padding")), "data_format": "NCHW (channels first)",
+            "padding": "valid (none)" if arg(nn.Conv2d, "padding") == 0 else repr(arg(nn.Conv2d, "padding")), "data_format": "channels first (NCHW)" if channels_at == 1 else "channels last (NHWC)",
             "kernel_layout": f"[out, in, kh, kw] {tuple(convs[1].weight.shape)}",
             "flatten_order": "channel, row, column" if fastest == "column" else f"{fastest} fastest"}
 
@@ -200,11 +215,17 @@ def label_smoothing_probe() -> str:
     return "CrossEntropyLoss(label_smoothing=...) on class indices" if has else "not available"
 
 
+MATMUL = {"highest": "full float32", "high": "TF32 allowed", "medium": "bfloat16 allowed"}  # the documented meanings
+
+
 def precision() -> dict:
+    """matmul_precision: a value comparable across libraries (what float32 products may round to) and
+    the setting it comes from."""
+    p = torch.get_float32_matmul_precision()
     return {"floatx": str(torch.get_default_dtype()).replace("torch.", ""),
             "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
-            "matmul_precision": torch.get_float32_matmul_precision()}
+            "matmul_precision": {"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"}}
 
 
 def mixed_precision_probe() -> dict:
@@ -228,8 +249,8 @@ def mixed_precision_probe() -> dict:
     return out
 
 
-def compilation() -> str:
-    return "eager (torch.compile is opt-in)"
+def compilation() -> dict:
+    return {"value": "eager", "detail": "torch.compile is opt-in"}
 
 
 def threads() -> int:
@@ -245,4 +266,5 @@ def probe() -> dict:
             "loss": loss_probe(), "fit": fit_api(), "batchnorm": batchnorm_probe(), "dropout": dropout_probe(),
             "weight_decay": weight_decay_probe(), "clip": clip_probe(), "schedule": schedule_probe(),
             "label_smoothing": label_smoothing_probe(), "precision": precision(),
-            "mixed_precision": mixed_precision_probe(), "compilation": compilation(), "threads": threads()}
+            "mixed_precision": mixed_precision_probe(), "compilation": compilation(), "threads": threads(),
+            "sources": SOURCES}

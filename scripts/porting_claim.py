@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study  # noqa: E402
 from study import S  # noqa: E402
+from compare.defaults import source_text  # noqa: E402
 
 OUT = study.ROOT / "docs" / "porting"
 CLAIMS_CSV = study.ROOT / "docs" / "claims" / "claims.csv"
@@ -148,10 +149,9 @@ def defaults_block(d: dict) -> str:
     rows = ["| default | PyTorch | Keras | source | controlled by |", "|---|---|---|---|---|"]
     for r in d["rows"]:
         if r["what"].startswith(PORTING_ROWS):
-            src = r.get("source") or {}
-            where = "; ".join(f"{k}: {v}" for k, v in src.items()) if isinstance(src, dict) else str(src)
-            rows.append(f"| {r['what']} | {r['values'].get('pytorch', '')} | {r['values'].get('keras', '')} | "
-                        f"{where or 'not stated'} | `{r['config_key']}` |")
+            two = {**r, "source": {k: v for k, v in r["source"].items() if k in ("pytorch", "keras")}}
+            rows.append(f"| {r['what']} | {r['values']['pytorch']} | {r['values']['keras']} | "
+                        f"{source_text(two)} | `{r['config_key']}` |")
     return "\n".join(rows)
 
 

@@ -212,6 +212,21 @@ def blocks(out: Path = OUT) -> dict[str, str]:
         worst = max(gaps, key=lambda g: abs(g[0]))
         lines.append(f"- {net}, {prec}, seed {seed}: Keras minus PyTorch at the last epoch {100 * gaps[-1][0]:+.2f} pp; "
                      f"largest over the {len(gaps)} epochs {100 * worst[0]:+.2f} pp (epoch {worst[1]})")
+    swamp = []
+    for net, runs in p.items():
+        bf, f32 = runs.get("bfloat16 pytorch"), runs.get("float32 pytorch")
+        if not bf or not f32:
+            continue
+        step, half = bf["first_layer_step"], bf["half_spacing_at_median_weight"]
+        wc = lambda r: f"{100 * min(r['weights_changed_fraction']):.3g}-{100 * max(r['weights_changed_fraction']):.3g}%"
+        swamp.append(f"- {net}: first-layer gradient norm at epoch 1, bfloat16 {bf['grad_norm_layers_epoch1'][0]:.4f} against "
+                     f"float32 {f32['grad_norm_layers_epoch1'][0]:.4f}; a typical first-layer SGD step (lr x RMS gradient "
+                     f"entry / (1 - momentum)) {step:.2g}, half a bfloat16 spacing at a typical initial weight {half:.2g}: "
+                     f"{half / step:,.0f}x the step; weights ever changed {wc(bf)} in bfloat16 (PyTorch), "
+                     f"{wc(runs['bfloat16 keras']) if 'bfloat16 keras' in runs else 'n/a'} (Keras), {wc(f32)} in float32; "
+                     f"final test loss in bfloat16, PyTorch {bf['final_test_loss']:.4g}, Keras "
+                     f"{runs['bfloat16 keras']['final_test_loss']:.4g}" if "bfloat16 keras" in runs else "")
+    b["precision-swamping"] = "\n".join(swamp)
     b["precision-twins"] = "\n".join(lines) + (f"\n\nOne seed per twin, so the verdict is **{study.S.NO_EVIDENCE}** (at least 2 paired seeds are needed); these are single-run distances.")
     return b
 
