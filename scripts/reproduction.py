@@ -227,6 +227,12 @@ def blocks(out: Path = OUT) -> dict[str, str]:
                      f"final test loss in bfloat16, PyTorch {bf['final_test_loss']:.4g}, Keras "
                      f"{runs['bfloat16 keras']['final_test_loss']:.4g}" if "bfloat16 keras" in runs else "")
     b["precision-swamping"] = "\n".join(swamp)
+    locks = [(name, out / f"lockstep-{name}.json") for name in ("mixed", "bf16", "fp16")]
+    b["precision-lockstep"] = "\n\n".join(
+        study.lockstep_table(json.loads(f.read_text())) if f.exists() else
+        f"(no lockstep record committed at docs/reproduction/{f.name}: run its command above and copy lockstep.json)"
+        for name, f in locks)
+    b["precision-bench"] = study.bench_block(out / "bench-precision.json")
     b["precision-twins"] = "\n".join(lines) + (f"\n\nOne seed per twin, so the verdict is **{study.S.NO_EVIDENCE}** (at least 2 paired seeds are needed); these are single-run distances.")
     return b
 
