@@ -240,8 +240,44 @@ def blocks(out: Path = OUT) -> dict[str, str]:
              f"**{s['cause']['word']}** ({s['cause']['why']})."]
     b["claims-frameworks"] = "\n".join(rows)
     b["claims-bench"] = study.bench_block(out / "bench-cnn.json")
+    b["readme-claims"] = readme_block(s)
+    b["readme-augment-diff"] = augment_diff_block(json.loads((out / "augment-diff.json").read_text()))
     b["claims-augment-cost"] = "\n\n".join(study.bench_block(out / f"bench-augment-{k}.json") for k in ("shared", "native"))
     return b
+
+
+def augment_diff_block(d: dict) -> str:
+    """`fmnist-parity augment-diff`'s record: how far torchvision's and Keras' pixels are apart."""
+    rows = ["| operation | pixels that differ, defaults | mean difference (of 255), defaults | pixels that differ, "
+            "matched | mean difference, matched | Keras vs the shared augmentation, matched |", "|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        m = lambda k, f: f.format(r[k]) if k in r else "-"
+        rows.append(f"| {r['op']} | {100 * r['pixels_differ']:.0f}% | {r['pytorch_vs_keras']:.2g} | "
+                    f"{m('matched_pixels_differ', '{:.1%}')} | {m('matched_pytorch_vs_keras', '{:.2g}')} | "
+                    f"{m('matched_keras_vs_shared', '{:.1g}')} |")
+    return (f"{d['images']} test images, rotation {d['angle_degrees']:g} degrees, shift {d['shift']} of the image:\n\n"
+            + "\n".join(rows))
+
+
+def readme_block(s: dict) -> str:
+    """The claims study in a few lines for the README (the same words as CLAIMS.md's blocks)."""
+    short = lambda e, **kw: study.pp(e, **kw).split(";")[0]
+    cnn = "; ".join(f"{e['framework']} accuracy {short(e['accuracy'])}, epochs to 88% {study.epochs(e['epochs']).split(';')[0]}"
+                    for e in s["cnn_vs_mlp"] if e["augment"] == "none")
+    aug = []
+    for a in AUGS[1:]:
+        words = [f"{e['model'].upper()} {e['framework']}: {e['accuracy']['word']}" for e in s["augmentation_effect"] if e["augment"] == a]
+        aug.append(f"{a} ({', '.join(words)})")
+    long = "; ".join(f"{fw} {short(L['by_epoch'][-1]['effect'])}" for fw, L in s["long"].items())
+    named = {S.RAISES: "Keras higher", S.LOWERS: "Keras lower"}
+    frameworks = [named.get(e["accuracy"]["word"], e["accuracy"]["word"]) for e in s["keras_vs_pytorch"]]
+    return "\n".join([
+        f"- **(b) CNN vs MLP** (no augmentation, CNN 8 epochs vs MLP 15, paired by seed): {cnn}.",
+        f"- **(a) augmentation**, effect on final accuracy per cell: " + "; ".join(aug) + ".",
+        f"- flips over 40 MLP epochs, at epoch 40: {long}.",
+        f"- **Keras vs PyTorch**, final accuracy per cell (8 cells): "
+        + ", ".join(f"{w} {frameworks.count(w)}" for w in sorted(set(frameworks))) + "; the CNN's framework-dependent "
+        f"vertical-flip effect and the initialisers: {s['cause']['word']}."])
 
 
 def plot(rows: list[dict], s: dict, path: Path) -> None:

@@ -5,11 +5,13 @@
 
 A block sits between `<!-- generated: NAME -->` and `<!-- /generated: NAME -->`; its text comes from
 the `blocks()` of the study script that owns NAME (scripts/claims.py, scripts/porting_claim.py,
-scripts/reproduction.py), computed from the data files beside the document. Findings (numbers, verdict
+scripts/reproduction.py; what the README says about the tests, from the tests), computed from the
+data files beside the document. Findings (numbers, verdict
 words) live only in blocks; the prose around them explains and is written by hand."""
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import re
 import sys
@@ -25,8 +27,22 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!--
 DOCUMENTS = ("README.md", "docs/*.md")
 
 
+def test_blocks() -> dict[str, str]:
+    """What the README says about the tests, read from the tests: the kills of the kill-and-resume
+    tests, by default and under `-m chaos`."""
+    tree = ast.parse((study.ROOT / "tests" / "test_reliability.py").read_text())
+    kills = {}
+    for f in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")):
+        chaos = any("chaos" in ast.unparse(d) for d in f.decorator_list)
+        for call in (n for n in ast.walk(f) if isinstance(n, ast.Call) and ast.unparse(n.func) == "chaos"):
+            k = next(int(ast.literal_eval(kw.value)) for kw in call.keywords if kw.arg == "kills")
+            kills["chaos" if chaos else "default"] = k
+    return {"readme-kills": f"The default tests kill each framework's run {kills['default']} time(s); "
+                            f"`./test.sh -m chaos` does {kills['chaos']} per framework."}
+
+
 def all_blocks() -> dict[str, str]:
-    out: dict[str, str] = {}
+    out: dict[str, str] = dict(test_blocks())
     for module in (claims, porting_claim, reproduction):
         for name, text in module.blocks().items():
             if name in out:
