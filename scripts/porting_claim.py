@@ -125,7 +125,9 @@ def blocks(out: Path = OUT) -> dict[str, str]:
                         f"{', '.join(map(str, r['epochs_to_target']))} | {ep} |")
     rows += ["", "Keras minus PyTorch, per cell (paired by seed): " + "; ".join(
         f"{name}: {study.pp(e, directions=('higher', 'lower'))}" for name, e in s["keras_vs_pytorch"].items()) + "."]
-    b = {"porting-claim": "\n".join(rows)}
+    b = {"porting-claim": "\n".join(rows),
+         "porting-provenance": study.provenance(out / "provenance.json") if (out / "provenance.json").exists() else
+         "(no runs merged yet: run the commands above)"}
     t = threads(out)
     b["porting-threads"] = "\n".join(
         f"- {fw}: seeds {', '.join(map(str, r['seeds']))}; identical test curves on one thread and on all cores: "
