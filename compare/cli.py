@@ -61,17 +61,20 @@ def cmd_data(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    """Each preset in one line, its provenance and (--json: one JSON document instead) its config."""
+    out = {}
     for name, p in cfg.PRESETS.items():
         c = p.config()
-        print(f"{name}")
         opt = f"{c.optimizer} lr {c.lr}" + (f" momentum {c.momentum}" if c.optimizer == "sgd" else "")
         extras = [k for k in plan.FEATURE_KEYS if getattr(c, k) != cfg.DEFAULTS_OF[k]]
-        print(f"  {' - '.join(map(str, c.layer_sizes()))}, head {c.head}, {opt}, batch {c.batch_size}, "
-              f"{c.scaling} inputs, {c.epochs} epochs, seed {c.seed}"
-              + "".join(f", {k} {getattr(c, k)}" for k in extras))
-        print(f"  provenance: {p.provenance}")
-        if args.json:
-            print("  " + c.to_json().replace("\n", "\n  "))
+        summary = (f"{' - '.join(map(str, c.layer_sizes()))}, head {c.head}, {opt}, batch {c.batch_size}, "
+                   f"{c.scaling} inputs, {c.epochs} epochs, seed {c.seed}" + "".join(f", {k} {getattr(c, k)}" for k in extras))
+        out[name] = {"summary": summary, "provenance": p.provenance, "config": c.to_dict()}
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    for name, p in out.items():
+        print(f"{name}\n  {p['summary']}\n  provenance: {p['provenance']}")
     return 0
 
 
@@ -423,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_data)
 
     pr = sub.add_parser("presets", help="list the named run configurations and where they come from")
-    pr.add_argument("--json", action="store_true", help="also print each resolved config as JSON")
+    pr.add_argument("--json", action="store_true",
+                    help="print one JSON document instead: {preset: {summary, provenance, config}}")
     pr.set_defaults(func=cmd_presets)
 
     r = sub.add_parser("run", help="the main job: train both frameworks for several seeds and report",

@@ -90,3 +90,21 @@ def test_run_directory_write_and_validate(tmp_path):
     (tmp_path / "status.json").write_text('{"state": "weird"}')
     with pytest.raises(rundir.RunFormatError, match="state 'weird'"):
         rundir.read_run(tmp_path)
+
+
+def test_every_json_flag_prints_one_json_document(tmp_path):
+    """Each command with --json prints exactly one JSON document on stdout (messages go to stderr)."""
+    import argparse
+    import json
+    import subprocess
+    import sys
+
+    from compare import cli
+    subs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    with_json = sorted(name for name, p in subs.choices.items() if any("--json" in a.option_strings for a in p._actions))
+    assert "presets" in with_json and "defaults" in with_json
+    # defaults probes every library (tests/test_why.py runs it); presets is cheap: run it whole
+    r = subprocess.run([sys.executable, "-m", "compare.cli", "presets", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == set(cfg.PRESETS) and all("config" in v for v in doc.values())
