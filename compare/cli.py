@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the main job: train both frameworks for several seeds and report",
                        description="Train PyTorch and Keras with one resolved config, each contestant in its own process, "
                                    "for N seeds each; then write report.md, report.html, summary.json and plots with "
-                                   "the accuracy verdict (Welch CI + equivalence test) and the speed ratio. "
+                                   "the accuracy verdict (95% CI of the difference, paired by seed, + equivalence test) and the speed ratio. "
                                    "Re-running into the same --out resumes what is incomplete.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--preset", default="standard", help=f"{', '.join(cfg.PRESETS)} (default standard)")

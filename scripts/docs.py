@@ -41,8 +41,37 @@ def test_blocks() -> dict[str, str]:
                             f"`./test.sh -m chaos` does {kills['chaos']} per framework."}
 
 
+def _flags(action) -> str:
+    names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.dest}`"
+    meta = action.metavar or (action.dest.upper() if action.nargs != 0 and action.option_strings else "")
+    return names + (f" {meta}" if meta and action.option_strings else "")
+
+
+def cli_blocks() -> dict[str, str]:
+    """The command reference and the presets, written from the parser and the presets themselves, so
+    a command or flag cannot exist in one and not the other."""
+    import argparse
+    from compare import cli
+    from shared import config as cfg
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in subs._choices_actions}
+    out = []
+    for name, sub in subs.choices.items():
+        out += [f"### `fmnist-parity {name}`", "", (sub.description or helps.get(name) or "").strip(), "",
+                "| option | what it does |", "|---|---|"]
+        for a in sub._actions:
+            if isinstance(a, argparse._HelpAction) or a.help == argparse.SUPPRESS:
+                continue
+            text = " ".join((a.help or "").replace("%(default)s", str(a.default)).split()).replace("|", "\\|")
+            out.append(f"| {_flags(a).replace('|', chr(92) + '|')} | {text} |")
+        out.append("")
+    presets = [f"- `{name}`: {p.provenance}" for name, p in cfg.PRESETS.items()]
+    return {"commands-reference": "\n".join(out).rstrip(), "presets-list": "\n".join(presets)}
+
+
 def all_blocks() -> dict[str, str]:
-    out: dict[str, str] = dict(test_blocks())
+    out: dict[str, str] = {**test_blocks(), **cli_blocks()}
     for module in (claims, porting_claim, reproduction):
         for name, text in module.blocks().items():
             if name in out:

@@ -35,3 +35,21 @@ def test_a_broken_number_is_caught(tmp_path):
 def test_an_unknown_block_is_an_error():
     with pytest.raises(SystemExit, match="no study defines"):
         docs.render("<!-- generated: nonsense -->\nx\n<!-- /generated: nonsense -->\n", docs.all_blocks(), "X.md")
+
+
+def test_the_command_reference_follows_the_parser(monkeypatch):
+    """docs/COMMANDS.md is the parser's: a new flag (or command) the page lacks makes the check fail."""
+    from compare import cli
+    committed = (ROOT / "docs" / "COMMANDS.md").read_text()
+    assert docs.render(committed, docs.all_blocks(), "COMMANDS.md") == committed
+    build = cli.build_parser
+
+    def with_new_flag():
+        p = build()
+        sub = next(a for a in p._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+        sub.choices["run"].add_argument("--brand-new-flag", help="not documented yet")
+        return p
+    monkeypatch.setattr(cli, "build_parser", with_new_flag)
+    assert "--brand-new-flag" in docs.render(committed, docs.all_blocks(), "COMMANDS.md")
+    for name in ("run", "lockstep", "bench", "defaults", "ablate", "presets"):
+        assert f"### `fmnist-parity {name}`" in committed
