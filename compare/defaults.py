@@ -286,19 +286,28 @@ def defaults(labels: list[str], out: Path | None = None, log=print, fresh: bool 
 
 
 def differ_blocks(t: dict, config: dict) -> list[tuple]:
-    """The report's first "why" section: the defaults that differ between these contestants, what this
-    run's config does about each, and the command that measures its effect."""
-    # first what this run leaves to each library (it acts on these numbers), then what it sets, then the rest
-    order = lambda r: {"each": 0, "-": 2, "not": 3}.get(in_this_run(r, config).split(" ")[0], 1)
-    rows = sorted((r for r in t["rows"] if r["differ"]), key=order)
+    """The report's first "why" section: the defaults that differ between these contestants and that
+    this run acts on (left to each library, or set on both), with the command that measures each
+    effect; the differences this run does not use, folded (HTML) or named in one line (Markdown)."""
+    head = ["default", *t["labels"], "source", "controlled by", "in this run", "measure its effect"]
+    row = lambda r: [r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"],
+                     in_this_run(r, config), r.get("measure") or "-"]
+    differ = [r for r in t["rows"] if r["differ"]]
+    used = sorted((r for r in differ if in_this_run(r, config).split(" ")[0] not in ("-", "not")),
+                  key=lambda r: in_this_run(r, config) != "each library's own")  # left to each library first
+    unused = [r for r in differ if r not in used]
     b = [("h2", "What differs out of the box")]
-    b.append(("p", f"{len(rows)} of the {len(t['rows'])} defaults read live from the installed libraries ("
+    b.append(("p", f"{len(differ)} of the {len(t['rows'])} defaults read from the installed libraries ("
                    + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
-                   + ") differ between these contestants, first those this run leaves to each library. \"In this run\": what "
-                     "this comparison's config does about it; the last column measures its effect on this network."))
-    b.append(("table", ["default", *t["labels"], "source", "controlled by", "in this run", "measure its effect"],
-              [[r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"], in_this_run(r, config),
-                r.get("measure") or "-"] for r in rows]))
+                   + f") differ between these contestants; this run acts on {len(used)} of them (first those it leaves "
+                     "to each library). \"In this run\": what this comparison's config does about it; the last "
+                     "column measures its effect on this network."))
+    b.append(("table", head, [row(r) for r in used]))
+    if unused:
+        b.append(("details", f"{len(unused)} more differences this run does not use",
+                  [("table", head, [row(r) for r in unused])],
+                  f"{len(unused)} more differences this run does not use: "
+                  + ", ".join(r["what"] for r in unused) + " (all rows: defaults.json here, or `fmnist-parity defaults`)."))
     return b
 
 
@@ -327,7 +336,8 @@ def in_this_run(row: dict, config: dict) -> str:
     return "each library's own" if v == "native" else f"{key}={json.dumps(v).strip(chr(34))} on both"
 
 
-def blocks(t: dict) -> list[tuple]:
+def blocks(t: dict, folded: bool = False) -> list[tuple]:
+    """The full defaults table (`fmnist-parity defaults`); folded: inside a report, as a closed section."""
     b = [("h2", "Defaults: what differs out of the box")]
     b.append(("p", "From the installed libraries (" + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
                    + "). Source: *read* from the library (a signature default, an attribute), *measured* by a tiny "
@@ -336,6 +346,9 @@ def blocks(t: dict) -> list[tuple]:
     b.append(("table", ["default", *t["labels"], "source", "differ", "consequence", "controlled by"],
               [[r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), "yes" if r["differ"] else "no",
                 r["consequence"], r["config_key"]] for r in t["rows"]]))
+    if folded:
+        return [("details", f"All {len(t['rows'])} defaults, read from the installed libraries", b[1:],
+                 f"All {len(t['rows'])} defaults: defaults.json in this folder, or `fmnist-parity defaults`.")]
     return b
 
 

@@ -118,8 +118,7 @@ def document(s: dict) -> list[tuple]:
     blocks.append(("table", ["contestant", "seeds", "mean", "std", "per seed"],
                    [[l, s["accuracy"][l]["n"], pct(s["accuracy"][l]["mean"]), pct(s["accuracy"][l]["std"]),
                      ", ".join(pct(x) for x in s["accuracy"][l]["values"])] for l in labels]))
-    blocks.append(("img", "accuracy.png", "Test accuracy per epoch"))
-    blocks.append(("img", "loss.png", "Test loss per epoch"))
+    blocks.append(("imgs", [("accuracy.png", "Test accuracy per epoch"), ("loss.png", "Test loss per epoch")]))
     for v in s["verdicts"]:
         blocks.append(("h2", f"Curves, epoch by epoch: {v['a']} vs {v['b']}"))
         pa, pb = s["per_epoch"][v["a"]], s["per_epoch"][v["b"]]
@@ -184,7 +183,7 @@ def why_sections(comp_dir: Path, config: dict) -> tuple[list[tuple], dict]:
     """The sections `run` (and `--with lockstep,defaults,ablate`) left in the comparison directory, if
     any; `config`: the comparison's, for what the run does about each default that differs."""
     blocks, found = [], {}
-    full_defaults = lambda t: defaults.differ_blocks(t, config) + (defaults.blocks(t) if t.get("full", True) else [])
+    full_defaults = lambda t: defaults.differ_blocks(t, config) + (defaults.blocks(t, folded=True) if t.get("full", True) else [])
     for name, path, make in (("defaults", comp_dir / "defaults.json", full_defaults),
                              ("lockstep", comp_dir / "lockstep" / "lockstep.json", lockstep.blocks),
                              ("ablation", comp_dir / "ablation" / "ablation.json", ablate.blocks)):
@@ -250,8 +249,8 @@ def write_report(comp_dir: Path) -> dict:
     images |= {b[1] for b in diag_blocks if b[0] == "img"}
     blocks[-1:-1] = diag_blocks  # before the table of runs
     extra, s["why"] = why_sections(comp_dir, s["comparison"]["config"])
-    at = blocks.index(("h2", "Final test accuracy"))
-    blocks[at:at] = extra  # right after the verdict: the "why" comes before the details
+    at = blocks.index(("h2", "Timing"))
+    blocks[at:at] = extra  # after the verdict, the accuracy and the curves: the "why" before the details
     images |= {b[1] for b in extra if b[0] == "img" and (comp_dir / b[1]).exists()}
     atomic_write(comp_dir / "summary.json", lambda f: f.write(json.dumps(jsonable(s), indent=2).encode()))
     atomic_write(comp_dir / "report.md", lambda f: f.write(render_md(blocks, images).encode()))

@@ -1,6 +1,7 @@
 """The comparison harness: report from fixture run directories, the browser check, diff, and
 real end-to-end runs (tiny epoch counts) including resume of an interrupted comparison."""
 import json
+import re
 import os
 import shutil
 import signal
@@ -80,19 +81,48 @@ def test_failed_and_diverged_runs_show_in_the_report(tmp_path):
     assert "keras seed 2: diverged loss became nan" in (comp / "report.md").read_text()
 
 
+def fixture_defaults(comp: Path) -> None:
+    """A defaults table beside the comparison: one difference this run leaves to each library, one it
+    does not use (batch norm is off), each with a long command to measure it."""
+    long = "fmnist-parity lockstep --out comparisons/" + "x" * 240  # one unbreakable token: only wrapping saves the width
+    rows = [{"what": "dense kernel initialiser", "values": {"pytorch": "kaiming_uniform", "keras": "GlorotUniform"},
+             "differ": True, "source": {"pytorch": "read", "keras": "read"}, "consequence": "x",
+             "config_key": "init (shared: same draws)", "measure": long},
+            {"what": "BatchNorm epsilon", "values": {"pytorch": "1e-05", "keras": "0.001"}, "differ": True,
+             "source": {"pytorch": "read", "keras": "read"}, "consequence": "y", "config_key": "bn_eps", "measure": long}]
+    (comp / "defaults.json").write_text(json.dumps({"labels": ["pytorch", "keras"], "versions": {"pytorch": "a", "keras": "b"},
+                                                    "rows": rows, "full": True}))
+
+
+def test_report_leads_with_the_verdict_and_folds_what_this_run_does_not_use(tmp_path):
+    comp = fixture_comparison(tmp_path / "c")
+    fixture_defaults(comp)
+    report.write_report(comp)
+    md, html = (comp / "report.md").read_text(), (comp / "report.html").read_text()
+    order = [md.index(h) for h in ("## Verdict", "## Final test accuracy", "accuracy.png", "## What differs", "## Timing")]
+    assert order == sorted(order)
+    used, unused = md.index("| dense kernel initialiser"), md.index("1 more differences this run does not use: BatchNorm epsilon")
+    assert used < unused and "| BatchNorm epsilon" not in md  # folded: named, not tabled, in Markdown
+    assert "<details><summary>1 more differences this run does not use</summary>" in html
+
+
 @pytest.mark.skipif(BROWSER is None, reason="chromium is installed by ./test.sh (scripts/test_deps.sh)")
 def test_html_opens_in_headless_chromium(tmp_path):
     comp = fixture_comparison(tmp_path / "c")
+    fixture_defaults(comp)
     report.write_report(comp)
     html = (comp / "report.html").read_text()
     assert "src=\"data:image/png;base64," in html and "<link" not in html and "http" not in html.split("<body")[0]
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    r = subprocess.run([BROWSER, *flags, "--dump-dom", (comp / "report.html").as_uri()],
+    r = subprocess.run([BROWSER, *flags, "--window-size=1400,1000", "--dump-dom", (comp / "report.html").as_uri()],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'data-images="ok"' in r.stdout, "every embedded image decoded"
+    assert 'data-hscroll="no"' in r.stdout, "no sideways scrollbar at 1400 px, long commands included"
+    top = int(re.search(r'data-curves-top="(\d+)"', r.stdout)[1])
+    assert top < 1000, f"the curves start below the fold ({top} px)"
     assert "Equivalent" in r.stdout or "No evidence either way" in r.stdout or "Different" in r.stdout
     shot = tmp_path / "shot.png"
     subprocess.run([BROWSER, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
