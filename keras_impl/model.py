@@ -170,7 +170,9 @@ def translate(layer, config):
             else keras.layers.Dropout(config.dropout, dtype=dtype)
     if layer.kind == "sigmoid":  # the lab report's head
         return keras.layers.Activation("sigmoid", dtype=dtype)
-    return keras.layers.Activation(keras.activations.log_softmax, dtype=dtype)
+    if layer.kind == "log_softmax":
+        return keras.layers.Activation(keras.activations.log_softmax, dtype=dtype)
+    raise ValueError(f"no Keras translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
 
 
 def build_model(config) -> keras.Sequential:

@@ -163,7 +163,11 @@ def translate(layer, config) -> nn.Module:
         return ExactLeakyReLU(slope) if exact else nn.LeakyReLU(negative_slope=slope)
     if layer.kind == "dropout":
         return SharedDropout() if plan.shared_masks(config) else nn.Dropout(config.dropout)
-    return nn.Sigmoid() if layer.kind == "sigmoid" else nn.LogSoftmax(dim=1)  # the lab report's head
+    if layer.kind == "sigmoid":  # the lab report's head
+        return nn.Sigmoid()
+    if layer.kind == "log_softmax":
+        return nn.LogSoftmax(dim=1)
+    raise ValueError(f"no PyTorch translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
 
 
 def build_model(config) -> nn.Sequential:

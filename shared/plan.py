@@ -32,9 +32,13 @@ CONV_KERNEL = 3   # the CNN's convolutions: 3x3, 'same' padding, stride 1
 POOL = 2          # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
 
 
+# Every layer kind the plan emits; each twin's translate handles exactly these and refuses any other.
+KINDS = ("dense", "conv", "batchnorm", "leaky_relu", "dropout", "maxpool", "reshape", "flatten", "sigmoid", "log_softmax")
+
+
 @dataclass(frozen=True)
 class Layer:
-    kind: str       # dense | conv | batchnorm | leaky_relu | dropout | maxpool | reshape | flatten | sigmoid | log_softmax
+    kind: str       # one of KINDS
     width: int = 0  # dense: outputs; conv: output channels; batchnorm, dropout: features; flatten: features
     fan_in: int = 0  # dense: inputs; conv: input channels
     index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); batchnorm, dropout: hidden layer i

@@ -312,3 +312,30 @@ def test_below_float32_trains_and_records_what_it_computed_in(who, setting, tmp_
         assert p["weights"] == p["loss"] == "float32"
         scale = p["loss_scale"]["initial"]
         assert scale > 1 and np.log2(scale) == int(np.log2(scale)) and p["loss_scale"]["growth_interval"] > 0
+
+
+TRANSLATE = """
+import json
+from dataclasses import replace
+from shared import config as cfg, plan
+from {impl} import model
+configs = [cfg.resolve("standard", ["batchnorm=true", "dropout=0.2", "head=seed"], {{}}), cfg.resolve("standard", ["model=cnn"], {{}})]
+layers = {{l.kind: (l, c) for c in configs for l in plan.network(c)}}
+built = {{kind: type(model.translate(l, c)).__name__ for kind, (l, c) in layers.items()}}
+try:
+    model.translate(replace(next(iter(layers.values()))[0], kind="nonsense"), configs[0])
+    refused = ""
+except ValueError as e:
+    refused = str(e)
+print(json.dumps({{"kinds": sorted(layers), "built": built, "refused": refused}}))
+"""
+
+
+@pytest.mark.parametrize("impl", ["pytorch_impl", "keras_impl"])
+def test_translate_covers_exactly_the_plans_kinds_and_refuses_others(impl):
+    """Every kind the plan emits has a translation; an unknown kind is an error, never a silent LogSoftmax."""
+    from shared import plan
+    out = json.loads(python(TRANSLATE.format(impl=impl)).strip().splitlines()[-1])
+    assert out["kinds"] == sorted(plan.KINDS)
+    assert set(out["built"]) == set(plan.KINDS) and "LogSoftmax" not in (out["built"]["sigmoid"], out["built"]["dense"])
+    assert "'nonsense'" in out["refused"] and "plan.KINDS" in out["refused"]
