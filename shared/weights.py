@@ -29,12 +29,26 @@ def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]], bn: list
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
+def chains(k: np.ndarray, b: np.ndarray, nxt: np.ndarray | None) -> bool:
+    """A dense [in, out] or convolution [kh, kw, in, out] kernel with its [out] bias, feeding the next
+    kernel: a convolution takes `out` channels; a dense layer after a dense one takes `out` inputs, after
+    a convolution the flattened (row, column, channel) features, a multiple of `out`."""
+    if k.ndim not in (2, 4) or b.shape != (k.shape[-1],):
+        return False
+    out = k.shape[-1]
+    if nxt is None:
+        return True
+    if nxt.ndim == 4:
+        return k.ndim == 4 and nxt.shape[2] == out
+    return nxt.shape[0] == out if k.ndim == 2 else nxt.shape[0] % out == 0
+
+
 def load(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     with np.load(path) as z:
         n = int(z["layers"])
         layers = [(z[f"kernel_{i}"], z[f"bias_{i}"]) for i in range(n)]
-    for i, ((k, b), nxt) in enumerate(zip(layers, layers[1:] + [None])):
-        if k.ndim != 2 or b.shape != (k.shape[1],) or (nxt is not None and nxt[0].shape[0] != k.shape[1]):
+    for i, ((k, b), nxt) in enumerate(zip(layers, [x[0] for x in layers[1:]] + [None])):
+        if not chains(k, b, nxt):
             raise ValueError(f"{path}: layer {i} has kernel {k.shape} and bias {b.shape}, which do not chain")
     return layers
 

@@ -73,6 +73,20 @@ def test_weights_npz_round_trip(tmp_path):
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(w, back))
 
 
+def test_cnn_weights_round_trip_and_broken_chains_are_refused(tmp_path):
+    """A CNN's neutral weights ([kh, kw, in, out] kernels, then the Dense on the flattened maps) load;
+    kernels that do not chain are refused in one line."""
+    w = cfg.shared_init(cfg.resolve("standard", ["model=cnn"], {}))
+    assert [k.ndim for k, _ in w] == [4, 4, 2]
+    weights.save(tmp_path / "cnn.npz", w)
+    back = weights.load(tmp_path / "cnn.npz")
+    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(w, back))
+    bad = [w[0], (w[1][0][:, :, :8], w[1][1]), w[2]]  # the second convolution takes 8 channels, not 16
+    weights.save(tmp_path / "bad.npz", bad)
+    with pytest.raises(ValueError, match="layer 0 .* do not chain"):
+        weights.load(tmp_path / "bad.npz")
+
+
 def test_run_directory_write_and_validate(tmp_path):
     c = cfg.resolve("standard")
     rundir.write_run(tmp_path, {"framework": "pytorch", "backend": None, "config": c.to_dict(),
