@@ -60,8 +60,10 @@ def test_memory_estimate_counts_what_a_run_holds():
     est = memory.estimate(c)["parts"]
     assert est["weights"] == params * 4
     assert est["gradients and optimizer state"] == params * 4 * 2  # gradient + SGD momentum buffer
-    adam = memory.estimate(cfg.from_dict({"optimizer": "adam"}, c))["parts"]
-    assert adam["gradients and optimizer state"] == params * 4 * 3
+    for name in ("adam", "adamw"):  # two moments each (AdamW was once counted as one)
+        opt = memory.estimate(cfg.from_dict({"optimizer": name, "lr": 0.001}, c))["parts"]
+        assert opt["gradients and optimizer state"] == params * 4 * 3, name
+    assert set(memory.STATE_COPIES) == set(cfg.CHOICES["optimizer"])  # every optimizer the config accepts
     f64 = memory.estimate(cfg.from_dict({"dtype": "float64"}, c))
     assert f64["total"] == 2 * memory.estimate(c)["total"] - (60000 + 10000) * 8  # labels stay int64
     assert est["data on the device"] == 70000 * 784 * 4 + 70000 * 8
