@@ -3,6 +3,7 @@ Mirror of keras_impl/train.py: same functions, same order."""
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import platform
 from dataclasses import dataclass
@@ -329,7 +330,11 @@ def save_checkpoint(state: State, path, epoch: int) -> None:
             "rng": torch.get_rng_state(), **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {}),
             **({"scaler": state.scaler.state_dict()} if state.scaler else {}),
             **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {})}
-    atomic_write(path, lambda f: torch.save(blob, f))
+    # serialised in memory first: torch.save would wrap a failing write (a full disk) in a RuntimeError
+    # that hides the OS error; a plain file write raises the OSError itself, which the CLI reports
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic_write(path, lambda f: f.write(buf.getbuffer()))
 
 
 def load_checkpoint(state: State, path) -> int:

@@ -124,7 +124,15 @@ def main(framework: str, load_impl, argv=None) -> int:
               + f"; resume with: {again}", file=sys.stderr)
         return 128 + signum
     except OSError as e:  # an --out that cannot be created or written, a full disk
-        print(f"error: {e.filename or args.out}: {e.strerror or e}; choose a location you can write to", file=sys.stderr)
+        epochs = _epochs_kept(args.out)
+        if epochs is None:  # nothing of this run was written: another place is the fix
+            hint = "choose a location you can write to"
+        else:  # the run's checkpoints and records up to the last full epoch are kept
+            again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) \
+                + ("" if args.resume else " --resume")
+            hint = (f"nothing written before is lost (epochs done: {epochs}); free space or fix the permission, "
+                    f"then resume with: {again}")
+        print(f"error: {e.filename or args.out}: {e.strerror or e}; {hint}", file=sys.stderr)
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         rundir.remove_unstarted(created)
         return 2
@@ -236,6 +244,16 @@ def augment_main(framework: str, load_impl, argv) -> int:
     atomic_write(args.out, lambda f: np.savez(f, **out))
     atomic_write(args.out.with_suffix(".json"), lambda f: f.write(json.dumps(defaults).encode()))
     return 0
+
+
+def _epochs_kept(out: Path) -> int | None:
+    """Epochs this run directory holds (a run that had started: --resume continues it), else None."""
+    try:
+        if (out / "run.json").exists() and (out / "status.json").exists():
+            return len(rundir.read_run(out).metrics)
+    except Exception:
+        pass
+    return None
 
 
 def _mark_interrupted(out: Path, signame: str) -> int | None:

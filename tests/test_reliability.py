@@ -120,6 +120,43 @@ def test_random_kills_then_resume_is_bit_identical(who, kind, tmp_path):
     print(who, log)
 
 
+def small_disk(where: Path, kib: int) -> bool:
+    """Mount a tmpfs of `kib` KiB at `where` (root only): a real disk that fills up. False if not allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    return os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
+def test_a_full_disk_ends_in_one_line_and_resume_continues_bit_for_bit(who, tmp_path, trained):
+    """The disk fills up at epoch 2's checkpoint: a real one where this test may mount a small tmpfs on
+    the checkpoints folder (it holds epoch 1's checkpoint, ~210 KB, not a second), else every write from
+    that checkpoint on fails with ENOSPC (FMNIST_PARITY_FULL_DISK_AT). One line names the file, the cause
+    and the command that resumes; nothing written before is lost; with space again, --resume gives the
+    uninterrupted run's weights and metrics bit for bit."""
+    run = tmp_path / "run"
+    real = small_disk(run / "checkpoints", 320)
+    try:
+        ckpt = f"epoch-0002.{'pt' if who == 'pytorch' else 'npz'}"
+        p = start(who, run, *SMALL_2, extra_env=None if real else {"FMNIST_PARITY_FULL_DISK_AT": ckpt},
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _, err = p.communicate(timeout=600)
+        lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+        assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+        assert "No space left on device" in lines[0] and str(run) in lines[0], lines[0]
+        assert "--resume" in lines[0] and "epochs done: 1" in lines[0], lines[0]
+        assert epochs_done(run) == 1 and not list(run.rglob("*.tmp"))
+        if real:
+            subprocess.run(["mount", "-o", "remount,size=64m", str(run / "checkpoints")], check=True)
+        train(who, run, *SMALL_2, "--resume")
+        full = trained(who, *SMALL_2)
+        assert same_weights(full / "weights" / "final.npz", run / "weights" / "final.npz")
+        assert strip(metrics(run)) == strip(metrics(full))
+    finally:
+        if real:
+            subprocess.run(["umount", str(run / "checkpoints")], capture_output=True)
+
+
 @pytest.mark.chaos
 @pytest.mark.parametrize("who", ["pytorch", "keras"])
 def test_twenty_random_kills_then_resume_is_bit_identical(who, tmp_path):
