@@ -537,11 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "LeakyReLU slope, optimizer forms and epsilon, loss clipping, fit() batching, "
                                     "batch norm's momentum, epsilon and running variance, dropout, weight-decay forms, "
                                     "gradient clipping, schedule stepping, label smoothing, dtype, TF32, XLA, threads), read from the installed libraries by introspection "
-                                    "and tiny numerical probes. Prints a table (or JSON) with the consequence and the "
-                                    "config key that controls each.")
+                                    "and tiny numerical probes; each row names its source (read, measured, or the "
+                                    "library's documented idiom, written here). Prints a table (or JSON) with the "
+                                    "consequence and the config key that controls each.")
     de.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
     de.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    de.add_argument("--out", help="also write DIR/defaults.json")
+    de.add_argument("--out", metavar="DIR", help="also write DIR/defaults.json")
     de.add_argument("--fresh", action="store_true",
                     help="probe again instead of reading the cache (kept per set of installed library versions)")
     de.set_defaults(func=cmd_defaults)
