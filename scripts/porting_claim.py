@@ -5,8 +5,8 @@ frameworks; the `porting` preset's ablation; the porting lockstep tables.
     .venv/bin/python scripts/porting_claim.py [--runs SWEEP ...] [--ablation DIR] [--lockstep DIR ...]
 
 --runs merges the completed runs of grid sweeps over batchnorm and dropout (commands in docs/PORTING.md)
-into docs/porting/claim.csv (one row per run and epoch). The plain cell (no batch norm, no dropout) is
-the claims study's `augment=none` MLP: the same configuration, read from docs/claims/claims.csv.
+into docs/porting/claim.csv (one row per run and epoch), the plain cell included: every cell of a seed
+runs on the same machine, since the same seed gives other bits on another machine.
 --ablation copies an `fmnist-parity ablate --preset porting` record (ablation.json/.md/.png);
 --lockstep copies `fmnist-parity lockstep` records (lockstep.json) as lockstep-<name>.json.
 `scripts/docs.py` writes the blocks below into docs/PORTING.md."""
@@ -41,14 +41,10 @@ KEY = ("batchnorm", "dropout", "epochs", "framework", "seed")
 
 
 def load(out: Path = OUT) -> dict:
-    """{cell: {framework: {seed: curve}}}: the grid's cells, and plain from the claims study."""
+    """{cell: {framework: {seed: curve}}}"""
     runs = study.curves(study.read(out / "claim.csv") if (out / "claim.csv").exists() else [], KEY)
-    cells = {name: {fw: {k[4]: c for k, c in runs.items() if k[:4] == (bn, do, EPOCHS, fw)} for fw in FRAMEWORKS}
-             for name, (bn, do) in CELLS.items() if name != "plain"}
-    plain = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
-    cells["plain"] = {fw: {k[5]: c for k, c in plain.items() if k[:5] == ("mlp", "none", "native", EPOCHS, fw)}
-                      for fw in FRAMEWORKS}
-    return {name: cells[name] for name in CELLS}
+    return {name: {fw: {k[4]: c for k, c in runs.items() if k[:4] == (bn, do, EPOCHS, fw)} for fw in FRAMEWORKS}
+            for name, (bn, do) in CELLS.items()}
 
 
 def to_target(c: list[dict]) -> int:
@@ -77,16 +73,35 @@ def summarize(cells: dict) -> dict:
 
 
 def threads(out: Path = OUT) -> dict:
-    """The plain cell run twice per seed, on all cores (the 2026-11-30 grid) and on one thread (the
-    claims study): per framework, the seeds whose whole test curve is identical, and the final gap."""
+    """The plain cell run twice per seed on the 2026-11-30 machine, on all cores (that day's grid) and on
+    one thread (that day's claims study): per framework, the seeds whose whole test curve is identical,
+    and the final gap."""
     allcores = study.curves(study.read(out / "claim-threads-all-cores.csv"), ("cell", "framework", "seed"))
-    one = load(out)["plain"]
+    claims = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
+    day = (0, 1, 2)  # the claims study's seeds that ran on 2026-11-30 (docs/claims/provenance.json)
+    one = {fw: {k[5]: c for k, c in claims.items() if k[:5] == ("mlp", "none", "native", EPOCHS, fw) and k[5] in day}
+           for fw in FRAMEWORKS}
     res = {}
     for fw in FRAMEWORKS:
         seeds = sorted(s for (cell, f, s) in allcores if cell == "plain" and f == fw and s in one[fw])
         same = [s for s in seeds if [r["test_acc"] for r in allcores[("plain", fw, s)]] == [r["test_acc"] for r in one[fw][s]]]
         res[fw] = {"seeds": seeds, "identical": same,
                    "final_one_minus_all": [one[fw][s][-1]["test_acc"] - allcores[("plain", fw, s)][-1]["test_acc"] for s in seeds]}
+    return res
+
+
+def machines(out: Path = OUT) -> dict:
+    """The plain cell, one thread, seeds 0-2, on two machines: 2026-11-30's (the claims study) and the
+    machine of this grid: per framework, the seeds whose whole test curve is identical, and the final gap."""
+    claims = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
+    now = load(out)["plain"]
+    res = {}
+    for fw in FRAMEWORKS:
+        seeds = [s for s in (0, 1, 2) if s in now[fw] and ("mlp", "none", "native", EPOCHS, fw, s) in claims]
+        then = {s: claims[("mlp", "none", "native", EPOCHS, fw, s)] for s in seeds}
+        res[fw] = {"seeds": seeds,
+                   "identical": [s for s in seeds if [r["test_acc"] for r in then[s]] == [r["test_acc"] for r in now[fw][s]]],
+                   "final_now_minus_then": [now[fw][s][-1]["test_acc"] - then[s][-1]["test_acc"] for s in seeds]}
     return res
 
 
@@ -133,6 +148,10 @@ def blocks(out: Path = OUT) -> dict[str, str]:
         f"- {fw}: seeds {', '.join(map(str, r['seeds']))}; identical test curves on one thread and on all cores: "
         f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, one thread minus all cores: "
         + ", ".join(f"{100 * d:+.2f} pp" for d in r["final_one_minus_all"]) for fw, r in t.items())
+    b["porting-machines"] = "\n".join(
+        f"- {fw}: seeds {', '.join(map(str, r['seeds'])) or 'none yet'}; identical test curves on the two machines: "
+        f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, this grid's machine minus 2026-11-30's: "
+        + (", ".join(f"{100 * d:+.2f} pp" for d in r["final_now_minus_then"]) or "-") for fw, r in machines(out).items())
     b["porting-defaults"] = defaults_block(json.loads((out / "defaults.json").read_text()))
     b["porting-ablation"] = ablation_block(json.loads((out / "ablation.json").read_text()))
     for name in ("all", "alone"):
