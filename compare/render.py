@@ -50,10 +50,10 @@ def render_md(blocks, images: set) -> str:
     return "\n".join(out)
 
 
-# Tables wrap long cells (commands, paths) instead of scrolling sideways; images side by side share a row.
+# Table cells wrap long values (commands, paths) instead of scrolling sideways (headers wrap at spaces only); images side by side share a row.
 CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:1em 0;font-size:13px;max-width:100%}td,th{border:1px solid #ccc;"
-       "padding:3px 7px;text-align:left;vertical-align:top;overflow-wrap:anywhere}th{background:#f3f3f3}"
+       "padding:3px 7px;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}th{background:#f3f3f3}"
        "img{max-width:100%}.row{display:flex;gap:1%}.row img{max-width:49.5%}details{margin:1em 0}"
        "summary{cursor:pointer;font-weight:600}.broken{color:#b00}")
 # Marks the page if an embedded image fails to decode (a reader sees it; the browser test checks it), and
