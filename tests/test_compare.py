@@ -260,7 +260,7 @@ def test_end_to_end_real_data(tmp_path, trained):
             assert all(np.array_equal(a[k], b[k]) for k in a.files), (who, seed)
     # the "why" part opens with what differs out of the box, what this run does about it, how to measure it
     md = (out / "report.md").read_text()
-    assert md.index("## What differs out of the box") < md.index("## Final test accuracy")
+    assert md.index("## Final test accuracy") < md.index("## What differs out of the box") < md.index("## Timing")
     rows = {l.split(" | ")[0].strip("| "): l for l in md.splitlines() if l.startswith("| ")}
     assert "each library's own" in rows["dense kernel initialiser"] and 'ablate --cells "matched init"' in rows["dense kernel initialiser"]
     assert "negative_slope=0.01 on both" in rows["LeakyReLU slope (layer)"]
