@@ -127,7 +127,7 @@ def small_disk(where: Path, kib: int) -> bool:
         ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)], capture_output=True).returncode == 0
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras"])
+@pytest.mark.parametrize("who", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])  # PyTorch's was the defect
 def test_a_full_disk_ends_in_one_line_and_resume_continues_bit_for_bit(who, tmp_path, trained):
     """The disk fills up at epoch 2's checkpoint: a real one where this test may mount a small tmpfs on
     the checkpoints folder (it holds epoch 1's checkpoint, ~210 KB, not a second), else every write from
