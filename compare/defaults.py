@@ -290,12 +290,13 @@ def differ_blocks(t: dict, config: dict) -> list[tuple]:
     this run acts on (left to each library, or set on both), with the command that measures each
     effect; the differences this run does not use, folded (HTML) or named in one line (Markdown)."""
     head = ["default", *t["labels"], "source", "controlled by", "in this run", "measure its effect"]
-    row = lambda r: [r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"],
-                     in_this_run(r, config), r.get("measure") or "-"]
     differ = [r for r in t["rows"] if r["differ"]]
-    used = sorted((r for r in differ if in_this_run(r, config).split(" ")[0] not in ("-", "not")),
-                  key=lambda r: in_this_run(r, config) != "each library's own")  # left to each library first
-    unused = [r for r in differ if r not in used]
+    here = {r["what"]: in_this_run(r, config) for r in differ}
+    row = lambda r: [r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"],
+                     here[r["what"]], r.get("measure") or "-"]
+    unused = [r for r in differ if here[r["what"]].split(" ")[0] in ("-", "not")]
+    used = sorted((r for r in differ if r not in unused),
+                  key=lambda r: here[r["what"]] != "each library's own")  # left to each library first
     b = [("h2", "What differs out of the box")]
     b.append(("p", f"{len(differ)} of the {len(t['rows'])} defaults read from the installed libraries ("
                    + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())

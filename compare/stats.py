@@ -59,26 +59,6 @@ def tost(a, b, margin: float, paired: bool = False) -> dict:
     return {"p_lower": p_lower, "p_upper": p_upper, "p": max(p_lower, p_upper)}
 
 
-def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000, paired: bool = False) -> int | None:
-    """Seeds per side for TOST to pass if the observed difference and spread held; None if the
-    observed difference is itself at or beyond the margin (more seeds cannot show equivalence)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = abs(a.mean() - b.mean())
-    if diff >= margin:
-        return None
-    if paired:
-        sd = float(np.std(a - b, ddof=1))
-        for n in range(2, max_n + 1):
-            if stats.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) < margin - diff:
-                return n
-        return None
-    s2 = (a.var(ddof=1) + b.var(ddof=1)) / 2
-    for n in range(2, max_n + 1):
-        if stats.t.ppf(1 - alpha, 2 * n - 2) * math.sqrt(2 * s2 / n) < margin - diff:
-            return n
-    return None
-
-
 def _seeds_to_exclude_zero(mean: float, sd: float, alpha: float) -> int | None:
     """Paired seeds for a two-sided (1 - alpha) t interval to exclude 0, if mean and sd held."""
     if mean == 0:
@@ -87,12 +67,29 @@ def _seeds_to_exclude_zero(mean: float, sd: float, alpha: float) -> int | None:
                  if stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) < abs(mean)), None)
 
 
-def _seeds_to_show_equivalence(mean: float, sd: float, margin: float, alpha: float) -> int | None:
+def _seeds_to_show_equivalence(mean: float, sd: float, margin: float, alpha: float,
+                                max_n: int = MAX_SEEDS) -> int | None:
     """Paired seeds for TOST to pass at +-margin, if mean and sd held; None if |mean| >= margin."""
     if abs(mean) >= margin:
         return None
-    return next((n for n in range(2, MAX_SEEDS + 1)
+    return next((n for n in range(2, max_n + 1)
                  if stats.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) < margin - abs(mean)), None)
+
+
+def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000, paired: bool = False) -> int | None:
+    """Seeds per side for TOST to pass if the observed difference and spread held; None if the
+    observed difference is itself at or beyond the margin (more seeds cannot show equivalence)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = abs(a.mean() - b.mean())
+    if diff >= margin:
+        return None
+    if paired:
+        return _seeds_to_show_equivalence(diff, float(np.std(a - b, ddof=1)), margin, alpha, max_n)
+    s2 = (a.var(ddof=1) + b.var(ddof=1)) / 2
+    for n in range(2, max_n + 1):
+        if stats.t.ppf(1 - alpha, 2 * n - 2) * math.sqrt(2 * s2 / n) < margin - diff:
+            return n
+    return None
 
 
 def effect(diffs, margin: float, alpha: float = 0.05) -> dict:

@@ -45,32 +45,24 @@ def select(runs: dict, model: str, aug: str, fw: str, init: str = "native", epoc
     return {k[5]: c for k, c in runs.items() if k[:5] == (model, aug, init, n, fw)}
 
 
-def paired(a: dict, b: dict, f=lambda c: c[-1]["test_acc"]) -> list:
-    """f(a) - f(b) per seed that both have; None where f is None on either side (e.g. never reached)."""
-    out = []
-    for s in sorted(set(a) & set(b)):
-        x, y = f(a[s]), f(b[s])
-        out.append(None if x is None or y is None else x - y)
-    return out
+def paired(a: dict, b: dict, f=lambda c: c[-1]["test_acc"]) -> dict:
+    """{seed: f(a) - f(b)} over the seeds both cells have (final test accuracy by default)."""
+    return {s: f(a[s]) - f(b[s]) for s in sorted(set(a) & set(b))}
 
 
 def to_target(c: list[dict]) -> int | None:
     return study.epochs_to(c, TARGET)
 
 
-def censored(c: list[dict]) -> int:
-    """Epochs to the target; a run that never reached it counts as its length + 1 (a lower bound)."""
-    return to_target(c) or len(c) + 1
-
-
 def acc_effect(a: dict, b: dict) -> dict:
-    return S.effect(paired(a, b), study.MARGIN)
+    return S.effect(list(paired(a, b).values()), study.MARGIN)
 
 
 def epoch_effect(a: dict, b: dict) -> dict:
     """Epochs to the target, a minus b per seed; runs that never reached it count as length + 1."""
     unreached = sum(to_target(c) is None for x in (a, b) for s, c in x.items() if s in a and s in b)
-    return {**S.effect(paired(a, b, censored), EPOCH_MARGIN), "unreached": unreached}
+    d = paired(a, b, lambda c: study.epochs_needed(c, TARGET))
+    return {**S.effect(list(d.values()), EPOCH_MARGIN), "unreached": unreached}
 
 
 def legacy_finals(legacy: dict) -> dict:
@@ -102,10 +94,7 @@ def summarize(rows: list[dict], legacy: dict) -> dict:
             k, p = select(runs, model, aug, "keras"), select(runs, model, aug, "pytorch")
             s["keras_vs_pytorch"].append({"model": model, "augment": aug, "accuracy": acc_effect(k, p)})
             if aug != "none":  # the effect in Keras minus the effect in PyTorch
-                kd = dict(zip(sorted(set(k) & set(select(runs, model, "none", "keras"))),
-                              paired(k, select(runs, model, "none", "keras"))))
-                pd = dict(zip(sorted(set(p) & set(select(runs, model, "none", "pytorch"))),
-                              paired(p, select(runs, model, "none", "pytorch"))))
+                kd, pd = paired(k, select(runs, model, "none", "keras")), paired(p, select(runs, model, "none", "pytorch"))
                 s["effect_agreement"].append({"model": model, "augment": aug, "accuracy": S.effect(
                     [kd[x] - pd[x] for x in sorted(set(kd) & set(pd))], study.MARGIN)})
     for aug in AUGS:

@@ -50,22 +50,18 @@ def _flags(action) -> str:
 def cli_blocks() -> dict[str, str]:
     """The command reference and the presets, written from the parser and the presets themselves, so
     a command or flag cannot exist in one and not the other."""
-    import argparse
     from compare import cli
+    from compare.render import render_md
     from shared import config as cfg
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in subs._choices_actions}
     out = []
     for name, sub in subs.choices.items():
+        rows = [[_flags(a), " ".join((a.help or "").replace("%(default)s", str(a.default)).split())]
+                for a in sub._actions if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS]
         out += [f"### `fmnist-parity {name}`", "", (sub.description or helps.get(name) or "").strip(), "",
-                "| option | what it does |", "|---|---|"]
-        for a in sub._actions:
-            if isinstance(a, argparse._HelpAction) or a.help == argparse.SUPPRESS:
-                continue
-            text = " ".join((a.help or "").replace("%(default)s", str(a.default)).split()).replace("|", "\\|")
-            out.append(f"| {_flags(a).replace('|', chr(92) + '|')} | {text} |")
-        out.append("")
+                render_md([("table", ["option", "what it does"], rows)], set())]
     presets = [f"- `{name}`: {p.provenance}" for name, p in cfg.PRESETS.items()]
     return {"commands-reference": "\n".join(out).rstrip(), "presets-list": "\n".join(presets)}
 

@@ -48,8 +48,7 @@ def load(out: Path = OUT) -> dict:
 
 
 def to_target(c: list[dict]) -> int:
-    """Epochs to the target; a run that never reached it counts as its length + 1 (a lower bound)."""
-    return study.epochs_to(c, TARGET) or len(c) + 1
+    return study.epochs_needed(c, TARGET)
 
 
 def summarize(cells: dict) -> dict:
@@ -72,37 +71,44 @@ def summarize(cells: dict) -> dict:
     return out
 
 
-def threads(out: Path = OUT) -> dict:
-    """The plain cell run twice per seed on the 2026-11-30 machine, on all cores (that day's grid) and on
-    one thread (that day's claims study): per framework, the seeds whose whole test curve is identical,
-    and the final gap."""
-    allcores = study.curves(study.read(out / "claim-threads-all-cores.csv"), ("cell", "framework", "seed"))
-    claims = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
-    day = (0, 1, 2)  # the claims study's seeds that ran on 2026-11-30 (docs/claims/provenance.json)
-    one = {fw: {k[5]: c for k, c in claims.items() if k[:5] == ("mlp", "none", "native", EPOCHS, fw) and k[5] in day}
-           for fw in FRAMEWORKS}
+def twice(a: dict, b: dict) -> dict:
+    """The same runs made twice, a and b ({framework: {seed: curve}}): per framework, the seeds both have,
+    those whose whole test curve is identical, and the final accuracy a minus b."""
     res = {}
     for fw in FRAMEWORKS:
-        seeds = sorted(s for (cell, f, s) in allcores if cell == "plain" and f == fw and s in one[fw])
-        same = [s for s in seeds if [r["test_acc"] for r in allcores[("plain", fw, s)]] == [r["test_acc"] for r in one[fw][s]]]
-        res[fw] = {"seeds": seeds, "identical": same,
-                   "final_one_minus_all": [one[fw][s][-1]["test_acc"] - allcores[("plain", fw, s)][-1]["test_acc"] for s in seeds]}
+        seeds = sorted(set(a[fw]) & set(b[fw]))
+        acc = lambda c: [r["test_acc"] for r in c]
+        res[fw] = {"seeds": seeds, "identical": [x for x in seeds if acc(a[fw][x]) == acc(b[fw][x])],
+                   "final_diff": [a[fw][x][-1]["test_acc"] - b[fw][x][-1]["test_acc"] for x in seeds]}
     return res
+
+
+def plain_of_2026_11_30() -> dict:
+    """The claims study's plain cell (augment none), one thread, seeds 0-2: run on 2026-11-30's machine
+    (docs/claims/provenance.json)."""
+    claims = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
+    return {fw: {k[5]: c for k, c in claims.items() if k[:5] == ("mlp", "none", "native", EPOCHS, fw) and k[5] in (0, 1, 2)}
+            for fw in FRAMEWORKS}
+
+
+def threads(out: Path = OUT) -> dict:
+    """The plain cell run twice per seed on the 2026-11-30 machine: on one thread (that day's claims
+    study) and on all cores (that day's grid)."""
+    allcores = study.curves(study.read(out / "claim-threads-all-cores.csv"), ("cell", "framework", "seed"))
+    return twice(plain_of_2026_11_30(), {fw: {s: c for (cell, f, s), c in allcores.items() if (cell, f) == ("plain", fw)}
+                                         for fw in FRAMEWORKS})
 
 
 def machines(out: Path = OUT) -> dict:
-    """The plain cell, one thread, seeds 0-2, on two machines: 2026-11-30's (the claims study) and the
-    machine of this grid: per framework, the seeds whose whole test curve is identical, and the final gap."""
-    claims = study.curves(study.read(CLAIMS_CSV), ("model", "augment", "init", "epochs", "framework", "seed"))
-    now = load(out)["plain"]
-    res = {}
-    for fw in FRAMEWORKS:
-        seeds = [s for s in (0, 1, 2) if s in now[fw] and ("mlp", "none", "native", EPOCHS, fw, s) in claims]
-        then = {s: claims[("mlp", "none", "native", EPOCHS, fw, s)] for s in seeds}
-        res[fw] = {"seeds": seeds,
-                   "identical": [s for s in seeds if [r["test_acc"] for r in then[s]] == [r["test_acc"] for r in now[fw][s]]],
-                   "final_now_minus_then": [now[fw][s][-1]["test_acc"] - then[s][-1]["test_acc"] for s in seeds]}
-    return res
+    """The plain cell, one thread, seeds 0-2, on two machines: this grid's and 2026-11-30's."""
+    return twice(load(out)["plain"], plain_of_2026_11_30())
+
+
+def twice_lines(res: dict, where: str, minus: str) -> str:
+    return "\n".join(
+        f"- {fw}: seeds {', '.join(map(str, r['seeds'])) or 'none yet'}; identical test curves {where}: "
+        f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, {minus}: "
+        + (", ".join(f"{100 * d:+.2f} pp" for d in r["final_diff"]) or "-") for fw, r in res.items())
 
 
 def plot(cells: dict, path: Path) -> None:
@@ -143,15 +149,8 @@ def blocks(out: Path = OUT) -> dict[str, str]:
     b = {"porting-claim": "\n".join(rows),
          "porting-provenance": study.provenance(out / "provenance.json") if (out / "provenance.json").exists() else
          "(no runs merged yet: run the commands above)"}
-    t = threads(out)
-    b["porting-threads"] = "\n".join(
-        f"- {fw}: seeds {', '.join(map(str, r['seeds']))}; identical test curves on one thread and on all cores: "
-        f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, one thread minus all cores: "
-        + ", ".join(f"{100 * d:+.2f} pp" for d in r["final_one_minus_all"]) for fw, r in t.items())
-    b["porting-machines"] = "\n".join(
-        f"- {fw}: seeds {', '.join(map(str, r['seeds'])) or 'none yet'}; identical test curves on the two machines: "
-        f"{len(r['identical'])} of {len(r['seeds'])}; final accuracy, this grid's machine minus 2026-11-30's: "
-        + (", ".join(f"{100 * d:+.2f} pp" for d in r["final_now_minus_then"]) or "-") for fw, r in machines(out).items())
+    b["porting-threads"] = twice_lines(threads(out), "on one thread and on all cores", "one thread minus all cores")
+    b["porting-machines"] = twice_lines(machines(out), "on the two machines", "this grid's machine minus 2026-11-30's")
     b["porting-defaults"] = defaults_block(json.loads((out / "defaults.json").read_text()))
     b["porting-ablation"] = ablation_block(json.loads((out / "ablation.json").read_text()))
     for name in ("all", "alone"):

@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+import study  # noqa: E402  (scripts/: the studies' shared helpers and the verdict words)
+
 OUT = Path(__file__).resolve().parent.parent / "docs" / "reproduction"
 CHANCE_PLUS = 0.11  # "left the plateau": test accuracy above 11% (chance is 10%)
 COLORS = {"pytorch": "tab:red", "keras": "tab:blue"}
@@ -209,7 +211,7 @@ def _pair_text(d: dict) -> str:
             f"10,000 apart), test loss within {d['max_loss']:.2g} (curves.csv keeps 6 significant digits)")
 
 
-def repro_blocks(out: Path, study) -> dict[str, str]:
+def repro_blocks(out: Path) -> dict[str, str]:
     S = study.S
     sm = json.loads((out / "summary.json").read_text())
     runs, b = sm["runs"], {}
@@ -274,9 +276,6 @@ def repro_blocks(out: Path, study) -> dict[str, str]:
 def blocks(out: Path = OUT) -> dict[str, str]:
     """REPRODUCTION.md's tables and figures; the precision study's table, and how far apart each
     PyTorch/Keras twin ran (one seed each)."""
-    import sys
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import study
     p = json.loads((out / "precision.json").read_text())
     rows = ["| network | precision | framework | at most 11% until | peak test acc (epoch) | final test acc | "
             "first layer's gradient norm, first -> last epoch | weights ever changed |", "|---|---|---|---|---|---|---|---|"]
@@ -289,7 +288,7 @@ def blocks(out: Path = OUT) -> dict[str, str]:
             rows.append(f"| {net} ({r['epochs']} epochs) | {prec} | {fw} | epoch {r['plateau_until']} | "
                         f"{100 * r['peak_acc']:.2f}% ({r['peak_epoch']}) | {100 * r['final_acc']:.2f}% | "
                         f"{g0[0]:.4f} -> {g1[0]:.4f} | {changed} |")
-    b = {"precision-seed-table": "\n".join(rows), **repro_blocks(out, study)}
+    b = {"precision-seed-table": "\n".join(rows), **repro_blocks(out)}
     curves = study.curves(study.read(out / "precision.csv"), ("network", "precision", "framework", "seed"))
     lines = []
     for (net, prec, fw, seed), c in sorted(curves.items()):

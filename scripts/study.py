@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import json
 import statistics
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from compare import stats as S  # noqa: E402
+from shared.atomic import atomic_write  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "train_seconds", "eval_seconds")
@@ -26,8 +28,8 @@ def collect(roots: list[Path], fields: tuple[str, ...]) -> tuple[list[dict], lis
     rows, envs = [], []
     for root in roots:
         for run in sorted(root.glob("cells/*/runs/*-seed*")) + sorted(root.glob("runs/*-seed*")):
-            status = run / "status.json"
-            if not status.exists() or json.loads(status.read_text())["state"] != "completed":
+            status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
+            if status.get("state") != "completed":
                 continue
             meta = json.loads((run / "run.json").read_text())
             c, fw = meta["config"], run.name.rsplit("-seed", 1)[0]
@@ -35,7 +37,7 @@ def collect(roots: list[Path], fields: tuple[str, ...]) -> tuple[list[dict], lis
             base = {**{k: c[k] for k in fields}, "framework": fw, "seed": c["seed"], "epochs": c["epochs"]}
             rows += [{**base, "epoch": m["epoch"], **{k: m.get(k) for k in METRICS}} for m in lines]
             env = meta["environment"]
-            done = json.loads(status.read_text()).get("updated")
+            done = status.get("updated")
             day = datetime.datetime.fromtimestamp(done, datetime.timezone.utc).date().isoformat() if done else None
             envs.append({"sweep": root.name, "framework": fw, "date": day,
                          **{k: env.get(k) for k in ENVIRONMENT}})
@@ -64,21 +66,21 @@ def merge(path: Path, new: list[dict], key: tuple[str, ...]) -> list[dict]:
     rows = [r for r in old if tuple(r[k] for k in key) not in runs] + new
     cols = list(dict.fromkeys(k for r in rows for k in r))
     rows.sort(key=lambda r: tuple(str(r.get(k, "")) for k in (*key, "epoch")) + (int(r["epoch"]),))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, cols)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, cols)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
     return rows
 
 
 def merge_provenance(path: Path, envs: list[dict]) -> None:
     """One line per (sweep, framework, environment) that contributed runs; kept across merges."""
-    old = json.loads(path.read_text()) if path.exists() else []
-    seen = {json.dumps(e, sort_keys=True) for e in old}
-    path.write_text(json.dumps(old + [e for e in {json.dumps(e, sort_keys=True): e for e in envs}.values()
-                                      if json.dumps(e, sort_keys=True) not in seen], indent=1) + "\n")
+    kept = json.loads(path.read_text()) if path.exists() else []
+    for e in envs:
+        if e not in kept:
+            kept.append(e)
+    atomic_write(path, lambda f: f.write((json.dumps(kept, indent=1) + "\n").encode()))
 
 
 def curves(rows: list[dict], key: tuple[str, ...]) -> dict[tuple, list[dict]]:
@@ -91,6 +93,11 @@ def curves(rows: list[dict], key: tuple[str, ...]) -> dict[tuple, list[dict]]:
 
 def epochs_to(curve: list[dict], target: float) -> int | None:
     return next((r["epoch"] for r in curve if r["test_acc"] >= target), None)
+
+
+def epochs_needed(curve: list[dict], target: float) -> int:
+    """Epochs to the target; a run that never reached it counts as its length + 1 (a lower bound)."""
+    return epochs_to(curve, target) or len(curve) + 1
 
 
 def median(values) -> float | None:

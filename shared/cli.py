@@ -259,8 +259,7 @@ def _epochs_kept(out: Path) -> int | None:
 def _mark_interrupted(out: Path, signame: str) -> int | None:
     """status.json says interrupted at the last complete epoch (its checkpoint and metrics are kept)."""
     try:
-        if rundir.holds_lock(out) and (out / "status.json").exists() and (out / "run.json").exists():
-            epoch = len(rundir.read_run(out).metrics)
+        if rundir.holds_lock(out) and (epoch := _epochs_kept(out)) is not None:
             rundir.write_status(out, "interrupted", f"stopped by {signame}; --resume continues after epoch {epoch}", epoch)
             return epoch
     except Exception:
