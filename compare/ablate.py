@@ -7,6 +7,7 @@ unit), switch the differences to matched
 one at a time, then all together. Every cell is an ordinary comparison directory (cells/<name>/, made
 by the same harness as `run`, so it resumes the same way and has its own report). Effects are read
 per seed against native: the same seed means the same batches in every cell, so they are paired."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
     slope = config.negative_slope if config.negative_slope != "native" else base.negative_slope
     eps = config.eps if config.eps != "native" else base.eps
     native = {"init": "native", "negative_slope": "native", "update_rule": "native", "ops": "native"}
-    switches = {"init": {"init": "shared"}, "LeakyReLU slope": {"negative_slope": slope},
-                "update rule": {"update_rule": "torch"}}
+    switches = {
+        "init": {"init": "shared"},
+        "LeakyReLU slope": {"negative_slope": slope},
+        "update rule": {"update_rule": "torch"},
+    }
     if config.optimizer in ("adam", "adamw"):
         native["eps"] = "native"
         switches["Adam epsilon"] = {"eps": eps}
@@ -47,20 +51,42 @@ def cell_dir(out: Path, name: str) -> Path:
     return Path(out) / "cells" / name.replace(" ", "-")
 
 
-def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path, data_dir: str,
-           margin: float, only: list[str] | None = None, log=print, engine: dict | None = None) -> dict:
+def ablate(
+    config: cfg.RunConfig,
+    seeds: list[int],
+    labels: list[str],
+    out: Path,
+    data_dir: str,
+    margin: float,
+    only: list[str] | None = None,
+    log=print,
+    engine: dict | None = None,
+) -> dict:
     out = Path(out)
     plan = cells(config)
     if only:
         unknown = [c for c in only if c not in plan]
         if unknown:
-            raise harness.HarnessError(f"--cells: unknown cell(s) {', '.join(map(repr, unknown))}; choose from {', '.join(plan)}")
+            raise harness.HarnessError(
+                f"--cells: unknown cell(s) {', '.join(map(repr, unknown))}; choose from {', '.join(plan)}"
+            )
         plan = {k: v for k, v in plan.items() if k in only or k == "native"}
     jobs = []
     for name, overrides in plan.items():
         c = cfg.from_dict(overrides, config)
-        jobs.append((name, c, harness.plan(cell_dir(out, name), c, seeds, labels, {"margin": margin, "target_acc": 0.85,
-                                                                         "reproduce": f"ablate cell {name}"})))
+        jobs.append(
+            (
+                name,
+                c,
+                harness.plan(
+                    cell_dir(out, name),
+                    c,
+                    seeds,
+                    labels,
+                    {"margin": margin, "target_acc": 0.85, "reproduce": f"ablate cell {name}"},
+                ),
+            )
+        )
     for name, c, _ in jobs:
         log(f"ablate cell '{name}': {json.dumps({k: c.to_dict()[k] for k in plan[name]})}")
     engines.run_jobs([(job, c) for _, c, cell_jobs in jobs for job in cell_jobs], data_dir, log, **(engine or {}))
@@ -73,8 +99,11 @@ def ablate(config: cfg.RunConfig, seeds: list[int], labels: list[str], out: Path
 
 
 def _by_seed(summary: dict, label: str) -> dict[int, float]:
-    return {r["seed"]: r["final_test_acc"] for r in summary["runs"]
-            if r["contestant"] == label and r["state"] == "completed" and r["final_test_acc"] is not None}
+    return {
+        r["seed"]: r["final_test_acc"]
+        for r in summary["runs"]
+        if r["contestant"] == label and r["state"] == "completed" and r["final_test_acc"] is not None
+    }
 
 
 def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> dict:
@@ -96,9 +125,13 @@ def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> 
             common = sorted(set(a) & set(b))
             gap = [a[k] - b[k] for k in common]
             v = S.verdict([a[k] for k in common], [b[k] for k in common], margin, paired=True)
-            row["gaps"][o] = {"values": gap, "verdict": v["outcome"], "sentence": S.sentence(v, o, ref),
-                              "diff": v["interval"]["diff"] if v["interval"] else (float(np.mean(gap)) if gap else None),
-                              "ci": v["interval"]["ci"] if v["interval"] else None}
+            row["gaps"][o] = {
+                "values": gap,
+                "verdict": v["outcome"],
+                "sentence": S.sentence(v, o, ref),
+                "diff": v["interval"]["diff"] if v["interval"] else (float(np.mean(gap)) if gap else None),
+                "ci": v["interval"]["ci"] if v["interval"] else None,
+            }
             if name != "native":
                 na, nb = _by_seed(native, o), _by_seed(native, ref)
                 both = sorted(set(common) & set(na) & set(nb))
@@ -112,22 +145,25 @@ def summarize(plan: dict, summaries: dict, labels: list[str], margin: float) -> 
 def _effect(diffs: list[float], margin: float) -> dict:
     """A cell's effect against native, paired by seed, in the study's words (compare.stats.effect)."""
     e = S.effect(diffs, margin)
-    return {"outcome": e["word"], "diff": e["mean"] if e["n"] else None,
-            "ci": (e["lo"], e["hi"]) if e["n"] >= 2 else None, "meaning": S.says(e)}
+    return {
+        "outcome": e["word"],
+        "diff": e["mean"] if e["n"] else None,
+        "ci": (e["lo"], e["hi"]) if e["n"] >= 2 else None,
+        "meaning": S.says(e),
+    }
 
 
 def conclusions(rows: list[dict], labels: list[str], margin: float) -> list[str]:
     out = []
     for row in rows:
         if row["cell"] == "native":
-            for o, g in row["gaps"].items():
+            for g in row["gaps"].values():
                 out.append(f"native (each framework's own defaults): {g['sentence']}")
             continue
         parts = []
         for k, e in row["effects"].items():
             if e["diff"] is None:
                 continue
-            ci = f" [{100 * e['ci'][0]:+.2f}, {100 * e['ci'][1]:+.2f}]" if e["ci"] else ""
             parts.append(f"{k}: {e['meaning']}")
         out.append(f"{row['cell']} vs native, paired by seed: " + "; ".join(parts) + ".")
     return out
@@ -135,8 +171,10 @@ def conclusions(rows: list[dict], labels: list[str], margin: float) -> list[str]
 
 def plot(s: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     rows, labels = s["rows"], s["labels"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(rows))
@@ -145,7 +183,9 @@ def plot(s: dict, path: Path) -> None:
         d = np.array([100 * (r["gaps"][o]["diff"] if r["gaps"][o]["diff"] is not None else np.nan) for r in rows])
         lo = np.array([100 * r["gaps"][o]["ci"][0] if r["gaps"][o]["ci"] else np.nan for r in rows])
         hi = np.array([100 * r["gaps"][o]["ci"][1] if r["gaps"][o]["ci"] else np.nan for r in rows])
-        ax2.errorbar(x, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], fmt="o", capsize=3, label=f"{o} - {labels[0]}")
+        ax2.errorbar(
+            x, d, yerr=[np.nan_to_num(d - lo), np.nan_to_num(hi - d)], fmt="o", capsize=3, label=f"{o} - {labels[0]}"
+        )
     for m in (-100 * s["margin"], 100 * s["margin"]):
         ax2.axhline(m, ls="--", color="gray")
     ax2.axhline(0, color="black", lw=0.5)
@@ -160,19 +200,37 @@ def plot(s: dict, path: Path) -> None:
 def blocks(s: dict) -> list[tuple]:
     labels = s["labels"]
     b = [("h2", "Ablation: which difference matters, and how much?")]
-    b.append(("p", "Native = each framework with its own defaults (initialiser, LeakyReLU slope, optimizer "
-                   "definition, Adam epsilon); each cell switches one difference to matched, the last all of them. "
-                   f"Effects are per-seed differences from native (paired: the same seed means the same batches), "
-                   f"read against ±{100 * s['margin']:.2f} pp."))
+    b.append(
+        (
+            "p",
+            "Native = each framework with its own defaults (initialiser, LeakyReLU slope, optimizer "
+            "definition, Adam epsilon); each cell switches one difference to matched, the last all of them. "
+            f"Effects are per-seed differences from native (paired: the same seed means the same batches), "
+            f"read against ±{100 * s['margin']:.2f} pp.",
+        )
+    )
     rows = []
     for r in s["rows"]:
-        acc = [f"{100 * r['accuracy'][l]['mean']:.2f}% (n={r['accuracy'][l]['n']})" if r["accuracy"][l]["n"] else "n/a"
-               for l in labels]
-        gaps = [f"{100 * g['diff']:+.2f}" + (f" [{100 * g['ci'][0]:+.2f}, {100 * g['ci'][1]:+.2f}]" if g["ci"] else "")
-                + f" {g['verdict']}" if g["diff"] is not None else "n/a" for g in r["gaps"].values()]
+        acc = [
+            f"{100 * r['accuracy'][l]['mean']:.2f}% (n={r['accuracy'][l]['n']})" if r["accuracy"][l]["n"] else "n/a"
+            for l in labels
+        ]
+        gaps = [
+            f"{100 * g['diff']:+.2f}"
+            + (f" [{100 * g['ci'][0]:+.2f}, {100 * g['ci'][1]:+.2f}]" if g["ci"] else "")
+            + f" {g['verdict']}"
+            if g["diff"] is not None
+            else "n/a"
+            for g in r["gaps"].values()
+        ]
         rows.append([r["cell"], *acc, *gaps])
-    b.append(("table", ["cell", *(f"{l} acc" for l in labels), *(f"gap {o} - {labels[0]} pp [95% CI]" for o in labels[1:])],
-              rows))
+    b.append(
+        (
+            "table",
+            ["cell", *(f"{l} acc" for l in labels), *(f"gap {o} - {labels[0]} pp [95% CI]" for o in labels[1:])],
+            rows,
+        )
+    )
     b.append(("img", "ablation/ablation.png", "Accuracy and framework gap per ablation cell"))
     for line in s["conclusions"]:
         b.append(("p", line))

@@ -2,6 +2,7 @@
 each) gathered into a comparison directory, so that `report`, `diff`, `tensorboard` and
 `compare.load` read them like the runs `run` makes. The runs are copied, never moved: the
 originals stay as they were."""
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,9 @@ def find_runs(paths: list[Path]) -> list[Path]:
     found = []
     for p in map(Path, paths):
         if not p.is_dir():
-            raise HarnessError(f"{p}: no such directory; give run directories made by `fmnist-parity train` "
-                               f"or folders holding them")
+            raise HarnessError(
+                f"{p}: no such directory; give run directories made by `fmnist-parity train` or folders holding them"
+            )
         here = [p] if (p / "run.json").exists() else sorted(r.parent for r in p.rglob("run.json"))
         if not here:
             raise HarnessError(f"{p} holds no run directory (a folder with run.json, made by `fmnist-parity train`)")
@@ -37,19 +39,25 @@ def collect(paths: list[Path], out: Path, settings: dict) -> list[harness.Job]:
         mine = no_seed(rec)
         keys = sorted(k for k in mine.keys() | ref.keys() if mine.get(k) != ref.get(k))
         if keys:
-            raise HarnessError(f"{rec.path} and {first.path} were trained with different settings "
-                               f"({', '.join(keys)} differ); a comparison holds runs of one config")
+            raise HarnessError(
+                f"{rec.path} and {first.path} were trained with different settings "
+                f"({', '.join(keys)} differ); a comparison holds runs of one config"
+            )
     where = {}
     for rec in runs:
-        key = (harness.keras_label(rec.meta["backend"]) if rec.meta["framework"] == "keras" else rec.label,
-               rec.config["seed"])
+        key = (
+            harness.keras_label(rec.meta["backend"]) if rec.meta["framework"] == "keras" else rec.label,
+            rec.config["seed"],
+        )
         if key in where:
             raise HarnessError(f"two runs of {key[0]} seed {key[1]}: {where[key]} and {rec.path}; give only one")
         where[key] = rec.path
     labels = [l for l in harness.CONTESTANTS if any(l == k[0] for k in where)]
     if len(labels) < 2:
-        raise HarnessError(f"the runs are all {labels[0]}; a comparison needs runs of at least two contestants "
-                           f"(e.g. fmnist-parity train --framework keras ... with the same settings)")
+        raise HarnessError(
+            f"the runs are all {labels[0]}; a comparison needs runs of at least two contestants "
+            f"(e.g. fmnist-parity train --framework keras ... with the same settings)"
+        )
     seeds = sorted({s for _, s in where})
     config = cfg.from_dict({**first.config, "seed": seeds[0]})  # the seeds are listed apart
     jobs = harness.plan(Path(out), config, seeds, labels, settings)
@@ -63,4 +71,3 @@ def collect(paths: list[Path], out: Path, settings: dict) -> list[harness.Job]:
             raise HarnessError(f"{job.run_dir} already holds a run; collect into a new --out")
         shutil.copytree(src, job.run_dir, ignore=shutil.ignore_patterns(rundir.LOCK))
     return jobs
-

@@ -2,6 +2,7 @@
 its own defaults in its own process (`python -m <impl> defaults`, read live from the installed
 library); this module lays them side by side with the consequence and the config key that controls
 it. Imports no framework."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,105 +32,262 @@ def _g(x) -> str:
 # A reader returns the value, or (value, detail): the value is what "differ" compares, the detail is shown
 # beside it. Which probe keys a reader touches decides the row's source (the probe's own SOURCES).
 ROWS = [
-    ("dense kernel initialiser", lambda p: f"{p['init_names']['kernel']}; bounds {_g(p['init']['kernel'])}",
-     "different starting weights for 784-200-200-10 (bounds per layer): early epochs differ", "init (shared: same draws)"),
-    ("dense bias initialiser", lambda p: f"{p['init_names']['bias']}; bounds {_g(p['init']['bias'])}",
-     "non-zero vs zero starting biases", "init (shared: same draws)"),
-    ("conv kernel initialiser (model=cnn)", lambda p: f"{p['conv']['init_names']['kernel']}; bounds {_g(p['conv']['init']['kernel'])}",
-     "different starting kernels for the CNN's 1->16 and 16->32 convolutions", "init (shared: same draws)"),
-    ("conv bias initialiser (model=cnn)", lambda p: f"{p['conv']['init_names']['bias']}; bounds {_g(p['conv']['init']['bias'])}",
-     "non-zero vs zero starting biases", "init (shared: same draws)"),
-    ("conv padding", lambda p: p["conv"]["padding"], "an unset padding shrinks every feature map (28 -> 26) on both sides",
-     "channels (model=cnn; 'same' on both)"),
-    ("image data format", lambda p: p["conv"]["data_format"],
-     "images, feature maps and kernels are laid out differently: ported weights need transposes",
-     "channels (model=cnn; neutral weights are NHWC)"),
-    ("conv kernel layout", lambda p: p["conv"]["kernel_layout"], "a kernel copied across without a transpose is wrong",
-     "channels (model=cnn; neutral [kh, kw, in, out])"),
-    ("Flatten order of a conv output (measured)", lambda p: p["conv"]["flatten_order"],
-     "the Dense after Flatten sees the features in another order: ported weights compute another function",
-     "channels (model=cnn; PyTorch's translation flattens as Keras)"),
-    ("LeakyReLU slope (layer)", lambda p: _g(p["slope"]["layer"]),
-     "a different activation: a newcomer's port trains another function", "negative_slope (native: each default)"),
-    ("LeakyReLU slope (function)", lambda p: _g(p["slope"]["functional"]),
-     "the functional and layer forms can disagree within one library", "negative_slope"),
+    (
+        "dense kernel initialiser",
+        lambda p: f"{p['init_names']['kernel']}; bounds {_g(p['init']['kernel'])}",
+        "different starting weights for 784-200-200-10 (bounds per layer): early epochs differ",
+        "init (shared: same draws)",
+    ),
+    (
+        "dense bias initialiser",
+        lambda p: f"{p['init_names']['bias']}; bounds {_g(p['init']['bias'])}",
+        "non-zero vs zero starting biases",
+        "init (shared: same draws)",
+    ),
+    (
+        "conv kernel initialiser (model=cnn)",
+        lambda p: f"{p['conv']['init_names']['kernel']}; bounds {_g(p['conv']['init']['kernel'])}",
+        "different starting kernels for the CNN's 1->16 and 16->32 convolutions",
+        "init (shared: same draws)",
+    ),
+    (
+        "conv bias initialiser (model=cnn)",
+        lambda p: f"{p['conv']['init_names']['bias']}; bounds {_g(p['conv']['init']['bias'])}",
+        "non-zero vs zero starting biases",
+        "init (shared: same draws)",
+    ),
+    (
+        "conv padding",
+        lambda p: p["conv"]["padding"],
+        "an unset padding shrinks every feature map (28 -> 26) on both sides",
+        "channels (model=cnn; 'same' on both)",
+    ),
+    (
+        "image data format",
+        lambda p: p["conv"]["data_format"],
+        "images, feature maps and kernels are laid out differently: ported weights need transposes",
+        "channels (model=cnn; neutral weights are NHWC)",
+    ),
+    (
+        "conv kernel layout",
+        lambda p: p["conv"]["kernel_layout"],
+        "a kernel copied across without a transpose is wrong",
+        "channels (model=cnn; neutral [kh, kw, in, out])",
+    ),
+    (
+        "Flatten order of a conv output (measured)",
+        lambda p: p["conv"]["flatten_order"],
+        "the Dense after Flatten sees the features in another order: ported weights compute another function",
+        "channels (model=cnn; PyTorch's translation flattens as Keras)",
+    ),
+    (
+        "LeakyReLU slope (layer)",
+        lambda p: _g(p["slope"]["layer"]),
+        "a different activation: a newcomer's port trains another function",
+        "negative_slope (native: each default)",
+    ),
+    (
+        "LeakyReLU slope (function)",
+        lambda p: _g(p["slope"]["functional"]),
+        "the functional and layer forms can disagree within one library",
+        "negative_slope",
+    ),
     ("SGD learning rate", lambda p: _g(p["sgd_lr"]), "an unset learning rate differs by 10x", "lr (always explicit)"),
     ("SGD momentum", lambda p: _g(p["sgd_momentum"]), "none by default on either side", "momentum (always explicit)"),
-    ("momentum update form", lambda p: p["momentum_form"],
-     "identical for a constant learning rate, different after a learning-rate change", "update_rule"),
+    (
+        "momentum update form",
+        lambda p: p["momentum_form"],
+        "identical for a constant learning rate, different after a learning-rate change",
+        "update_rule",
+    ),
     ("Adam epsilon", lambda p: _g(p["adam_eps"]), "matters where sqrt(v) is tiny", "eps (native: each default)"),
-    ("Adam epsilon placement (effective/configured at step 1)", lambda p: _g(p["adam_eps_step1"]),
-     "Keras adds epsilon before the bias correction: 1/sqrt(1-beta2^t) larger early on", "update_rule"),
-    ("loss reduction", lambda p: p["loss"]["reduction"].split(" (")[0], "the batch mean on both sides (a tiny probe)",
-     "not needed"),
-    ("loss input", lambda p: p["loss"]["input"],
-     "a Keras loss on logits without from_logits=True treats them as probabilities", "head (from_logits=True in logits)"),
-    ("loss when the true class has probability 0", lambda p: _g(p["loss"]["zero_prob_loss"]),
-     "Keras clips probabilities to [1e-7, 1-1e-7]: finite where PyTorch gives inf", "head (logits avoids it)"),
-    ("fit / DataLoader batch size", lambda p: _g(p["fit"]["batch_size"]),
-     "an unset batch size differs (this project always sets it)", "batch_size"),
-    ("fit / DataLoader shuffling", lambda p: _g(p["fit"]["shuffle"]),
-     "different data order per epoch (this project uses one shared order)", "not used (shared batch order)"),
+    (
+        "Adam epsilon placement (effective/configured at step 1)",
+        lambda p: _g(p["adam_eps_step1"]),
+        "Keras adds epsilon before the bias correction: 1/sqrt(1-beta2^t) larger early on",
+        "update_rule",
+    ),
+    (
+        "loss reduction",
+        lambda p: p["loss"]["reduction"].split(" (")[0],
+        "the batch mean on both sides (a tiny probe)",
+        "not needed",
+    ),
+    (
+        "loss input",
+        lambda p: p["loss"]["input"],
+        "a Keras loss on logits without from_logits=True treats them as probabilities",
+        "head (from_logits=True in logits)",
+    ),
+    (
+        "loss when the true class has probability 0",
+        lambda p: _g(p["loss"]["zero_prob_loss"]),
+        "Keras clips probabilities to [1e-7, 1-1e-7]: finite where PyTorch gives inf",
+        "head (logits avoids it)",
+    ),
+    (
+        "fit / DataLoader batch size",
+        lambda p: _g(p["fit"]["batch_size"]),
+        "an unset batch size differs (this project always sets it)",
+        "batch_size",
+    ),
+    (
+        "fit / DataLoader shuffling",
+        lambda p: _g(p["fit"]["shuffle"]),
+        "different data order per epoch (this project uses one shared order)",
+        "not used (shared batch order)",
+    ),
     ("last partial batch", lambda p: p["fit"]["last_batch"], "the same number of steps per epoch", "last_batch"),
-    ("per-epoch training loss", lambda p: p["fit"]["epoch_loss"],
-     "curves of the last partial batch weigh differently", "not controlled (this project: weighted by size)"),
-    ("BatchNorm momentum (each library's meaning)", lambda p: _g(p["batchnorm"]["momentum"]),
-     "PyTorch's momentum weighs the new batch, Keras' the old average: a number ported as is means the opposite",
-     "bn_momentum (PyTorch's convention; Keras gets 1 - it)"),
-    ("BatchNorm: weight of the new batch in the running mean (measured)", lambda p: _g(p["batchnorm"]["new_weight"]),
-     "running statistics move 10x faster on one side: evaluation-mode accuracy differs while they settle", "bn_momentum"),
-    ("BatchNorm epsilon", lambda p: _g(p["batchnorm"]["eps"]),
-     "added to the variance before the square root: matters where a unit's variance is small", "bn_eps"),
-    ("BatchNorm running variance takes (measured)", lambda p: p["batchnorm"]["running_var"],
-     "evaluation divides by a variance n/(n-1) larger on one side", "bn_running_var"),
-    ("BatchNorm in evaluation mode (measured)", lambda p: p["batchnorm"]["eval"], "the same on both sides",
-     "not needed"),
-    ("Dropout default rate", lambda p: _g(p["dropout"]["default_rate"]),
-     "a port that relies on PyTorch's default has no Keras equivalent to copy", "dropout (always explicit)"),
-    ("Dropout: a kept unit at rate 0.5 in training (measured)", lambda p: _g(p["dropout"]["kept_value"]),
-     "both scale at training time (inverted dropout): evaluation is the identity on both", "not needed"),
-    ("Dropout masks come from", lambda p: p["dropout"]["masks"],
-     "different random masks: two runs can never agree step by step", "dropout_masks (shared: the same numpy masks)"),
-    ("Adam(weight_decay=...) is (measured)", lambda p: p["weight_decay"]["adam"],
-     "coupled decay is scaled down by Adam's normalisation, decoupled is not: the same number regularises very "
-     "differently", "weight_decay_form"),
-    ("AdamW default weight_decay", lambda p: _g(p["weight_decay"]["adamw_default"]),
-     "an unset decay differs 2.5x", "weight_decay (native: each library's default)"),
-    ("L2 penalty idiom", lambda p: p["weight_decay"]["l2"],
-     "Keras' coupled form is a loss term: its training loss includes the penalty", "weight_decay_form=coupled"),
+    (
+        "per-epoch training loss",
+        lambda p: p["fit"]["epoch_loss"],
+        "curves of the last partial batch weigh differently",
+        "not controlled (this project: weighted by size)",
+    ),
+    (
+        "BatchNorm momentum (each library's meaning)",
+        lambda p: _g(p["batchnorm"]["momentum"]),
+        "PyTorch's momentum weighs the new batch, Keras' the old average: a number ported as is means the opposite",
+        "bn_momentum (PyTorch's convention; Keras gets 1 - it)",
+    ),
+    (
+        "BatchNorm: weight of the new batch in the running mean (measured)",
+        lambda p: _g(p["batchnorm"]["new_weight"]),
+        "running statistics move 10x faster on one side: evaluation-mode accuracy differs while they settle",
+        "bn_momentum",
+    ),
+    (
+        "BatchNorm epsilon",
+        lambda p: _g(p["batchnorm"]["eps"]),
+        "added to the variance before the square root: matters where a unit's variance is small",
+        "bn_eps",
+    ),
+    (
+        "BatchNorm running variance takes (measured)",
+        lambda p: p["batchnorm"]["running_var"],
+        "evaluation divides by a variance n/(n-1) larger on one side",
+        "bn_running_var",
+    ),
+    (
+        "BatchNorm in evaluation mode (measured)",
+        lambda p: p["batchnorm"]["eval"],
+        "the same on both sides",
+        "not needed",
+    ),
+    (
+        "Dropout default rate",
+        lambda p: _g(p["dropout"]["default_rate"]),
+        "a port that relies on PyTorch's default has no Keras equivalent to copy",
+        "dropout (always explicit)",
+    ),
+    (
+        "Dropout: a kept unit at rate 0.5 in training (measured)",
+        lambda p: _g(p["dropout"]["kept_value"]),
+        "both scale at training time (inverted dropout): evaluation is the identity on both",
+        "not needed",
+    ),
+    (
+        "Dropout masks come from",
+        lambda p: p["dropout"]["masks"],
+        "different random masks: two runs can never agree step by step",
+        "dropout_masks (shared: the same numpy masks)",
+    ),
+    (
+        "Adam(weight_decay=...) is (measured)",
+        lambda p: p["weight_decay"]["adam"],
+        "coupled decay is scaled down by Adam's normalisation, decoupled is not: the same number regularises very "
+        "differently",
+        "weight_decay_form",
+    ),
+    (
+        "AdamW default weight_decay",
+        lambda p: _g(p["weight_decay"]["adamw_default"]),
+        "an unset decay differs 2.5x",
+        "weight_decay (native: each library's default)",
+    ),
+    (
+        "L2 penalty idiom",
+        lambda p: p["weight_decay"]["l2"],
+        "Keras' coupled form is a loss term: its training loss includes the penalty",
+        "weight_decay_form=coupled",
+    ),
     ("gradient clipping idiom", lambda p: p["clip"]["idiom"], "see the next two rows", "clip_norm"),
-    ("the idiom clips (measured)", lambda p: p["clip"]["scope"],
-     "per-variable clipping lets every layer keep a norm up to the threshold: a larger total step",
-     "clip_scope"),
-    ("clipping: added to the norm (measured)", lambda p: _g(p["clip"]["added_to_norm"]),
-     "one side divides by the norm plus this constant, clipped or not: tiny, visible in float64 lockstep",
-     "ops=exact (c / max(norm, c) on both)"),
-    ("a learning-rate schedule advances (measured)", lambda p: p["schedule"],
-     "a cosine over 15 epochs decays per epoch on one side and per step on the other", "lr_schedule_unit"),
-    ("label smoothing with class-index labels", lambda p: p["label_smoothing"],
-     "a Keras port must one-hot encode the labels (same formula, different arithmetic)", "label_smoothing"),
+    (
+        "the idiom clips (measured)",
+        lambda p: p["clip"]["scope"],
+        "per-variable clipping lets every layer keep a norm up to the threshold: a larger total step",
+        "clip_scope",
+    ),
+    (
+        "clipping: added to the norm (measured)",
+        lambda p: _g(p["clip"]["added_to_norm"]),
+        "one side divides by the norm plus this constant, clipped or not: tiny, visible in float64 lockstep",
+        "ops=exact (c / max(norm, c) on both)",
+    ),
+    (
+        "a learning-rate schedule advances (measured)",
+        lambda p: p["schedule"],
+        "a cosine over 15 epochs decays per epoch on one side and per step on the other",
+        "lr_schedule_unit",
+    ),
+    (
+        "label smoothing with class-index labels",
+        lambda p: p["label_smoothing"],
+        "a Keras port must one-hot encode the labels (same formula, different arithmetic)",
+        "label_smoothing",
+    ),
     ("default float dtype", lambda p: p["precision"]["floatx"], "both float32", "dtype"),
-    ("TF32 matmul on GPUs", lambda p: _g(p["precision"]["tf32_matmul"]),
-     "float32 matmuls at a 10-bit mantissa on Ampere+ GPUs when on", "tf32"),
-    ("float32 matmul precision", lambda p: (p["precision"]["matmul_precision"]["value"], p["precision"]["matmul_precision"]["detail"]),
-     "what float32 products may round to on a GPU", "tf32"),
-    ("mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)",
-     lambda p: " / ".join(p["mixed_precision"][k] for k in ("matmul", "activation", "log_softmax", "loss")),
-     "which operations the lower precision reaches: autocast chooses per operation (CPU: log-softmax stays low), "
-     "a Keras policy per layer; the loss is float32 on both",
-     "mixed_precision"),
-    ("mixed precision: the weights live in", lambda p: p["mixed_precision"]["variables"],
-     "float32 master weights on both sides: updates smaller than bfloat16's spacing are kept", "mixed_precision"),
-    ("float16 loss scaling: initial scale", lambda p: _g(p["mixed_precision"]["loss_scale"]["initial"]),
-     "the first float16 steps scale the loss differently until overflows bring the scales together",
-     "mixed_precision=float16"),
-    ("float16 loss scaling: growth interval, growth, back-off (measured)",
-     lambda p: ", ".join(_g(p["mixed_precision"]["loss_scale"][k]) for k in ("growth_interval", "growth", "backoff")),
-     "how the scale follows overflows", "mixed_precision=float16"),
-    ("compilation", lambda p: (p["compilation"]["value"], p["compilation"]["detail"]),
-     "XLA fuses ops and changes rounding (and speed)", "not controlled"),
-    ("intra-op threads", lambda p: _g(p["threads"]) + (" (library picks)" if p["threads"] == 0 else ""),
-     "thread counts change summation order and speed", "threads"),
+    (
+        "TF32 matmul on GPUs",
+        lambda p: _g(p["precision"]["tf32_matmul"]),
+        "float32 matmuls at a 10-bit mantissa on Ampere+ GPUs when on",
+        "tf32",
+    ),
+    (
+        "float32 matmul precision",
+        lambda p: (p["precision"]["matmul_precision"]["value"], p["precision"]["matmul_precision"]["detail"]),
+        "what float32 products may round to on a GPU",
+        "tf32",
+    ),
+    (
+        "mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)",
+        lambda p: " / ".join(p["mixed_precision"][k] for k in ("matmul", "activation", "log_softmax", "loss")),
+        "which operations the lower precision reaches: autocast chooses per operation (CPU: log-softmax stays low), "
+        "a Keras policy per layer; the loss is float32 on both",
+        "mixed_precision",
+    ),
+    (
+        "mixed precision: the weights live in",
+        lambda p: p["mixed_precision"]["variables"],
+        "float32 master weights on both sides: updates smaller than bfloat16's spacing are kept",
+        "mixed_precision",
+    ),
+    (
+        "float16 loss scaling: initial scale",
+        lambda p: _g(p["mixed_precision"]["loss_scale"]["initial"]),
+        "the first float16 steps scale the loss differently until overflows bring the scales together",
+        "mixed_precision=float16",
+    ),
+    (
+        "float16 loss scaling: growth interval, growth, back-off (measured)",
+        lambda p: ", ".join(
+            _g(p["mixed_precision"]["loss_scale"][k]) for k in ("growth_interval", "growth", "backoff")
+        ),
+        "how the scale follows overflows",
+        "mixed_precision=float16",
+    ),
+    (
+        "compilation",
+        lambda p: (p["compilation"]["value"], p["compilation"]["detail"]),
+        "XLA fuses ops and changes rounding (and speed)",
+        "not controlled",
+    ),
+    (
+        "intra-op threads",
+        lambda p: _g(p["threads"]) + (" (library picks)" if p["threads"] == 0 else ""),
+        "thread counts change summation order and speed",
+        "threads",
+    ),
 ]
 
 
@@ -151,8 +309,7 @@ MEASURE = {
     "loss input": "fmnist-parity defaults",
     "loss when the true class has probability 0": "fmnist-parity defaults",
     "BatchNorm momentum (each library's meaning)": f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
-    "BatchNorm: weight of the new batch in the running mean (measured)":
-        f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
+    "BatchNorm: weight of the new batch in the running mean (measured)": f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
     "BatchNorm epsilon": f'{LOCKSTEP} --preset porting --cells "batch-norm momentum and epsilon alone"',
     "BatchNorm running variance takes (measured)": f'{LOCKSTEP} --preset porting --cells "batch-norm running variance alone"',
     "Dropout masks come from": f'{ABLATE} --preset porting --cells "matched dropout masks"',
@@ -237,8 +394,12 @@ def source_of(probe: dict, paths: set) -> str:
     sources, kinds = probe.get("sources", {}), set()
     for path in paths:
         parts = path.split(".")
-        kinds.add(next((sources[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in sources),
-                       "not stated"))
+        kinds.add(
+            next(
+                (sources[".".join(parts[:i])] for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in sources),
+                "not stated",
+            )
+        )
     return " + ".join(sorted(kinds))
 
 
@@ -258,10 +419,17 @@ def table(probes: dict[str, dict]) -> dict:
     rows = []
     for what, read, consequence, key in ROWS:
         got = {l: read_row(read, probes[l]) for l in labels}
-        rows.append({"what": what, "values": {l: g[1] for l, g in got.items()},
-                     "differ": len({str(g[0]) for g in got.values()}) > 1,
-                     "source": {l: g[2] for l, g in got.items()},
-                     "consequence": consequence, "config_key": key, "measure": MEASURE.get(what)})
+        rows.append(
+            {
+                "what": what,
+                "values": {l: g[1] for l, g in got.items()},
+                "differ": len({str(g[0]) for g in got.values()}) > 1,
+                "source": {l: g[2] for l, g in got.items()},
+                "consequence": consequence,
+                "config_key": key,
+                "measure": MEASURE.get(what),
+            }
+        )
     return {"labels": labels, "versions": {l: probes[l]["version"] for l in labels}, "rows": rows}
 
 
@@ -292,37 +460,60 @@ def differ_blocks(t: dict, config: dict) -> list[tuple]:
     head = ["default", *t["labels"], "source", "controlled by", "in this run", "measure its effect"]
     differ = [r for r in t["rows"] if r["differ"]]
     here = {r["what"]: in_this_run(r, config) for r in differ}
-    row = lambda r: [r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), r["config_key"],
-                     here[r["what"]], r.get("measure") or "-"]
+    row = lambda r: [
+        r["what"],
+        *(r["values"][l] for l in t["labels"]),
+        source_text(r),
+        r["config_key"],
+        here[r["what"]],
+        r.get("measure") or "-",
+    ]
     unused = [r for r in differ if here[r["what"]].split(" ")[0] in ("-", "not")]
-    used = sorted((r for r in differ if r not in unused),
-                  key=lambda r: here[r["what"]] != "each library's own")  # left to each library first
+    used = sorted(
+        (r for r in differ if r not in unused), key=lambda r: here[r["what"]] != "each library's own"
+    )  # left to each library first
     b = [("h2", "What differs out of the box")]
-    b.append(("p", f"{len(differ)} of the {len(t['rows'])} defaults read from the installed libraries ("
-                   + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
-                   + f") differ between these contestants; this run acts on {len(used)} of them (first those it leaves "
-                     "to each library). \"In this run\": what this comparison's config does about it; the last "
-                     "column measures its effect on this network."))
+    b.append(
+        (
+            "p",
+            f"{len(differ)} of the {len(t['rows'])} defaults read from the installed libraries ("
+            + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
+            + f") differ between these contestants; this run acts on {len(used)} of them (first those it leaves "
+            'to each library). "In this run": what this comparison\'s config does about it; the last '
+            "column measures its effect on this network.",
+        )
+    )
     b.append(("table", head, [row(r) for r in used]))
     if unused:
-        b.append(("details", f"{len(unused)} more differences this run does not use",
-                  [("table", head, [row(r) for r in unused])],
-                  f"{len(unused)} more differences this run does not use: "
-                  + ", ".join(r["what"] for r in unused) + " (all rows: defaults.json here, or `fmnist-parity defaults`)."))
+        b.append(
+            (
+                "details",
+                f"{len(unused)} more differences this run does not use",
+                [("table", head, [row(r) for r in unused])],
+                f"{len(unused)} more differences this run does not use: "
+                + ", ".join(r["what"] for r in unused)
+                + " (all rows: defaults.json here, or `fmnist-parity defaults`).",
+            )
+        )
     return b
 
 
 # a difference that only exists when a feature is on: (the key that switches it on, is it on?)
-NEEDS = {"bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")), "bn_eps": ("batchnorm", lambda c: c.get("batchnorm")),
-         "bn_running_var": ("batchnorm", lambda c: c.get("batchnorm")), "dropout_masks": ("dropout", lambda c: c.get("dropout")),
-         "weight_decay_form": ("weight_decay", lambda c: c.get("weight_decay")),
-         "weight_decay": ("optimizer", lambda c: c.get("optimizer") == "adamw"),
-         "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw")),
-         "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")), "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
-         "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
-         "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing")),
-         "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off"),
-         "channels": ("model", lambda c: c.get("model") == "cnn")}
+NEEDS = {
+    "bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")),
+    "bn_eps": ("batchnorm", lambda c: c.get("batchnorm")),
+    "bn_running_var": ("batchnorm", lambda c: c.get("batchnorm")),
+    "dropout_masks": ("dropout", lambda c: c.get("dropout")),
+    "weight_decay_form": ("weight_decay", lambda c: c.get("weight_decay")),
+    "weight_decay": ("optimizer", lambda c: c.get("optimizer") == "adamw"),
+    "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw")),
+    "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")),
+    "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
+    "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
+    "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing")),
+    "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off"),
+    "channels": ("model", lambda c: c.get("model") == "cnn"),
+}
 
 
 def in_this_run(row: dict, config: dict) -> str:
@@ -340,16 +531,42 @@ def in_this_run(row: dict, config: dict) -> str:
 def blocks(t: dict, folded: bool = False) -> list[tuple]:
     """The full defaults table (`fmnist-parity defaults`); folded: inside a report, as a closed section."""
     b = [("h2", "Defaults: what differs out of the box")]
-    b.append(("p", "From the installed libraries (" + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
-                   + "). Source: *read* from the library (a signature default, an attribute), *measured* by a tiny "
-                     "probe through it, or *idiom*: the library's documented convention, written here. Bounds are "
-                     "sqrt(3) x the std of a fresh draw for 784-200-200-10."))
-    b.append(("table", ["default", *t["labels"], "source", "differ", "consequence", "controlled by"],
-              [[r["what"], *(r["values"][l] for l in t["labels"]), source_text(r), "yes" if r["differ"] else "no",
-                r["consequence"], r["config_key"]] for r in t["rows"]]))
+    b.append(
+        (
+            "p",
+            "From the installed libraries ("
+            + "; ".join(f"{l}: {v}" for l, v in t["versions"].items())
+            + "). Source: *read* from the library (a signature default, an attribute), *measured* by a tiny "
+            "probe through it, or *idiom*: the library's documented convention, written here. Bounds are "
+            "sqrt(3) x the std of a fresh draw for 784-200-200-10.",
+        )
+    )
+    b.append(
+        (
+            "table",
+            ["default", *t["labels"], "source", "differ", "consequence", "controlled by"],
+            [
+                [
+                    r["what"],
+                    *(r["values"][l] for l in t["labels"]),
+                    source_text(r),
+                    "yes" if r["differ"] else "no",
+                    r["consequence"],
+                    r["config_key"],
+                ]
+                for r in t["rows"]
+            ],
+        )
+    )
     if folded:
-        return [("details", f"All {len(t['rows'])} defaults, read from the installed libraries", b[1:],
-                 f"All {len(t['rows'])} defaults: defaults.json in this folder, or `fmnist-parity defaults`.")]
+        return [
+            (
+                "details",
+                f"All {len(t['rows'])} defaults, read from the installed libraries",
+                b[1:],
+                f"All {len(t['rows'])} defaults: defaults.json in this folder, or `fmnist-parity defaults`.",
+            )
+        ]
     return b
 
 

@@ -1,5 +1,6 @@
 """`fmnist-parity diff A B`: what differs between two run directories or two comparisons
 (config, environment, data, results), e.g. the same comparison made on two machines."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ def _load(path: Path) -> dict:
     if (path / "comparison.json").exists():
         meta = json.loads((path / "comparison.json").read_text())
         flat = {f"config.{k}": v for k, v in meta["config"].items()}
-        flat.update({"comparison.seeds": meta["seeds"], "comparison.contestants": meta["contestants"],
-                     "comparison.margin": meta.get("margin")})
+        flat.update(
+            {
+                "comparison.seeds": meta["seeds"],
+                "comparison.contestants": meta["contestants"],
+                "comparison.margin": meta.get("margin"),
+            }
+        )
         summary = path / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
@@ -60,6 +66,7 @@ def _shown(key: str, value) -> str:
 def _weights(a: Path, b: Path) -> list[str]:
     """Two runs' final weights, tensor by tensor (dense and batch norm): the largest relative differences."""
     from compare.results import load_weights
+
     try:
         wa, wb = load_weights(a), load_weights(b)
     except OSError:
@@ -68,8 +75,11 @@ def _weights(a: Path, b: Path) -> list[str]:
         return ["final weights: different shapes or tensors (different networks)"]
     rel = {k: float(np.max(np.abs(wa[k] - wb[k])) / (np.max(np.abs(wb[k])) or 1.0)) for k in wa}
     if not any(rel.values()):
-        return ["final weights: identical, bit for bit (batch-norm state included)" if any(k.startswith("bn_") for k in wa)
-                else "final weights: identical, bit for bit"]
+        return [
+            "final weights: identical, bit for bit (batch-norm state included)"
+            if any(k.startswith("bn_") for k in wa)
+            else "final weights: identical, bit for bit"
+        ]
     top = sorted(rel, key=rel.get, reverse=True)[:4]
     return ["final weights that differ most (max |A - B| / max |B|): " + ", ".join(f"{k} {rel[k]:.3g}" for k in top)]
 
@@ -81,22 +91,33 @@ def describe(a: Path, b: Path) -> str:
     keys = sorted(set(fa) | set(fb))
     changed = [k for k in keys if fa.get(k) != fb.get(k)]
     lines = [f"A: {a}", f"B: {b}"]
-    for section, title in (("config", "settings"), ("comparison", "comparison"), ("run", "run"),
-                           ("data", "data"), ("environment", "environment"), ("result", "results")):
+    for section, title in (
+        ("config", "settings"),
+        ("comparison", "comparison"),
+        ("run", "run"),
+        ("data", "data"),
+        ("environment", "environment"),
+        ("result", "results"),
+    ):
         rows = [k for k in changed if k.startswith(section + ".")]
         if rows:
             lines.append(f"{title} that differ:")
-            lines += [f"  {k[len(section) + 1:]}: {_shown(k, fa.get(k, ABSENT))} -> {_shown(k, fb.get(k, ABSENT))}"
-                      for k in rows]
+            lines += [
+                f"  {k[len(section) + 1 :]}: {_shown(k, fa.get(k, ABSENT))} -> {_shown(k, fb.get(k, ABSENT))}"
+                for k in rows
+            ]
         elif section in ("config", "data"):
             lines.append(f"{title}: identical")
-    configs = [{k[len("config."):]: v for k, v in f.items() if k.startswith("config.")} for f in (fa, fb)]
+    configs = [{k[len("config.") :]: v for k, v in f.items() if k.startswith("config.")} for f in (fa, fb)]
     labels = [str(l) for f in (fa, fb) for l in (f.get("comparison.contestants") or [f.get("run.framework", "")])]
     warning = dtype_init_warning(configs, labels)
     if warning:
         lines.append(warning)
     lines += _weights(a, b)
     same_settings = not any(k.startswith(("config.", "comparison.", "data.")) for k in changed)
-    lines.append("The settings and data are the same; differences are in environment or results only."
-                 if same_settings else "The two differ in settings or data: results are not directly comparable.")
+    lines.append(
+        "The settings and data are the same; differences are in environment or results only."
+        if same_settings
+        else "The two differ in settings or data: results are not directly comparable."
+    )
     return "\n".join(lines)

@@ -11,6 +11,7 @@ of the same command skips finished jobs and resumes partial ones, as the local e
 Timing stays honest: a timed job reserves a whole node (the node's `fmnist_parity_slot` resource
 where the cluster declares one, else all CPUs of the smallest node); `pack=True` lets jobs share
 nodes (one CPU each) and the report says the timings are not comparable."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,8 +40,14 @@ class HarnessSignal(Exception):
     """A task whose training process was killed: Ray retries it (from the newest checkpoint)."""
 
 
-def run_jobs(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, engine: str = "local",
-             ray_address: str | None = None, pack: bool = False) -> None:
+def run_jobs(
+    work: list[tuple[harness.Job, cfg.RunConfig]],
+    data_dir: str,
+    log,
+    engine: str = "local",
+    ray_address: str | None = None,
+    pack: bool = False,
+) -> None:
     if engine == "local":
         harness.run_local(work, data_dir, log)
     elif engine == "ray":
@@ -50,6 +57,7 @@ def run_jobs(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, 
 
 
 # ---------------------------------------------------------------- run directories as bytes
+
 
 def pack_dir(d: Path) -> bytes:
     """A run directory as a tar (without its lock and temp files)."""
@@ -77,6 +85,7 @@ def unpack_dir(blob: bytes, d: Path) -> None:
 
 # ---------------------------------------------------------------- the Ray side
 
+
 def _sink_class():
     import ray
 
@@ -101,9 +110,15 @@ def train_on_node(run_dir: str, contestant: str, seed: int, config_json: str, fi
     """The Ray task: fetch the newest state of this job from the driver, train (resuming it), send
     the run directory back after every epoch and at the end."""
     import ray
+
     ctx = ray.get_runtime_context()
-    where = {"engine": "ray", "node_id": ctx.get_node_id(), "host": socket.gethostname(), "worker_pid": os.getpid(),
-             "packed": pack}
+    where = {
+        "engine": "ray",
+        "node_id": ctx.get_node_id(),
+        "host": socket.gethostname(),
+        "worker_pid": os.getpid(),
+        "packed": pack,
+    }
     # One working folder per job, named after it: a retry after a killed worker (whose `finally`
     # never ran) clears the folder the killed attempt left, instead of leaving a copy per kill.
     work = Path(tempfile.gettempdir()) / f"fmnist-parity-{hashlib.sha1(run_dir.encode()).hexdigest()[:16]}"
@@ -121,10 +136,19 @@ def train_on_node(run_dir: str, contestant: str, seed: int, config_json: str, fi
         (work / "config.json").write_text(config_json)
         resume = (run / "status.json").exists()
         cmd = harness.command(contestant, work / "config.json", seed, run, str(data), resume)
-        print(f"{Path(run_dir).name}: {'resuming' if resume else 'starting'} on {where['host']} "
-              f"(node {where['node_id'][:8]}, worker pid {os.getpid()})", flush=True)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                preexec_fn=harness.die_with_parent)
+        print(
+            f"{Path(run_dir).name}: {'resuming' if resume else 'starting'} on {where['host']} "
+            f"(node {where['node_id'][:8]}, worker pid {os.getpid()})",
+            flush=True,
+        )
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            preexec_fn=harness.die_with_parent,
+        )
         tail, sent = [], _epochs(run)
         for line in proc.stdout:
             if line.strip():
@@ -166,12 +190,16 @@ def _check_address(address: str) -> None:
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise harness.HarnessError(f"--ray-address {address!r}: give HOST:PORT of the head node (e.g. 10.0.0.5:6379) or auto")
+        raise harness.HarnessError(
+            f"--ray-address {address!r}: give HOST:PORT of the head node (e.g. 10.0.0.5:6379) or auto"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as e:
-        raise harness.HarnessError(f"--ray-address {address}: no Ray head node reachable there ({e.strerror or e}); "
-                                   f"start one with `ray start --head` or fix the address") from None
+        raise harness.HarnessError(
+            f"--ray-address {address}: no Ray head node reachable there ({e.strerror or e}); "
+            f"start one with `ray start --head` or fix the address"
+        ) from None
     if host in ("127.0.0.1", "localhost", "::1"):
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is imported: keep loopback
 
@@ -183,25 +211,41 @@ def run_ray(work: list[tuple[harness.Job, cfg.RunConfig]], data_dir: str, log, a
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     except ImportError:
-        raise harness.HarnessError("--engine ray needs the ray package (pinned in requirements.txt); "
-                                   "run ./run.sh or scripts/venv.sh to install it") from None
+        raise harness.HarnessError(
+            "--engine ray needs the ray package (pinned in requirements.txt); "
+            "run ./run.sh or scripts/venv.sh to install it"
+        ) from None
     repo = Path(__file__).resolve().parent.parent
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # plain text in logs
     if address:  # a cluster: ship this checkout to the nodes (they need the same pinned packages)
-        ray.init(address=address, log_to_driver=True, logging_level="ERROR",
-                 runtime_env={"working_dir": str(repo), "excludes": [".venv", "comparisons", ".git", "data"]})
+        ray.init(
+            address=address,
+            log_to_driver=True,
+            logging_level="ERROR",
+            runtime_env={"working_dir": str(repo), "excludes": [".venv", "comparisons", ".git", "data"]},
+        )
     else:  # a local instance with one timing slot
         ray.init(resources={SLOT: 1}, include_dashboard=False, log_to_driver=True, logging_level="ERROR")
     pending = {}
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-        log(f"ray: {len(nodes)} node(s), {ray.cluster_resources().get('CPU', 0):.0f} CPUs; "
-            + ("packed: jobs share nodes, timings are NOT comparable" if pack else "one timed job per node"))
-        sink = _sink_class().options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-            node_id=ray.get_runtime_context().get_node_id(), soft=False)).remote()
+        log(
+            f"ray: {len(nodes)} node(s), {ray.cluster_resources().get('CPU', 0):.0f} CPUs; "
+            + ("packed: jobs share nodes, timings are NOT comparable" if pack else "one timed job per node")
+        )
+        sink = (
+            _sink_class()
+            .options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node_id=ray.get_runtime_context().get_node_id(), soft=False
+                )
+            )
+            .remote()
+        )
         files = ray.put({p.name: p.read_bytes() for p in fdata.find_files(Path(data_dir)).values()})
-        task = ray.remote(train_on_node).options(max_retries=RETRIES, retry_exceptions=[HarnessSignal],
-                                                 **_resources(ray, pack))
+        task = ray.remote(train_on_node).options(
+            max_retries=RETRIES, retry_exceptions=[HarnessSignal], **_resources(ray, pack)
+        )
         for i, (job, config) in enumerate(work, 1):
             if harness.job_state(job) == "done":
                 log(f"[{i}/{len(work)}] {job.name}: already finished, kept")

@@ -2,6 +2,7 @@
 and distort the timing), resuming what an earlier call left incomplete. Locally each contestant's runs
 go to one worker process (`python -m <impl> serve`), which pays the start-up once; a run there trains
 exactly as in a process of its own (the same numbers, tested)."""
+
 from __future__ import annotations
 
 import json
@@ -63,8 +64,10 @@ def contestants(frameworks: list[str], keras_backends: list[str]) -> list[str]:
     return out
 
 
-SEEDS_HELP = ("which seeds: a count (3 = seeds 0,1,2), a list (4,7), or an inclusive range (2-5 = 2,3,4,5); "
-              "default 3. One seed numbered N: --seed N")
+SEEDS_HELP = (
+    "which seeds: a count (3 = seeds 0,1,2), a list (4,7), or an inclusive range (2-5 = 2,3,4,5); "
+    "default 3. One seed numbered N: --seed N"
+)
 
 
 def parse_seeds(text: str, single: int | None = None) -> list[int]:
@@ -84,11 +87,15 @@ def parse_seeds(text: str, single: int | None = None) -> list[int]:
         else:
             seeds = list(range(int(text)))
     except ValueError:
-        raise HarnessError(f"--seeds {text!r}: give a count (3), a comma-separated list (0,5,9) or a range (2-5); "
-                           f"one seed numbered N: --seed N") from None
+        raise HarnessError(
+            f"--seeds {text!r}: give a count (3), a comma-separated list (0,5,9) or a range (2-5); "
+            f"one seed numbered N: --seed N"
+        ) from None
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise HarnessError(f"--seeds {text!r}: need at least one distinct non-negative seed"
-                           + (" (a range runs from low to high, e.g. 2-5)" if "-" in text else ""))
+        raise HarnessError(
+            f"--seeds {text!r}: need at least one distinct non-negative seed"
+            + (" (a range runs from low to high, e.g. 2-5)" if "-" in text else "")
+        )
     return seeds
 
 
@@ -96,24 +103,37 @@ def dtype_init_warning(configs: list[dict], labels: list[str]) -> str | None:
     """One line where dtypes are compared under native init with Keras: Keras draws its initial weights
     in the layer dtype, so one seed gives float32 and float64 runs different starting weights
     (PyTorch builds its layers in float32 and casts, so its start only rounds)."""
-    if len({c.get("dtype") for c in configs}) > 1 and any(c.get("init") == "native" for c in configs) \
-            and any(l.startswith("keras") for l in labels):
-        return ("warning: with init=native Keras draws its initial weights in the layer dtype, so the same seed starts "
-                "float32 and float64 Keras runs from different weights (not just rounded); --set init=shared "
-                "starts every dtype from the same draws")
+    if (
+        len({c.get("dtype") for c in configs}) > 1
+        and any(c.get("init") == "native" for c in configs)
+        and any(l.startswith("keras") for l in labels)
+    ):
+        return (
+            "warning: with init=native Keras draws its initial weights in the layer dtype, so the same seed starts "
+            "float32 and float64 Keras runs from different weights (not just rounded); --set init=shared "
+            "starts every dtype from the same draws"
+        )
     return None
 
 
 def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], settings: dict) -> list[Job]:
     """Write (or check) comparison.json and return the jobs in run order (seed-major, so partial
     results already pair both frameworks)."""
-    meta = {"format": "fmnist-parity-comparison", "version": 1, "config": config.to_dict(), "seeds": seeds,
-            "contestants": labels, **settings}
+    meta = {
+        "format": "fmnist-parity-comparison",
+        "version": 1,
+        "config": config.to_dict(),
+        "seeds": seeds,
+        "contestants": labels,
+        **settings,
+    }
     path = out / COMPARISON
     if out.exists() and not path.exists() and any(p.name != rundir.LOCK for p in out.iterdir()):
         if any(out.rglob("run.json")):
-            raise HarnessError(f"{out} holds runs made by `fmnist-parity train`, not a comparison; gather them into "
-                               f"one with: fmnist-parity collect {out} --out NEW_DIR (or choose another --out)")
+            raise HarnessError(
+                f"{out} holds runs made by `fmnist-parity train`, not a comparison; gather them into "
+                f"one with: fmnist-parity collect {out} --out NEW_DIR (or choose another --out)"
+            )
         raise HarnessError(f"{out} exists and is not a comparison directory; choose another --out")
     try:
         rundir.lock(out, "comparison directory")
@@ -124,8 +144,10 @@ def plan(out: Path, config: cfg.RunConfig, seeds: list[int], labels: list[str], 
         same = ("config", "seeds", "contestants")
         changed = [k for k in same if old.get(k) != meta[k]]
         if changed:
-            raise HarnessError(f"{out} holds a comparison with other {', '.join(changed)}; "
-                               f"re-run with the same settings to resume it, or choose another --out")
+            raise HarnessError(
+                f"{out} holds a comparison with other {', '.join(changed)}; "
+                f"re-run with the same settings to resume it, or choose another --out"
+            )
         meta["created"] = old.get("created", time.time())
     else:
         meta["created"] = time.time()
@@ -158,8 +180,20 @@ def last_line(stderr: str) -> str:
 
 def command(contestant: str, cfg_path: Path, seed: int, run_dir: Path, data_dir: str, resume: bool) -> list[str]:
     """The one command line that trains a job (the local and the Ray engine both run it)."""
-    cmd = [sys.executable, *CONTESTANTS[contestant], "--config", str(cfg_path), "--seed", str(seed),
-           "--out", str(run_dir), "--data-dir", data_dir, "--keep-checkpoints", "2"]
+    cmd = [
+        sys.executable,
+        *CONTESTANTS[contestant],
+        "--config",
+        str(cfg_path),
+        "--seed",
+        str(seed),
+        "--out",
+        str(run_dir),
+        "--data-dir",
+        data_dir,
+        "--keep-checkpoints",
+        "2",
+    ]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -167,6 +201,7 @@ def die_with_parent() -> None:
     """In the child, before exec: Linux sends it SIGTERM when the harness dies (even by SIGKILL)."""
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
     except OSError:
         pass  # not Linux: the child may outlive a killed harness
@@ -177,9 +212,15 @@ class Worker:
     another: start-up (imports, framework initialisation) is paid once per contestant, not per run."""
 
     def __init__(self, contestant: str):
-        self.proc = subprocess.Popen([sys.executable, *CONTESTANTS[contestant][:2], "serve"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, *CONTESTANTS[contestant][:2], "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            preexec_fn=die_with_parent,
+        )
 
     def run(self, argv: list[str], on_line) -> int | None:
         """Train one run; its output lines go to on_line. The exit code, or None if the worker died."""
@@ -203,8 +244,9 @@ class Worker:
                 stop_child(self.proc)
 
 
-def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log,
-            workers: dict | None = None) -> int:
+def run_job(
+    job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: int, log, workers: dict | None = None
+) -> int:
     """Train one job: in the contestant's worker from `workers` (started on first use), or in a
     process of its own when `workers` is None."""
     state = job_state(job)
@@ -213,6 +255,7 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
         return 0
     if state == "fresh" and job.run_dir.exists():
         import shutil
+
         shutil.rmtree(job.run_dir)  # a run that never wrote its status: nothing to keep
     cfg_path = job.run_dir.parent / f".{job.run_dir.name}.config.json"
     atomic_write(cfg_path, lambda f: f.write(config.to_json().encode()))
@@ -227,8 +270,9 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
             log(f"[{index}/{total}] {line}")
 
     if workers is None:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                preexec_fn=die_with_parent)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=die_with_parent
+        )
         try:
             for line in proc.stdout:
                 show(line.rstrip())
@@ -253,7 +297,10 @@ def run_job(job: Job, config: cfg.RunConfig, data_dir: str, index: int, total: i
     if rc == 2 and not (job.run_dir / "status.json").exists():  # refused before training: so would every job
         raise HarnessError(f"{job.name}: " + (tail[-1].removeprefix("error: ") if tail else "refused (exit 2)"))
     if rc not in (0, 3):
-        log(f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    " + "\n    ".join(tail[-5:]))
+        log(
+            f"[{index}/{total}] {job.name}: failed (exit {rc}); continuing. Last output:\n    "
+            + "\n    ".join(tail[-5:])
+        )
         ensure_failed_status(job, rc, tail)
     return rc
 

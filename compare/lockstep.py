@@ -13,6 +13,7 @@ the first batch's layer outputs and gradients at identical weights. It then find
 The verdict is read against a measured noise floor: PyTorch against itself with every initial weight
 moved one unit in the last place (the size of one rounding). Imports no framework.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,16 @@ REFERENCE = "pytorch"
 # name -> (config overrides, what stays different between the two sides); "definitions" are the
 # optimizer's update rule and every porting feature each library defines its own way (shared/plan.py)
 CELLS = {
-    "native": ({"ops": "native", "update_rule": "native"}, "the libraries as shipped (layers, loss, optimizer classes)"),
+    "native": (
+        {"ops": "native", "update_rule": "native"},
+        "the libraries as shipped (layers, loss, optimizer classes)",
+    ),
     "exact ops": ({"ops": "exact"}, "only the definitions (each framework's own, written out exactly)"),
     "same definition": ({"update_rule": "torch"}, "only the libraries' layer and loss arithmetic"),
-    "matched": ({"ops": "exact", "update_rule": "torch"}, "nothing: same definitions, every constant in the model dtype"),
+    "matched": (
+        {"ops": "exact", "update_rule": "torch"},
+        "nothing: same definitions, every constant in the model dtype",
+    ),
 }
 DEFINITIONS = ("same definition", "matched")  # the cells that also match the porting features
 
@@ -62,11 +69,16 @@ def alone_cells(config: cfg.RunConfig) -> dict[str, dict]:
     """'<difference> alone' -> matched, except that one difference as each library has it: which
     difference makes the two depart, and where (the update rule, the arithmetic, each porting feature)."""
     matched = cell_overrides("matched", config)
-    native = {"update rule": {"update_rule": "native"}, "library arithmetic": {"ops": "native"},
-              **{name: {k: getattr(config, k) for k in over} for name, over in plan.feature_differences(config).items()}}
+    native = {
+        "update rule": {"update_rule": "native"},
+        "library arithmetic": {"ops": "native"},
+        **{name: {k: getattr(config, k) for k in over} for name, over in plan.feature_differences(config).items()},
+    }
     return {f"{name} alone": {**matched, **over} for name, over in native.items()}
-FLOOR_FACTOR = 10.0   # cross-framework divergence within this factor of the floor = float noise
-MATCHED_TOL = 1e-10   # float64, matched: the two must agree to this (max relative weight difference)
+
+
+FLOOR_FACTOR = 10.0  # cross-framework divergence within this factor of the floor = float noise
+MATCHED_TOL = 1e-10  # float64, matched: the two must agree to this (max relative weight difference)
 
 
 # a difference counts above this many units in the last place of the compute precision: float32/64
@@ -77,6 +89,7 @@ ULPS = {"float64": 1e3, "float32": 1e3, "bfloat16": 2, "float16": 2}
 
 def eps(dtype: str) -> float:
     import ml_dtypes
+
     return float(ml_dtypes.finfo(trace_format.numpy_dtype(dtype)).eps)
 
 
@@ -86,8 +99,10 @@ def tol(dtype: str) -> float:
 
 # ---------------------------------------------------------------- running the sides
 
-def run_sides(label: str, jobs: list[tuple[cfg.RunConfig, Path, int | None]], steps: int, every: int,
-              data_dir: str) -> None:
+
+def run_sides(
+    label: str, jobs: list[tuple[cfg.RunConfig, Path, int | None]], steps: int, every: int, data_dir: str
+) -> None:
     """Traces of one side, (config, out, perturbation seed or None) each, one after another in one
     process: they share its start-up (most of a short trace's cost). The configs share
     cfg.PROCESS_KEYS."""
@@ -95,21 +110,24 @@ def run_sides(label: str, jobs: list[tuple[cfg.RunConfig, Path, int | None]], st
         out.mkdir(parents=True, exist_ok=True)
     spec = jobs[0][1] / "jobs.json"
     spec.write_text(json.dumps([{"config": c.to_dict(), "out": str(o), "perturb": p} for c, o, p in jobs]))
-    cmd = subcommand(label, "lockstep", "--jobs", str(spec), "--steps", str(steps), "--every", str(every),
-                     "--data-dir", data_dir)
+    cmd = subcommand(
+        label, "lockstep", "--jobs", str(spec), "--steps", str(steps), "--every", str(every), "--data-dir", data_dir
+    )
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"lockstep side {label} failed (exit {r.returncode}): {last_line(r.stderr)}")
 
 
-def run_side(label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str,
-             perturb: int | None = None) -> Path:
+def run_side(
+    label: str, config: cfg.RunConfig, out: Path, steps: int, every: int, data_dir: str, perturb: int | None = None
+) -> Path:
     """One trace in its own process."""
     run_sides(label, [(config, out, perturb)], steps, every, data_dir)
     return out
 
 
 # ---------------------------------------------------------------- comparing two traces
+
 
 def _rel(a, b) -> float:
     """max |a - b| / max |b|: the largest difference relative to the tensor's scale."""
@@ -127,20 +145,34 @@ def divergence(a: dict, b: dict) -> dict:
     for s in (int(x) for x in b["snap_steps"] if x <= n and f"w_{x}_0_k" in a):
         # every tensor of the state: dense kernels and biases, then batch norm's four (if any)
         keys = [(f"w_{s}_{i}_{t}", i + 1, "kernel" if t == "k" else "bias") for i in range(layers) for t in "kb"]
-        keys += [(k, int(k.split("_")[2]) + 1, "bn " + k.split("_", 3)[3]) for k in sorted(b)
-                 if k.startswith(f"bn_{s}_") and k in a]
+        keys += [
+            (k, int(k.split("_")[2]) + 1, "bn " + k.split("_", 3)[3])
+            for k in sorted(b)
+            if k.startswith(f"bn_{s}_") and k in a
+        ]
         num = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k, _, _ in keys))
         den = np.sqrt(sum(float(np.sum(b[k] ** 2)) for k, _, _ in keys))
         snaps.append(s)
         rel_l2.append(num / den)
-        per_layer.append([{"layer": i, "part": part, "max_abs": float(np.max(np.abs(a[k] - b[k]))),
-                           "max_rel": _rel(a[k], b[k])} for k, i, part in keys])
+        per_layer.append(
+            [
+                {"layer": i, "part": part, "max_abs": float(np.max(np.abs(a[k] - b[k]))), "max_rel": _rel(a[k], b[k])}
+                for k, i, part in keys
+            ]
+        )
     flip_steps = [int(i) + 1 for i in np.nonzero(flips)[0]]
-    return {"steps": n, "loss_rel": (np.abs(la - lb) / np.maximum(np.abs(lb), 1e-300)).tolist(),
-            "flips": flips.astype(int).tolist(), "first_flip_step": flip_steps[0] if flip_steps else None,
-            "flip_steps": len(flip_steps), "snap_steps": snaps, "rel_l2": rel_l2, "per_layer": per_layer,
-            "final_max_rel": max(x["max_rel"] for x in per_layer[-1]) if per_layer else None,
-            "final_rel_l2": rel_l2[-1] if rel_l2 else None}
+    return {
+        "steps": n,
+        "loss_rel": (np.abs(la - lb) / np.maximum(np.abs(lb), 1e-300)).tolist(),
+        "flips": flips.astype(int).tolist(),
+        "first_flip_step": flip_steps[0] if flip_steps else None,
+        "flip_steps": len(flip_steps),
+        "snap_steps": snaps,
+        "rel_l2": rel_l2,
+        "per_layer": per_layer,
+        "final_max_rel": max(x["max_rel"] for x in per_layer[-1]) if per_layer else None,
+        "final_rel_l2": rel_l2[-1] if rel_l2 else None,
+    }
 
 
 def first_jump(div: dict, factor: float = 10.0) -> int | None:
@@ -154,12 +186,14 @@ def first_jump(div: dict, factor: float = 10.0) -> int | None:
 
 # ---------------------------------------------------------------- finding the cause
 
+
 def _leaky(h, slope):
     return np.where(h > 0, h, h * slope)
 
 
 def first_batch(config: cfg.RunConfig, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     from shared import batches, data
+
     d = data.load(data_dir)
     x, _ = d.scaled(config.scaling, "float64")
     idx = batches.epoch_batches(config.seed, 1, len(x), config.batch_size, config.last_batch)[0]
@@ -186,18 +220,22 @@ def forward_hypotheses(t: dict, x: np.ndarray, slope: float, unit: str) -> list[
         hyps = {"exact": f(slope) @ w + b}
         if i > 0:
             hyps["slope rounded to float32"] = f(float(np.float32(slope))) @ w + b
-        hyps["matmul in float32"] = (f32(f(slope)).astype(np.float32) @ f32(w).astype(np.float32)).astype(np.float64) + b
+        hyps["matmul in float32"] = (f32(f(slope)).astype(np.float32) @ f32(w).astype(np.float32)).astype(
+            np.float64
+        ) + b
         if unit in ("bfloat16", "float16"):
             lo = lambda a: a.astype(trace_format.numpy_dtype(unit)).astype(np.float64)
-            hyps[f"computed in {unit}"] = lo(lo((lo(f(slope)).astype(np.float32) @ lo(w).astype(np.float32))
-                                                .astype(np.float64)) + lo(b))
+            hyps[f"computed in {unit}"] = lo(
+                lo((lo(f(slope)).astype(np.float32) @ lo(w).astype(np.float32)).astype(np.float64)) + lo(b)
+            )
         got = t[f"act_{i}"]
         dev = {k: _rel(got, v) for k, v in hyps.items()}
         best = min(dev, key=dev.get)
         if dev[best] * 10 > dev["exact"]:
             best = "exact"  # a hypothesis must explain the deviation, not shave it
-        out.append({"layer": i + 1, "deviation": dev["exact"], "best": best, "best_deviation": dev[best],
-                    "hypotheses": dev})
+        out.append(
+            {"layer": i + 1, "deviation": dev["exact"], "best": best, "best_deviation": dev[best], "hypotheses": dev}
+        )
     return out
 
 
@@ -234,12 +272,14 @@ def momentum_gap(a: dict, b: dict, config: cfg.RunConfig) -> float | None:
 
 def step1_gradients(a: dict, b: dict) -> list[float]:
     layers = sum(1 for k in b if k.startswith("grad_") and k.endswith("_k"))
+
     # relative to the layer's largest gradient: a bias feeding batch norm has a gradient of zero up to
     # rounding, which no relative measure of its own can read
     def rel(i):
         k, bias = (a[f"grad_{i}_k"], b[f"grad_{i}_k"]), (a[f"grad_{i}_b"], b[f"grad_{i}_b"])
         scale = max(float(np.max(np.abs(k[1]))), float(np.max(np.abs(bias[1])))) or 1.0
         return max(float(np.max(np.abs(k[0] - k[1]))), float(np.max(np.abs(bias[0] - bias[1])))) / scale
+
     return [rel(i) for i in range(layers)]
 
 
@@ -253,11 +293,18 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
         for f in forward_hypotheses(t, x, side_slope, unit):
             if f["deviation"] > level:
                 m32 = f["hypotheses"]["matmul in float32"]
-                how = (f"; {f['best']} reproduces it to {f['best_deviation']:.1e}" if f["best"] != "exact" else
-                       f"; that is the size of float32 rounding (a float32 matmul of the same operands departs by "
-                       f"{m32:.1e}): computed in float32" if f["deviation"] > m32 / 5 else "")
-                lines.append(f"{side}: at step 1 (identical weights) dense layer {f['layer']}'s output departs from "
-                             f"exact {unit} math on its own input by {f['deviation']:.1e} (relative){how}.")
+                how = (
+                    f"; {f['best']} reproduces it to {f['best_deviation']:.1e}"
+                    if f["best"] != "exact"
+                    else f"; that is the size of float32 rounding (a float32 matmul of the same operands departs by "
+                    f"{m32:.1e}): computed in float32"
+                    if f["deviation"] > m32 / 5
+                    else ""
+                )
+                lines.append(
+                    f"{side}: at step 1 (identical weights) dense layer {f['layer']}'s output departs from "
+                    f"exact {unit} math on its own input by {f['deviation']:.1e} (relative){how}."
+                )
                 break
     sa, sb = _slope_value(a), _slope_value(b)
     if sa != sb:
@@ -265,8 +312,10 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
     g = step1_gradients(a, b)
     if max(g) > level:
         worst = int(np.argmax(g))
-        lines.append(f"Step-1 gradients (identical weights, same batch) differ most in layer {worst + 1}: "
-                     f"{g[worst]:.1e} relative.")
+        lines.append(
+            f"Step-1 gradients (identical weights, same batch) differ most in layer {worst + 1}: "
+            f"{g[worst]:.1e} relative."
+        )
     else:
         lines.append(f"Step-1 gradients agree to {max(g):.1e} (relative) in every layer.")
     ia, ib = implied_update(a, config), implied_update(b, config)
@@ -277,26 +326,37 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
         gap = momentum_gap(a, b, config)
         if gap is not None and abs(gap) > 1e4 * eps(dt):
             m32 = float(np.float32(config.momentum)) - config.momentum
-            hint = (f", the gap between {config.momentum} and its float32 rounding ({m32:+.2e})"
-                    if abs(gap - m32) < 0.05 * abs(m32) or abs(gap + m32) < 0.05 * abs(m32) else "")
-            lines.append(f"Step 2, the first with momentum: the updates imply momentum({label}) - momentum({REFERENCE}) "
-                         f"= {gap:+.2e}{hint}.")
+            hint = (
+                f", the gap between {config.momentum} and its float32 rounding ({m32:+.2e})"
+                if abs(gap - m32) < 0.05 * abs(m32) or abs(gap + m32) < 0.05 * abs(m32)
+                else ""
+            )
+            lines.append(
+                f"Step 2, the first with momentum: the updates imply momentum({label}) - momentum({REFERENCE}) "
+                f"= {gap:+.2e}{hint}."
+            )
     if config.optimizer == "adam" and ia and ib and ia.get("effective_eps_step1") and ib.get("effective_eps_step1"):
         ea, eb = ia["effective_eps_step1"], ib["effective_eps_step1"]
         if abs(ea - eb) > 0.1 * max(abs(ea), abs(eb)):
-            lines.append(f"Adam's step 1 implies an effective epsilon of {ea:.2e} in {label} and {eb:.2e} in "
-                         f"{REFERENCE}: their ratio {ea / eb:.3g} vs 1/sqrt(1 - beta2) = "
-                         f"{1 / np.sqrt(1 - config.beta2):.3g} (Keras adds epsilon to sqrt(v) before the bias "
-                         f"correction, PyTorch after).")
+            lines.append(
+                f"Adam's step 1 implies an effective epsilon of {ea:.2e} in {label} and {eb:.2e} in "
+                f"{REFERENCE}: their ratio {ea / eb:.3g} vs 1/sqrt(1 - beta2) = "
+                f"{1 / np.sqrt(1 - config.beta2):.3g} (Keras adds epsilon to sqrt(v) before the bias "
+                f"correction, PyTorch after)."
+            )
     lr0 = next((s for s, r in zip(div["snap_steps"], div["rel_l2"]) if r > 0), None)
     if lr0 is not None:
-        lines.append(f"The weights first differ after step {lr0} ({div['rel_l2'][div['snap_steps'].index(lr0)]:.1e} "
-                     f"relative L2).")
+        lines.append(
+            f"The weights first differ after step {lr0} ({div['rel_l2'][div['snap_steps'].index(lr0)]:.1e} "
+            f"relative L2)."
+        )
     if div["first_flip_step"]:
         jump = first_jump(div)
-        lines.append(f"A pre-activation first lands on the other side of zero in one run only at step "
-                     f"{div['first_flip_step']} ({div['flip_steps']} of {div['steps']} steps have such flips)"
-                     + (f"; the divergence jumps tenfold by step {jump}." if jump else "."))
+        lines.append(
+            f"A pre-activation first lands on the other side of zero in one run only at step "
+            f"{div['first_flip_step']} ({div['flip_steps']} of {div['steps']} steps have such flips)"
+            + (f"; the divergence jumps tenfold by step {jump}." if jump else ".")
+        )
     else:
         lines.append("No pre-activation changed sign in one run only.")
     return lines
@@ -349,15 +409,26 @@ def _slope_value(t: dict):
 
 # ---------------------------------------------------------------- the whole comparison
 
+
 def _load(path: Path) -> dict:
     meta, arrays = trace_format.load(path)
     arrays["_meta"] = meta
     return arrays
 
 
-def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], steps: int, every: int,
-             out: Path, data_dir: str, keras_sets: list[str] | None = None, keep_traces: bool = False,
-             cells: list[str] | None = None, log=print) -> dict:
+def lockstep(
+    config: cfg.RunConfig,
+    backends: list[str],
+    dtypes: list[str],
+    steps: int,
+    every: int,
+    out: Path,
+    data_dir: str,
+    keras_sets: list[str] | None = None,
+    keep_traces: bool = False,
+    cells: list[str] | None = None,
+    log=print,
+) -> dict:
     """Run every (dtype, cell, backend) pair and the noise floors; write lockstep.json/.md/.png into `out`.
     The cells that attribute a difference ('exact ops', 'same definition') run only where the native
     pair shows a real difference."""
@@ -367,8 +438,17 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
     labels = [keras_label(b) for b in backends]
     alone = alone_cells(config) if plan.feature_differences(config) else {}
     cells = cells or [*CELLS, *alone]  # by default: the four cells, then each difference alone
-    summary = {"steps": steps, "every": every, "backends": labels, "dtypes": dtypes, "config": {"preset_config": config.to_dict()},
-               "keras_sets": keras_sets or [], "floor_factor": FLOOR_FACTOR, "matched_tol": MATCHED_TOL, "results": []}
+    summary = {
+        "steps": steps,
+        "every": every,
+        "backends": labels,
+        "dtypes": dtypes,
+        "config": {"preset_config": config.to_dict()},
+        "keras_sets": keras_sets or [],
+        "floor_factor": FLOOR_FACTOR,
+        "matched_tol": MATCHED_TOL,
+        "results": [],
+    }
     cache = {}
     attribute = ("exact ops", "same definition", *alone)  # run only where the native pair differs for real
 
@@ -389,8 +469,11 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
         if not todo:
             return
         for label, c, perturb in todo.values():
-            log(f"lockstep {c.dtype}: {label}" + (" (perturbed by 1 ulp)" if perturb is not None else "")
-                + f", ops={c.ops}, update_rule={c.update_rule}")
+            log(
+                f"lockstep {c.dtype}: {label}"
+                + (" (perturbed by 1 ulp)" if perturb is not None else "")
+                + f", ops={c.ops}, update_rule={c.update_rule}"
+            )
         # one process per side and process settings, split further where cores would sit idle
         dirs = {k: work / f"{len(cache) + i:02d}-{k[0]}" for i, k in enumerate(todo)}
         groups = {}
@@ -414,9 +497,16 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
             summary["config"][dt] = base.to_dict()
             x, _ = first_batch(base, data_dir)
             # up front: every cell that runs whatever the native pair shows (all of them without a native cell)
-            fetch([(REFERENCE, base, 1), (REFERENCE, base, None)]
-                  + [(who, c, None) for label in labels for cell in cells if cell not in attribute or "native" not in cells
-                     for who, c in zip((label, REFERENCE), configs(base, cell))])
+            fetch(
+                [(REFERENCE, base, 1), (REFERENCE, base, None)]
+                + [
+                    (who, c, None)
+                    for label in labels
+                    for cell in cells
+                    if cell not in attribute or "native" not in cells
+                    for who, c in zip((label, REFERENCE), configs(base, cell))
+                ]
+            )
             floor = divergence(side(REFERENCE, base, perturb=1), side(REFERENCE, base))  # the noise floor
             entry = {"dtype": dt, "unit": unit, "name": name, "floor": _compact(floor), "pairs": []}
             for label in labels:
@@ -428,23 +518,44 @@ def lockstep(config: cfg.RunConfig, backends: list[str], dtypes: list[str], step
                     a, b = side(label, ck), side(REFERENCE, c)
                     div = divergence(a, b)
                     ratio = (div["final_rel_l2"] / floor["final_rel_l2"]) if floor["final_rel_l2"] else None
-                    meaning = CELLS[cell][1] if cell in CELLS else f"only {cell[:-len(' alone')]}, as each library has it"
-                    noise = next((p["final_max_rel"] for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), 0.0)
-                    pair = {"cell": cell, "meaning": meaning, "a": label, "b": REFERENCE, **_compact(div),
-                            "floor_ratio": ratio, "where": where_first(a, b, div, unit, noise),
-                            "explanation": explain(label, a, b, ck, x, div),
-                            "forward": {s: forward_hypotheses(t, x, float(_slope_value(t)), unit)
-                                        for s, t in ((REFERENCE, b), (label, a))},
-                            "precision": {s: t["_meta"].get("precision", {}) for s, t in ((REFERENCE, b), (label, a))},
-                            "step1_gradients": step1_gradients(a, b)}
+                    meaning = (
+                        CELLS[cell][1] if cell in CELLS else f"only {cell[: -len(' alone')]}, as each library has it"
+                    )
+                    noise = next(
+                        (p["final_max_rel"] for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), 0.0
+                    )
+                    pair = {
+                        "cell": cell,
+                        "meaning": meaning,
+                        "a": label,
+                        "b": REFERENCE,
+                        **_compact(div),
+                        "floor_ratio": ratio,
+                        "where": where_first(a, b, div, unit, noise),
+                        "explanation": explain(label, a, b, ck, x, div),
+                        "forward": {
+                            s: forward_hypotheses(t, x, float(_slope_value(t)), unit)
+                            for s, t in ((REFERENCE, b), (label, a))
+                        },
+                        "precision": {s: t["_meta"].get("precision", {}) for s, t in ((REFERENCE, b), (label, a))},
+                        "step1_gradients": step1_gradients(a, b),
+                    }
                     pair["verdict"] = verdict(pair, dt)
                     if cell == "native":
                         real = pair["verdict"].startswith("real")
                         if real:  # the attributing cells of this backend, together
-                            fetch([(who, c, None) for cell2 in cells if cell2 in attribute
-                                   for who, c in zip((label, REFERENCE), configs(base, cell2))])
-                    log(f"  {name} {cell}: {label} vs {REFERENCE}: final max rel {div['final_max_rel']:.2e}, rel L2 "
-                        f"{div['final_rel_l2']:.2e} (floor {floor['final_rel_l2']:.2e}): {pair['verdict']}")
+                            fetch(
+                                [
+                                    (who, c, None)
+                                    for cell2 in cells
+                                    if cell2 in attribute
+                                    for who, c in zip((label, REFERENCE), configs(base, cell2))
+                                ]
+                            )
+                    log(
+                        f"  {name} {cell}: {label} vs {REFERENCE}: final max rel {div['final_max_rel']:.2e}, rel L2 "
+                        f"{div['final_rel_l2']:.2e} (floor {floor['final_rel_l2']:.2e}): {pair['verdict']}"
+                    )
                     entry["pairs"].append(pair)
             summary["results"].append(entry)
     finally:
@@ -463,8 +574,17 @@ def precision_name(c: cfg.RunConfig) -> str:
 
 
 def _compact(div: dict) -> dict:
-    keep = ("steps", "loss_rel", "flips", "first_flip_step", "flip_steps", "snap_steps", "rel_l2",
-            "final_max_rel", "final_rel_l2")
+    keep = (
+        "steps",
+        "loss_rel",
+        "flips",
+        "first_flip_step",
+        "flip_steps",
+        "snap_steps",
+        "rel_l2",
+        "final_max_rel",
+        "final_rel_l2",
+    )
     out = {k: div[k] for k in keep}
     out["final_per_layer"] = div["per_layer"][-1] if div["per_layer"] else []
     out["first_jump"] = first_jump(div)
@@ -491,17 +611,24 @@ def findings(summary: dict) -> list[str]:
             by.setdefault(p["a"], {})[p["cell"]] = p
         for label, cells in by.items():
             n = cells.get("native")
-            line = (f"{e['name']}, {label} vs {REFERENCE}: final max relative weight difference "
-                    + ", ".join(f"{c} {p['final_max_rel']:.1e}" for c, p in cells.items()) + ".")
+            line = (
+                f"{e['name']}, {label} vs {REFERENCE}: final max relative weight difference "
+                + ", ".join(f"{c} {p['final_max_rel']:.1e}" for c, p in cells.items())
+                + "."
+            )
             if n and n["verdict"].startswith("real"):
                 level = tol(e["unit"])
                 gone = {c: cells[c]["final_max_rel"] <= level for c in ("exact ops", "same definition") if c in cells}
                 if gone.get("exact ops") and not gone.get("same definition"):
-                    line += (" The libraries' own arithmetic is the cause: with exact ops (each framework keeping its own "
-                             "update definition) they agree; matching only the definitions does not help.")
+                    line += (
+                        " The libraries' own arithmetic is the cause: with exact ops (each framework keeping its own "
+                        "update definition) they agree; matching only the definitions does not help."
+                    )
                 elif gone.get("same definition") and not gone.get("exact ops"):
-                    line += (" The update definitions are the cause: with the same definition they agree; "
-                             "exact arithmetic alone does not help.")
+                    line += (
+                        " The update definitions are the cause: with the same definition they agree; "
+                        "exact arithmetic alone does not help."
+                    )
                 elif gone.get("exact ops") and gone.get("same definition"):
                     line += " Either switch alone removes it."
                 elif len(gone) == 2:
@@ -510,13 +637,19 @@ def findings(summary: dict) -> list[str]:
                 line += f" Native: {n['verdict']}."
             out.append(line)
             if e["unit"] in ("bfloat16", "float16") and "native" in cells and "matched" in cells:
-                out.append(f"{e['name']}, {label}: below float32 a single rounding grows to the floor's size within "
-                           f"the epoch, so how early the two part tells more: "
-                           + "; ".join(f"{c} {_parted(cells[c])}" for c in ("native", "matched")) + ".")
-            causes = [(c[:-len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
+                out.append(
+                    f"{e['name']}, {label}: below float32 a single rounding grows to the floor's size within "
+                    f"the epoch, so how early the two part tells more: "
+                    + "; ".join(f"{c} {_parted(cells[c])}" for c in ("native", "matched"))
+                    + "."
+                )
+            causes = [(c[: -len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
             if causes:
-                out.append(f"{e['name']}, {label}: each difference alone, everything else matched: "
-                           + "; ".join(_cause(name, p) for name, p in causes) + ".")
+                out.append(
+                    f"{e['name']}, {label}: each difference alone, everything else matched: "
+                    + "; ".join(_cause(name, p) for name, p in causes)
+                    + "."
+                )
     return out
 
 
@@ -533,33 +666,43 @@ def _cause(name: str, p: dict) -> str:
     if not w or "where" not in w:
         return f"{name}: no effect ({p['verdict']})"
     loss = f", the loss from step {w['loss_step']}" if w.get("loss_step") else ""
-    return (f"{name}: first at step {w['step']} in {w['where']} ({w['rel']:.1e} relative){loss}; "
-            f"after {p['steps']} steps {p['final_max_rel']:.1e}, {p['verdict']}")
+    return (
+        f"{name}: first at step {w['step']} in {w['where']} ({w['rel']:.1e} relative){loss}; "
+        f"after {p['steps']} steps {p['final_max_rel']:.1e}, {p['verdict']}"
+    )
 
 
 # ---------------------------------------------------------------- output
 
+
 def plot(summary: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     n = len(summary["results"])
     fig, axes = plt.subplots(1, n, figsize=(6.5 * n, 4.2), squeeze=False)
     for ax, e in zip(axes[0], summary["results"]):
         f = e["floor"]
-        ax.plot(f["snap_steps"], np.maximum(f["rel_l2"], 1e-18), color="gray", lw=2, label="noise floor (pytorch, 1 ulp)")
+        ax.plot(
+            f["snap_steps"], np.maximum(f["rel_l2"], 1e-18), color="gray", lw=2, label="noise floor (pytorch, 1 ulp)"
+        )
         for p in e["pairs"]:
             if p["cell"] not in ("native", "matched"):
                 continue
             style = "-" if p["cell"] == "native" else "--"
-            line, = ax.plot(p["snap_steps"], np.maximum(p["rel_l2"], 1e-18), style, label=f"{p['a']} ({p['cell']})")
+            (line,) = ax.plot(p["snap_steps"], np.maximum(p["rel_l2"], 1e-18), style, label=f"{p['a']} ({p['cell']})")
             flips = [i + 1 for i, c in enumerate(p["flips"]) if c]
             if flips:
                 ys = np.interp(flips, p["snap_steps"], np.maximum(p["rel_l2"], 1e-18))
                 ax.plot(flips, ys, "|", color=line.get_color(), ms=8)
         ax.set_yscale("log")
-        ax.set(xlabel="step", ylabel="relative L2 distance of all weights",
-               title=f"{e['name']}: divergence from pytorch (| = a sign flip in one run only)")
+        ax.set(
+            xlabel="step",
+            ylabel="relative L2 distance of all weights",
+            title=f"{e['name']}: divergence from pytorch (| = a sign flip in one run only)",
+        )
         ax.legend(fontsize=7)
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=90))
@@ -569,19 +712,49 @@ def plot(summary: dict, path: Path) -> None:
 def blocks(summary: dict) -> list[tuple]:
     """The lockstep section, in the report's block structure (compare/report.py renders it)."""
     b = [("h2", "Lockstep: are they computing the same function?")]
-    b.append(("p", f"Both sides start from the same weights (init=shared) and train {summary['steps']} steps on the "
-                   f"same batches; weights are compared every {summary['every']} steps. The noise floor is PyTorch "
-                   f"against itself with every initial weight moved one unit in the last place (one rounding). "
-                   f"Within {summary['floor_factor']:g}x the floor reads as float noise; float64 with everything "
-                   f"matched must agree to {summary['matched_tol']:g}. Cells switch the differences off: "
-                   + "; ".join(f"{k}: {v[1]}" for k, v in CELLS.items()) + "."))
+    b.append(
+        (
+            "p",
+            f"Both sides start from the same weights (init=shared) and train {summary['steps']} steps on the "
+            f"same batches; weights are compared every {summary['every']} steps. The noise floor is PyTorch "
+            f"against itself with every initial weight moved one unit in the last place (one rounding). "
+            f"Within {summary['floor_factor']:g}x the floor reads as float noise; float64 with everything "
+            f"matched must agree to {summary['matched_tol']:g}. Cells switch the differences off: "
+            + "; ".join(f"{k}: {v[1]}" for k, v in CELLS.items())
+            + ".",
+        )
+    )
     rows = []
     for e in summary["results"]:
         for p in e["pairs"]:
-            rows.append([e["name"], p["a"], p["cell"], f"{p['final_max_rel']:.2e}", f"{p['final_rel_l2']:.2e}",
-                         f"{e['floor']['final_rel_l2']:.2e}", p["first_flip_step"] or "none", p["verdict"]])
-    b.append(("table", ["precision", "vs pytorch", "cell", "max rel diff (end)", "rel L2 (end)", "floor rel L2",
-                        "first sign flip", "verdict"], rows))
+            rows.append(
+                [
+                    e["name"],
+                    p["a"],
+                    p["cell"],
+                    f"{p['final_max_rel']:.2e}",
+                    f"{p['final_rel_l2']:.2e}",
+                    f"{e['floor']['final_rel_l2']:.2e}",
+                    p["first_flip_step"] or "none",
+                    p["verdict"],
+                ]
+            )
+    b.append(
+        (
+            "table",
+            [
+                "precision",
+                "vs pytorch",
+                "cell",
+                "max rel diff (end)",
+                "rel L2 (end)",
+                "floor rel L2",
+                "first sign flip",
+                "verdict",
+            ],
+            rows,
+        )
+    )
     b.append(("img", "lockstep/lockstep.png", "Weight divergence per step, log scale"))
     b.append(("p", "What differs and why:"))
     for line in summary["findings"]:
@@ -605,10 +778,17 @@ def precision_blocks(e: dict) -> list[tuple]:
             continue
         ref, other = p["precision"][REFERENCE], p["precision"][p["a"]]
         layers = lambda q: [l.split(": ")[1] for l in q["layers"]] + [q["loss"], q["weights"]]
-        names = [f"layer {i + 1} ({a.split(': ')[0]} / {b.split(': ')[0]})"
-                 for i, (a, b) in enumerate(zip(ref["layers"], other["layers"]))] + ["loss", "weights"]
+        names = [
+            f"layer {i + 1} ({a.split(': ')[0]} / {b.split(': ')[0]})"
+            for i, (a, b) in enumerate(zip(ref["layers"], other["layers"]))
+        ] + ["loss", "weights"]
         rows = [[n, x, y, "" if x == y else "differs"] for n, x, y in zip(names, layers(ref), layers(other))]
-        out.append(("p", f"{e['name']}, {p['cell']}: the dtype each layer's output came out in, read from the running programs"))
+        out.append(
+            (
+                "p",
+                f"{e['name']}, {p['cell']}: the dtype each layer's output came out in, read from the running programs",
+            )
+        )
         out.append(("table", ["layer (pytorch / " + p["a"] + ")", REFERENCE, p["a"], ""], rows))
     return out
 

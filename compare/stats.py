@@ -3,6 +3,7 @@ equivalence by two one-sided tests (TOST) against a margin. Paired (per-seed dif
 frameworks see the same batches for a seed, and with init=shared the same start) where the runs pair
 up, Welch's unpaired test otherwise. scipy does the distributions; tests/test_stats.py checks every
 number here against scipy.stats.ttest_ind / ttest_rel."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,12 @@ MAX_SEEDS = 1000  # beyond this, "more seeds" is not a useful answer
 
 def describe(values) -> dict:
     v = np.asarray(values, dtype=float)
-    return {"n": int(len(v)), "mean": float(v.mean()) if len(v) else math.nan,
-            "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan, "values": [float(x) for x in v]}
+    return {
+        "n": int(len(v)),
+        "mean": float(v.mean()) if len(v) else math.nan,
+        "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
+        "values": [float(x) for x in v],
+    }
 
 
 def welch(a, b, confidence: float = 0.95) -> dict:
@@ -31,7 +36,7 @@ def welch(a, b, confidence: float = 0.95) -> dict:
     diff, se = float(a.mean() - b.mean()), float(math.sqrt(va + vb))
     if se == 0:
         return {"diff": diff, "se": 0.0, "df": math.inf, "ci": (diff, diff), "p": 1.0 if diff == 0 else 0.0}
-    df = float((va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)))
+    df = float((va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)))
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
     p = float(2 * stats.t.sf(abs(diff) / se, df))
     return {"diff": diff, "se": se, "df": df, "ci": (diff - half, diff + half), "p": p}
@@ -45,7 +50,13 @@ def paired_t(a, b, confidence: float = 0.95) -> dict:
         return {"diff": diff, "se": 0.0, "df": float(len(d) - 1), "ci": (diff, diff), "p": 1.0 if diff == 0 else 0.0}
     df = float(len(d) - 1)
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
-    return {"diff": diff, "se": se, "df": df, "ci": (diff - half, diff + half), "p": float(2 * stats.t.sf(abs(diff) / se, df))}
+    return {
+        "diff": diff,
+        "se": se,
+        "df": df,
+        "ci": (diff - half, diff + half),
+        "p": float(2 * stats.t.sf(abs(diff) / se, df)),
+    }
 
 
 def tost(a, b, margin: float, paired: bool = False) -> dict:
@@ -54,7 +65,7 @@ def tost(a, b, margin: float, paired: bool = False) -> dict:
     if w["se"] == 0:
         p = 0.0 if abs(w["diff"]) < margin else 1.0
         return {"p_lower": p, "p_upper": p, "p": p}
-    p_lower = float(stats.t.sf((w["diff"] + margin) / w["se"], w["df"]))   # H0: diff <= -margin
+    p_lower = float(stats.t.sf((w["diff"] + margin) / w["se"], w["df"]))  # H0: diff <= -margin
     p_upper = float(stats.t.cdf((w["diff"] - margin) / w["se"], w["df"]))  # H0: diff >= +margin
     return {"p_lower": p_lower, "p_upper": p_upper, "p": max(p_lower, p_upper)}
 
@@ -63,17 +74,20 @@ def _seeds_to_exclude_zero(mean: float, sd: float, alpha: float) -> int | None:
     """Paired seeds for a two-sided (1 - alpha) t interval to exclude 0, if mean and sd held."""
     if mean == 0:
         return None
-    return next((n for n in range(2, MAX_SEEDS + 1)
-                 if stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) < abs(mean)), None)
+    return next(
+        (n for n in range(2, MAX_SEEDS + 1) if stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n) < abs(mean)), None
+    )
 
 
-def _seeds_to_show_equivalence(mean: float, sd: float, margin: float, alpha: float,
-                                max_n: int = MAX_SEEDS) -> int | None:
+def _seeds_to_show_equivalence(
+    mean: float, sd: float, margin: float, alpha: float, max_n: int = MAX_SEEDS
+) -> int | None:
     """Paired seeds for TOST to pass at +-margin, if mean and sd held; None if |mean| >= margin."""
     if abs(mean) >= margin:
         return None
-    return next((n for n in range(2, max_n + 1)
-                 if stats.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) < margin - abs(mean)), None)
+    return next(
+        (n for n in range(2, max_n + 1) if stats.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) < margin - abs(mean)), None
+    )
 
 
 def seeds_needed(a, b, margin: float, alpha: float = 0.05, max_n: int = 10000, paired: bool = False) -> int | None:
@@ -99,9 +113,18 @@ def effect(diffs, margin: float, alpha: float = 0.05) -> dict:
     paired seeds that would resolve it (exclude 0, or show +-margin) at the observed mean and SD."""
     d = np.asarray([x for x in diffs if x is not None], float)
     n = len(d)
-    out = {"n": n, "values": [float(x) for x in d], "margin": margin, "mean": float(d.mean()) if n else math.nan,
-           "sd": math.nan, "lo": math.nan, "hi": math.nan, "tost_p": math.nan, "within_margin": False,
-           "seeds_to_decide": None}
+    out = {
+        "n": n,
+        "values": [float(x) for x in d],
+        "margin": margin,
+        "mean": float(d.mean()) if n else math.nan,
+        "sd": math.nan,
+        "lo": math.nan,
+        "hi": math.nan,
+        "tost_p": math.nan,
+        "within_margin": False,
+        "seeds_to_decide": None,
+    }
     if n < 2:
         return {**out, "word": NO_EVIDENCE}
     sd = float(d.std(ddof=1))
@@ -112,8 +135,14 @@ def effect(diffs, margin: float, alpha: float = 0.05) -> dict:
         return {**out, "word": RAISES if out["mean"] > 0 else LOWERS}
     if out["within_margin"]:
         return {**out, "word": EQUIVALENT}
-    options = [k for k in (_seeds_to_exclude_zero(out["mean"], sd, alpha),
-                           _seeds_to_show_equivalence(out["mean"], sd, margin, alpha)) if k]
+    options = [
+        k
+        for k in (
+            _seeds_to_exclude_zero(out["mean"], sd, alpha),
+            _seeds_to_show_equivalence(out["mean"], sd, margin, alpha),
+        )
+        if k
+    ]
     return {**out, "word": NO_EVIDENCE, "seeds_to_decide": min(options) if options else None}
 
 
@@ -125,13 +154,17 @@ def cause(native: dict, matched: dict) -> dict:
     excluded = matched["n"] >= 2 and not matched["lo"] <= native["mean"] <= matched["hi"]
     if established and excluded:
         return {"word": CAUSE, "why": "matching it moves the effect outside its native value"}
-    why = ("the native effect itself is not established" if not established else
-           "the matched interval still contains the native effect")
+    why = (
+        "the native effect itself is not established"
+        if not established
+        else "the matched interval still contains the native effect"
+    )
     return {"word": SUSPECTED, "why": why}
 
 
-def says(e: dict, unit: float = 100.0, suffix: str = " pp", digits: int = 2,
-         directions: tuple[str, str] = (RAISES, LOWERS)) -> str:
+def says(
+    e: dict, unit: float = 100.0, suffix: str = " pp", digits: int = 2, directions: tuple[str, str] = (RAISES, LOWERS)
+) -> str:
     """An effect() in words: "raises: +0.42 pp [+0.21, +0.64], 6 seeds" (directions renames the two
     signs, e.g. ("higher", "lower") for a framework gap, ("more", "fewer") for epochs)."""
     if e["n"] < 2:
@@ -145,8 +178,11 @@ def says(e: dict, unit: float = 100.0, suffix: str = " pp", digits: int = 2,
         return f"{word}: {num}" + (f" (less than {m}: equivalent by TOST)" if e["within_margin"] else "")
     if e["word"] == EQUIVALENT:
         return f"{EQUIVALENT} within {m}: {num}"
-    more = (f"~{e['seeds_to_decide']} paired seeds would decide at the observed SD" if e["seeds_to_decide"]
-            else f"more than {MAX_SEEDS} paired seeds would be needed at the observed SD")
+    more = (
+        f"~{e['seeds_to_decide']} paired seeds would decide at the observed SD"
+        if e["seeds_to_decide"]
+        else f"more than {MAX_SEEDS} paired seeds would be needed at the observed SD"
+    )
     return f"{NO_EVIDENCE} at {e['n']} seeds: {num}; {more}"
 
 
@@ -156,9 +192,17 @@ def verdict(a, b, margin: float, alpha: float = 0.05, paired: bool = False) -> d
     paired=True (a[i], b[i] from the same seed) uses the per-seed differences; Welch is kept alongside."""
     paired = paired and len(a) == len(b)
     if len(a) < 2 or len(b) < 2:
-        return {"outcome": UNDECIDED, "reason": "at least 2 seeds per side are needed for a spread",
-                "welch": None, "paired": None, "interval": None, "test": None, "tost": None,
-                "seeds_needed": None, "margin": margin}
+        return {
+            "outcome": UNDECIDED,
+            "reason": "at least 2 seeds per side are needed for a spread",
+            "welch": None,
+            "paired": None,
+            "interval": None,
+            "test": None,
+            "tost": None,
+            "seeds_needed": None,
+            "margin": margin,
+        }
     w = welch(a, b, 1 - alpha)
     pt = paired_t(a, b, 1 - alpha) if paired else None
     main, t = (pt or w), tost(a, b, margin, paired)
@@ -168,9 +212,18 @@ def verdict(a, b, margin: float, alpha: float = 0.05, paired: bool = False) -> d
         outcome = EQUIVALENT
     else:
         outcome = UNDECIDED
-    return {"outcome": outcome, "welch": w, "paired": pt, "interval": main, "test": "paired t" if paired else "Welch",
-            "tost": t, "margin": margin, "alpha": alpha, "within_margin": t["p"] < alpha,
-            "seeds_needed": seeds_needed(a, b, margin, alpha, paired=paired) if outcome == UNDECIDED else None}
+    return {
+        "outcome": outcome,
+        "welch": w,
+        "paired": pt,
+        "interval": main,
+        "test": "paired t" if paired else "Welch",
+        "tost": t,
+        "margin": margin,
+        "alpha": alpha,
+        "within_margin": t["p"] < alpha,
+        "seeds_needed": seeds_needed(a, b, margin, alpha, paired=paired) if outcome == UNDECIDED else None,
+    }
 
 
 def sentence(v: dict, a_name: str, b_name: str, unit: float = 100.0, what: str = "final test accuracy") -> str:
@@ -183,9 +236,17 @@ def sentence(v: dict, a_name: str, b_name: str, unit: float = 100.0, what: str =
     if v["outcome"] == EQUIVALENT:
         return f"Equivalent within ±{m:.2f} pp on {what}: {gap}; TOST p = {v['tost']['p']:.3g}."
     if v["outcome"] == DIFFERENT:
-        size = (f"less than ±{m:.2f} pp (equivalent by TOST, p = {v['tost']['p']:.3g})" if v.get("within_margin")
-                else f"not within ±{m:.2f} pp")
+        size = (
+            f"less than ±{m:.2f} pp (equivalent by TOST, p = {v['tost']['p']:.3g})"
+            if v.get("within_margin")
+            else f"not within ±{m:.2f} pp"
+        )
         return f"Different on {what}: {gap}, p = {v['interval']['p']:.3g}; {size}."
-    more = (f"about {v['seeds_needed']} seeds per framework would be needed at the observed spread"
-            if v["seeds_needed"] else "the observed gap is at or beyond the margin, so more seeds alone would not show equivalence")
-    return f"No evidence either way on {what}: {gap} is neither clearly within ±{m:.2f} pp nor clearly non-zero; {more}."
+    more = (
+        f"about {v['seeds_needed']} seeds per framework would be needed at the observed spread"
+        if v["seeds_needed"]
+        else "the observed gap is at or beyond the margin, so more seeds alone would not show equivalence"
+    )
+    return (
+        f"No evidence either way on {what}: {gap} is neither clearly within ±{m:.2f} pp nor clearly non-zero; {more}."
+    )

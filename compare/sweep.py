@@ -1,6 +1,7 @@
 """Grid sweeps: `fmnist-parity run --grid key=v1,v2 ...` runs the cross product of config values
 (x seeds x contestants); each cell is an ordinary comparison directory (OUT/cells/<key=v,...>/) with
 its own report, and sweep.md / sweep.json / sweep.png compare the cells."""
+
 from __future__ import annotations
 
 import itertools
@@ -37,17 +38,39 @@ def summarize(out: Path, names: list[str], labels: list[str]) -> dict:
     rows = []
     for name in names:
         s = json.loads((out / "cells" / name / "summary.json").read_text())
-        rows.append({"cell": name, "accuracy": {l: s["accuracy"][l] for l in labels},
-                     "verdicts": [v["sentence"] for v in s["verdicts"]],
-                     "median_epoch_seconds": {l: s["timing"][l]["median_epoch_seconds"]["mean"]
-                                              if s["timing"][l]["median_epoch_seconds"]["n"] else None for l in labels}})
+        rows.append(
+            {
+                "cell": name,
+                "accuracy": {l: s["accuracy"][l] for l in labels},
+                "verdicts": [v["sentence"] for v in s["verdicts"]],
+                "median_epoch_seconds": {
+                    l: s["timing"][l]["median_epoch_seconds"]["mean"]
+                    if s["timing"][l]["median_epoch_seconds"]["n"]
+                    else None
+                    for l in labels
+                },
+            }
+        )
     result = {"labels": labels, "rows": rows}
     atomic_write(out / "sweep.json", lambda f: f.write(json.dumps(jsonable(result), indent=1).encode()))
-    blocks = [("h1", "Sweep"), ("p", f"{len(rows)} cells; each is a comparison directory under cells/ with its own report."),
-              ("table", ["cell", *(f"{l} final acc" for l in labels), *(f"{l} epoch s" for l in labels), "verdict"],
-               [[r["cell"], *(pct(r["accuracy"][l]["mean"]) + f" (n={r['accuracy'][l]['n']})" for l in labels),
-                 *(secs(r["median_epoch_seconds"][l]) for l in labels), " ".join(r["verdicts"])] for r in rows]),
-              ("img", "sweep.png", "Final test accuracy per cell and contestant")]
+    blocks = [
+        ("h1", "Sweep"),
+        ("p", f"{len(rows)} cells; each is a comparison directory under cells/ with its own report."),
+        (
+            "table",
+            ["cell", *(f"{l} final acc" for l in labels), *(f"{l} epoch s" for l in labels), "verdict"],
+            [
+                [
+                    r["cell"],
+                    *(pct(r["accuracy"][l]["mean"]) + f" (n={r['accuracy'][l]['n']})" for l in labels),
+                    *(secs(r["median_epoch_seconds"][l]) for l in labels),
+                    " ".join(r["verdicts"]),
+                ]
+                for r in rows
+            ],
+        ),
+        ("img", "sweep.png", "Final test accuracy per cell and contestant"),
+    ]
     plot(result, out / "sweep.png")
     atomic_write(out / "sweep.md", lambda f: f.write(render_md(blocks, {"sweep.png"}).encode()))
     return result
@@ -55,8 +78,10 @@ def summarize(out: Path, names: list[str], labels: list[str]) -> dict:
 
 def plot(result: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     rows, labels = result["rows"], result["labels"]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows)), 4))
     accuracy_per_cell(ax, rows, labels, "Sweep: accuracy per cell (dots: seeds)")

@@ -1,6 +1,7 @@
 """A comparison's per-epoch curves as TensorBoard event files, written with TensorBoard's own
 writer (no framework imported): one run folder per contestant and seed, LOGDIR/<contestant>/seed<N>,
 and the same tags everywhere, so `tensorboard --logdir LOGDIR` overlays PyTorch and Keras."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,9 +10,14 @@ import types
 from pathlib import Path
 
 # tag -> metrics.jsonl key
-TAGS = {"loss/train": "train_loss", "loss/test": "test_loss", "accuracy/train": "train_acc",
-        "accuracy/test": "test_acc", "time/epoch_seconds": "train_seconds",
-        "time/samples_per_second": "samples_per_second"}
+TAGS = {
+    "loss/train": "train_loss",
+    "loss/test": "test_loss",
+    "accuracy/train": "train_acc",
+    "accuracy/test": "test_acc",
+    "time/epoch_seconds": "train_seconds",
+    "time/samples_per_second": "samples_per_second",
+}
 
 
 def no_tensorflow() -> None:
@@ -24,8 +30,10 @@ def export(comp_dir: str | Path, logdir: str | Path, log=lambda m: None) -> list
     """Write every run's curves under logdir (replacing what an earlier export wrote there)."""
     import json
     from compare.summary import load_runs
+
     no_tensorflow()
     from tensorboard.summary import Writer
+
     comp_dir, logdir = Path(comp_dir), Path(logdir)
     meta, runs = load_runs(comp_dir)
     written = []

@@ -1,4 +1,5 @@
 """`python -m keras_impl train-args...`: parse, pick the Keras backend, then import Keras and train."""
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ def load_impl(backend, config):
         sys.modules.setdefault(unused, None)
     with silenced_stderr():  # TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL
         import keras  # noqa: F401  imports the backend framework first: TensorFlow before torch crashes
+
         try:
             import tensorflow  # noqa: F401  Keras loads it on every backend (tf.data, seeding)
         except ImportError:
@@ -39,6 +41,7 @@ def load_impl(backend, config):
 def main(argv=None) -> int:
     quiet_frameworks()
     from shared.cli import main as shared_main
+
     return shared_main("keras", load_impl, argv)
 
 

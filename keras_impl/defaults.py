@@ -2,6 +2,7 @@
 signatures, objects and tiny numerical probes; where a value is the library's documented idiom rather
 than its state, SOURCES says so. Mirror of pytorch_impl/defaults.py: same functions, same order;
 compare/defaults.py sets the two side by side."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,17 +16,44 @@ SIZES = (784, 200, 200, 10)
 # through it, or "idiom": the library's documented convention, written here (not read from its state).
 # probe() adds the backend's own entries (BACKEND_SOURCES).
 SOURCES = {
-    "version": "read", "init": "measured", "init_names": "read", "conv.init": "measured", "conv.init_names": "read",
-    "conv.padding": "read", "conv.data_format": "read", "conv.kernel_layout": "read", "conv.flatten_order": "measured",
-    "slope": "measured", "sgd_lr": "read", "sgd_momentum": "read", "momentum_form": "measured", "adam_eps": "read",
-    "adam_eps_step1": "measured", "loss": "measured", "loss.input": "read", "fit": "measured",
-    "batchnorm": "measured", "batchnorm.momentum": "read", "batchnorm.eps": "read", "dropout": "measured",
-    "dropout.default_rate": "read", "dropout.masks": "idiom", "weight_decay": "measured",
-    "weight_decay.adamw_default": "read", "clip": "measured", "clip.idiom": "idiom",
-    "schedule": "measured", "label_smoothing": "read", "precision": "read", "mixed_precision": "measured",
-    "compilation": "read", "threads": "read"}
-BACKEND_SOURCES = {"jax": {"precision.tf32_matmul": "read + idiom", "precision.matmul_precision": "read + idiom",
-                           "threads": "idiom"}}
+    "version": "read",
+    "init": "measured",
+    "init_names": "read",
+    "conv.init": "measured",
+    "conv.init_names": "read",
+    "conv.padding": "read",
+    "conv.data_format": "read",
+    "conv.kernel_layout": "read",
+    "conv.flatten_order": "measured",
+    "slope": "measured",
+    "sgd_lr": "read",
+    "sgd_momentum": "read",
+    "momentum_form": "measured",
+    "adam_eps": "read",
+    "adam_eps_step1": "measured",
+    "loss": "measured",
+    "loss.input": "read",
+    "fit": "measured",
+    "batchnorm": "measured",
+    "batchnorm.momentum": "read",
+    "batchnorm.eps": "read",
+    "dropout": "measured",
+    "dropout.default_rate": "read",
+    "dropout.masks": "idiom",
+    "weight_decay": "measured",
+    "weight_decay.adamw_default": "read",
+    "clip": "measured",
+    "clip.idiom": "idiom",
+    "schedule": "measured",
+    "label_smoothing": "read",
+    "precision": "read",
+    "mixed_precision": "measured",
+    "compilation": "read",
+    "threads": "read",
+}
+BACKEND_SOURCES = {
+    "jax": {"precision.tf32_matmul": "read + idiom", "precision.matmul_precision": "read + idiom", "threads": "idiom"}
+}
 
 
 def arg(fn, name):
@@ -65,13 +93,19 @@ def conv_probe() -> dict:
     x = (c * 100 + h * 10 + w) if nhwc else np.transpose(c * 100 + h * 10 + w, (2, 0, 1))
     flat = num(keras.layers.Flatten()(keras.ops.convert_to_tensor(x[None].astype("float32"))))[0, :2]
     fastest = {1: "column", 10: "row", 100: "channel"}[int(flat[1] - flat[0])]
-    return {"init": {"kernel": [float(np.sqrt(3) * np.std(num(m.kernel))) for m in convs],
-                     "bias": [float(np.sqrt(3) * np.std(num(m.bias))) for m in convs]},
-            "init_names": init_names(convs[0]),
-            "padding": "valid (none)" if arg(keras.layers.Conv2D, "padding") == "valid" else repr(arg(keras.layers.Conv2D, "padding")),
-            "data_format": "channels last (NHWC)" if nhwc else "channels first (NCHW)",
-            "kernel_layout": f"[kh, kw, in, out] {tuple(convs[1].kernel.shape)}",
-            "flatten_order": "row, column, channel" if fastest == "channel" else f"{fastest} fastest"}
+    return {
+        "init": {
+            "kernel": [float(np.sqrt(3) * np.std(num(m.kernel))) for m in convs],
+            "bias": [float(np.sqrt(3) * np.std(num(m.bias))) for m in convs],
+        },
+        "init_names": init_names(convs[0]),
+        "padding": "valid (none)"
+        if arg(keras.layers.Conv2D, "padding") == "valid"
+        else repr(arg(keras.layers.Conv2D, "padding")),
+        "data_format": "channels last (NHWC)" if nhwc else "channels first (NCHW)",
+        "kernel_layout": f"[kh, kw, in, out] {tuple(convs[1].kernel.shape)}",
+        "flatten_order": "row, column, channel" if fastest == "channel" else f"{fastest} fastest",
+    }
 
 
 def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
@@ -83,21 +117,32 @@ def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
     turn = angle / 360  # RandomRotation's factor is a fraction of a full turn
     matched = {"fill_mode": "constant", "fill_value": 0.0, "interpolation": "bilinear"}
     rot = lambda **kw: keras.layers.RandomRotation((turn, turn), **kw)(x, training=True)
-    move = lambda **kw: keras.layers.RandomTranslation((shift[0], shift[0]), (shift[1], shift[1]), **kw)(x, training=True)
-    out = {"rotate": rot(), "translate": move(), "rotate_matched": rot(**matched), "translate_matched": move(**matched),
-           "flip": keras.ops.flip(x, axis=2)}
+    move = lambda **kw: keras.layers.RandomTranslation((shift[0], shift[0]), (shift[1], shift[1]), **kw)(
+        x, training=True
+    )
+    out = {
+        "rotate": rot(),
+        "translate": move(),
+        "rotate_matched": rot(**matched),
+        "translate_matched": move(**matched),
+        "flip": keras.ops.flip(x, axis=2),
+    }
     sig = inspect.signature(keras.layers.RandomRotation).parameters
-    defaults = {"angle": "a fraction of a full turn (RandomRotation(factor=...))",
-                "interpolation": str(sig["interpolation"].default),
-                "fill": f"{sig['fill_mode'].default} (fill_value {sig['fill_value'].default})",
-                "layout": f"NHWC ({keras.config.image_data_format()})"}
+    defaults = {
+        "angle": "a fraction of a full turn (RandomRotation(factor=...))",
+        "interpolation": str(sig["interpolation"].default),
+        "fill": f"{sig['fill_mode'].default} (fill_value {sig['fill_value'].default})",
+        "layout": f"NHWC ({keras.config.image_data_format()})",
+    }
     return {**{k: np.asarray(keras.ops.convert_to_numpy(v))[..., 0] for k, v in out.items()}, "defaults": defaults}
 
 
 def slope_probe() -> dict:
     x = keras.ops.convert_to_tensor([-1.0])
-    return {"layer": float(-keras.ops.convert_to_numpy(keras.layers.LeakyReLU()(x))[0]),
-            "functional": float(-keras.ops.convert_to_numpy(keras.activations.leaky_relu(x))[0])}
+    return {
+        "layer": float(-keras.ops.convert_to_numpy(keras.layers.LeakyReLU()(x))[0]),
+        "functional": float(-keras.ops.convert_to_numpy(keras.activations.leaky_relu(x))[0]),
+    }
 
 
 def momentum_form() -> str:
@@ -111,8 +156,11 @@ def momentum_form() -> str:
         before = float(keras.ops.convert_to_numpy(w)[0])
         opt.apply([keras.ops.ones((1,))], [w])
         steps.append(float(keras.ops.convert_to_numpy(w)[0]) - before)
-    return "velocity in gradient units: lr applied at the update" if abs(steps[1] + 0.75) < 1e-6 else \
-        "velocity in step units: lr applied into the velocity"
+    return (
+        "velocity in gradient units: lr applied at the update"
+        if abs(steps[1] + 0.75) < 1e-6
+        else "velocity in step units: lr applied into the velocity"
+    )
 
 
 def adam_eps_probe() -> float:
@@ -131,9 +179,11 @@ def loss_probe() -> dict:
     p = np.array([[0.5, 0.5], [0.9, 0.1]], "float32")
     two = float(keras.ops.convert_to_numpy(loss(np.array([0, 0]), p)))
     mean = float(np.mean(-np.log(p[:, 0])))
-    return {"reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({loss.reduction})",
-            "zero_prob_loss": float(keras.ops.convert_to_numpy(value)),
-            "input": f"probabilities unless from_logits=True (default from_logits={arg(keras.losses.SparseCategoricalCrossentropy, 'from_logits')})"}
+    return {
+        "reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({loss.reduction})",
+        "zero_prob_loss": float(keras.ops.convert_to_numpy(value)),
+        "input": f"probabilities unless from_logits=True (default from_logits={arg(keras.losses.SparseCategoricalCrossentropy, 'from_logits')})",
+    }
 
 
 def fit_api() -> dict:
@@ -155,8 +205,11 @@ def fit_api() -> dict:
         keras.utils.set_random_seed(0)
         fed.clear()
         model = keras.Sequential([keras.Input((3,)), Record(), keras.layers.Dense(2)])
-        model.compile(optimizer=keras.optimizers.SGD(0.0), run_eagerly=True,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.0),
+            run_eagerly=True,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         hist = model.fit(x, y, epochs=1, verbose=0, **kw)
         return model, hist.history["loss"][0], [len(b) for b in fed], fed[0]
 
@@ -164,12 +217,16 @@ def fit_api() -> dict:
     model, got, plain_sizes, _ = fit(shuffle=False)
     per_sample = keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
     starts = np.cumsum([0] + plain_sizes[:-1])
-    unweighted = float(np.mean([per_sample[a:a + n].mean() for a, n in zip(starts, plain_sizes)]))
+    unweighted = float(np.mean([per_sample[a : a + n].mean() for a, n in zip(starts, plain_sizes)]))
     weighted = float(per_sample.mean())
-    return {"batch_size": sizes[0], "shuffle": bool(np.any(first != x[:len(first), 0])),
-            "last_batch": "kept" if sum(sizes) == 100 and sizes[-1] != sizes[0] else "dropped",
-            "epoch_loss": "batch losses weighted by batch size" if abs(got - weighted) < abs(got - unweighted)
-            else "plain mean of batch losses"}
+    return {
+        "batch_size": sizes[0],
+        "shuffle": bool(np.any(first != x[: len(first), 0])),
+        "last_batch": "kept" if sum(sizes) == 100 and sizes[-1] != sizes[0] else "dropped",
+        "epoch_loss": "batch losses weighted by batch size"
+        if abs(got - weighted) < abs(got - unweighted)
+        else "plain mean of batch losses",
+    }
 
 
 def batchnorm_probe() -> dict:
@@ -182,12 +239,21 @@ def batchnorm_probe() -> dict:
     new = float(keras.ops.convert_to_numpy(bn.moving_mean)[0])
     moving_var = float(keras.ops.convert_to_numpy(bn.moving_variance)[0])
     taken = (moving_var - (1 - new)) / new
-    y = float(keras.ops.convert_to_numpy(bn(keras.ops.convert_to_tensor([[5.0]], dtype="float64"), training=False))[0, 0])
+    y = float(
+        keras.ops.convert_to_numpy(bn(keras.ops.convert_to_tensor([[5.0]], dtype="float64"), training=False))[0, 0]
+    )
     running = (5 - new) / np.sqrt(moving_var + bn.epsilon)
-    return {"momentum": arg(keras.layers.BatchNormalization, "momentum"),
-            "eps": arg(keras.layers.BatchNormalization, "epsilon"), "new_weight": new,
-            "running_var": "unbiased (n-1)" if abs(taken - 2) < 1e-6 else "biased (n)" if abs(taken - 1) < 1e-6 else f"{taken:.3g}",
-            "eval": "running statistics" if abs(y - running) < 1e-6 else "not the running statistics"}
+    return {
+        "momentum": arg(keras.layers.BatchNormalization, "momentum"),
+        "eps": arg(keras.layers.BatchNormalization, "epsilon"),
+        "new_weight": new,
+        "running_var": "unbiased (n-1)"
+        if abs(taken - 2) < 1e-6
+        else "biased (n)"
+        if abs(taken - 1) < 1e-6
+        else f"{taken:.3g}",
+        "eval": "running statistics" if abs(y - running) < 1e-6 else "not the running statistics",
+    }
 
 
 def dropout_probe() -> dict:
@@ -195,9 +261,11 @@ def dropout_probe() -> dict:
     rate = inspect.signature(keras.layers.Dropout).parameters["rate"].default
     keras.utils.set_random_seed(0)
     kept = keras.ops.convert_to_numpy(keras.layers.Dropout(0.5)(keras.ops.ones((1000,)), training=True))
-    return {"default_rate": "none (a required argument)" if rate is inspect.Parameter.empty else rate,
-            "kept_value": float(kept[kept != 0][0]),
-            "masks": f"Keras' SeedGenerator (keras.utils.set_random_seed) on {keras.backend.backend()}"}
+    return {
+        "default_rate": "none (a required argument)" if rate is inspect.Parameter.empty else rate,
+        "kept_value": float(kept[kept != 0][0]),
+        "masks": f"Keras' SeedGenerator (keras.utils.set_random_seed) on {keras.backend.backend()}",
+    }
 
 
 def weight_decay_probe() -> dict:
@@ -209,9 +277,13 @@ def weight_decay_probe() -> dict:
     opt.apply([keras.ops.zeros((1,), dtype="float64")], [w])
     step = 1 - float(keras.ops.convert_to_numpy(w)[0])
     l2 = float(keras.ops.convert_to_numpy(keras.regularizers.L2(0.5)(keras.ops.convert_to_tensor([1.0, 2.0]))))
-    return {"adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
-            "adamw_default": arg(keras.optimizers.AdamW, "weight_decay"),
-            "l2": "L2(l) adds l*sum(w^2) to the loss (gradient 2*l*w)" if abs(l2 - 2.5) < 1e-6 else f"L2(0.5)([1, 2]) = {l2}"}
+    return {
+        "adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
+        "adamw_default": arg(keras.optimizers.AdamW, "weight_decay"),
+        "l2": "L2(l) adds l*sum(w^2) to the loss (gradient 2*l*w)"
+        if abs(l2 - 2.5) < 1e-6
+        else f"L2(0.5)([1, 2]) = {l2}",
+    }
 
 
 def clip_probe() -> dict:
@@ -220,12 +292,18 @@ def clip_probe() -> dict:
     on [2] with max norm 1 in float64, what is added to the norm (c / (norm + e) -> e)."""
     a, b = keras.Variable(np.zeros(2, "float32")), keras.Variable(np.zeros(2, "float32"))
     keras.optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply(
-        [keras.ops.convert_to_tensor([3.0, 0.0]), keras.ops.convert_to_tensor([0.0, 4.0])], [a, b])
+        [keras.ops.convert_to_tensor([3.0, 0.0]), keras.ops.convert_to_tensor([0.0, 4.0])], [a, b]
+    )
     c = keras.Variable(np.zeros(1), dtype="float64")
-    keras.optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply([keras.ops.convert_to_tensor([2.0], dtype="float64")], [c])
+    keras.optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply(
+        [keras.ops.convert_to_tensor([2.0], dtype="float64")], [c]
+    )
     step = -float(keras.ops.convert_to_numpy(a)[0])
-    return {"idiom": "optimizer(clipnorm=...)", "scope": "global (one norm over all)" if abs(step - 0.6) < 1e-6 else "per variable",
-            "added_to_norm": 2.0 / -float(keras.ops.convert_to_numpy(c)[0]) - 2.0}
+    return {
+        "idiom": "optimizer(clipnorm=...)",
+        "scope": "global (one norm over all)" if abs(step - 0.6) < 1e-6 else "per variable",
+        "added_to_norm": 2.0 / -float(keras.ops.convert_to_numpy(c)[0]) - 2.0,
+    }
 
 
 def schedule_probe() -> str:
@@ -236,20 +314,31 @@ def schedule_probe() -> str:
     for _ in range(3):
         opt.apply([keras.ops.ones((1,))], [w])
     moved = float(keras.ops.convert_to_numpy(opt.learning_rate)) != 1.0
-    return ("every optimizer step" if moved else
-            "when the loop calls scheduler.step() (usually once per epoch)")
+    return "every optimizer step" if moved else "when the loop calls scheduler.step() (usually once per epoch)"
 
 
 def label_smoothing_probe() -> str:
     sparse = "label_smoothing" in inspect.signature(keras.losses.SparseCategoricalCrossentropy).parameters
-    return ("SparseCategoricalCrossentropy(label_smoothing=...) on class indices" if sparse else
-            "only CategoricalCrossentropy(label_smoothing=...): one-hot labels")
+    return (
+        "SparseCategoricalCrossentropy(label_smoothing=...) on class indices"
+        if sparse
+        else "only CategoricalCrossentropy(label_smoothing=...): one-hot labels"
+    )
 
 
 # what a backend's float32 matmul setting lets products round to (the libraries' documented meanings)
-MATMUL = {"highest": "full float32", "high": "TF32 allowed", "medium": "bfloat16 allowed", "float32": "full float32",
-          None: "TF32 allowed", "default": "TF32 allowed", "tensorfloat32": "TF32 allowed", "bfloat16": "bfloat16 allowed",
-          True: "TF32 allowed", False: "full float32"}
+MATMUL = {
+    "highest": "full float32",
+    "high": "TF32 allowed",
+    "medium": "bfloat16 allowed",
+    "float32": "full float32",
+    None: "TF32 allowed",
+    "default": "TF32 allowed",
+    "tensorfloat32": "TF32 allowed",
+    "bfloat16": "bfloat16 allowed",
+    True: "TF32 allowed",
+    False: "full float32",
+}
 
 
 def precision() -> dict:
@@ -259,19 +348,37 @@ def precision() -> dict:
     out = {"floatx": keras.config.floatx()}
     if backend == "tensorflow":
         import tensorflow as tf
+
         flag = bool(tf.config.experimental.tensor_float_32_execution_enabled())
-        out.update(tf32_matmul=flag, tf32_conv=flag, matmul_precision={
-            "value": MATMUL[flag], "detail": f"tf.config.experimental.tensor_float_32_execution_enabled() = {flag}"})
+        out.update(
+            tf32_matmul=flag,
+            tf32_conv=flag,
+            matmul_precision={
+                "value": MATMUL[flag],
+                "detail": f"tf.config.experimental.tensor_float_32_execution_enabled() = {flag}",
+            },
+        )
     elif backend == "torch":
         import torch
+
         p = torch.get_float32_matmul_precision()
-        out.update(tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32), tf32_conv=bool(torch.backends.cudnn.allow_tf32),
-                   matmul_precision={"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"})
+        out.update(
+            tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32),
+            tf32_conv=bool(torch.backends.cudnn.allow_tf32),
+            matmul_precision={"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"},
+        )
     else:
         import jax
+
         p = jax.config.jax_default_matmul_precision
-        out.update(tf32_matmul=MATMUL.get(p) == "TF32 allowed", tf32_conv=None, matmul_precision={
-            "value": MATMUL.get(p, str(p)), "detail": f"jax_default_matmul_precision = {p!r}; XLA's default on GPUs"})
+        out.update(
+            tf32_matmul=MATMUL.get(p) == "TF32 allowed",
+            tf32_conv=None,
+            matmul_precision={
+                "value": MATMUL.get(p, str(p)),
+                "detail": f"jax_default_matmul_precision = {p!r}; XLA's default on GPUs",
+            },
+        )
     return out
 
 
@@ -283,16 +390,27 @@ def mixed_precision_probe() -> dict:
     dense = keras.layers.Dense(10, dtype="mixed_bfloat16")
     h = dense(x)
     d = keras.backend.standardize_dtype
-    out = {"matmul": d(h.dtype), "activation": d(keras.layers.LeakyReLU(dtype="mixed_bfloat16")(h).dtype),
-           "log_softmax": d(keras.layers.Activation(keras.activations.log_softmax, dtype="mixed_bfloat16")(h).dtype),
-           "loss": d(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(keras.ops.zeros((4,), dtype="int32"), h).dtype),
-           "variables": d(dense.kernel.dtype)}
+    out = {
+        "matmul": d(h.dtype),
+        "activation": d(keras.layers.LeakyReLU(dtype="mixed_bfloat16")(h).dtype),
+        "log_softmax": d(keras.layers.Activation(keras.activations.log_softmax, dtype="mixed_bfloat16")(h).dtype),
+        "loss": d(
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True)(keras.ops.zeros((4,), dtype="int32"), h).dtype
+        ),
+        "variables": d(dense.kernel.dtype),
+    }
 
     def scale_after(grad, **kw):
         """The loss scale after one step with this gradient (JAX applies it statelessly only)."""
-        opt, v = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), **kw), keras.Variable(np.ones(3, "float32"))
+        opt, v = (
+            keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1), **kw),
+            keras.Variable(np.ones(3, "float32")),
+        )
         opt.build([v])
-        start, g = float(keras.ops.convert_to_numpy(opt.dynamic_scale)), keras.ops.convert_to_tensor(np.full(3, grad, "float32"))
+        start, g = (
+            float(keras.ops.convert_to_numpy(opt.dynamic_scale)),
+            keras.ops.convert_to_tensor(np.full(3, grad, "float32")),
+        )
         if keras.backend.backend() == "jax":
             _, after = opt.stateless_apply([x.value for x in opt.variables], [g], [v.value])
             scale = after[[x.path for x in opt.variables].index(opt.dynamic_scale.path)]
@@ -303,7 +421,12 @@ def mixed_precision_probe() -> dict:
 
     start, backed_off, interval = scale_after(np.inf)  # an overflowing step: skipped, the scale backs off
     grown = scale_after(1.0, dynamic_growth_steps=1)[1]  # the growth factor is fixed in the class: measured
-    out["loss_scale"] = {"initial": start, "growth_interval": interval, "backoff": backed_off / start, "growth": grown / start}
+    out["loss_scale"] = {
+        "initial": start,
+        "growth_interval": interval,
+        "backoff": backed_off / start,
+        "growth": grown / start,
+    }
     return out
 
 
@@ -311,30 +434,49 @@ def compilation() -> dict:
     jit = arg(keras.Model.compile, "jit_compile")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(optimizer="sgd", loss="mse")
-    return {"value": "compiled (XLA)" if model.jit_compile else "eager",
-            "detail": f"compile(jit_compile={jit!r}) -> XLA {'on' if model.jit_compile else 'off'} on {keras.backend.backend()}"}
+    return {
+        "value": "compiled (XLA)" if model.jit_compile else "eager",
+        "detail": f"compile(jit_compile={jit!r}) -> XLA {'on' if model.jit_compile else 'off'} on {keras.backend.backend()}",
+    }
 
 
 def threads() -> int:
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
+
         return tf.config.threading.get_intra_op_parallelism_threads()  # 0: TensorFlow picks (all cores)
     if backend == "torch":
         import torch
+
         return torch.get_num_threads()
     return 0  # XLA's CPU client sizes its own pool
 
 
 def probe() -> dict:
     """Every default in one dict (keys shared with pytorch_impl/defaults.py)."""
-    return {"version": f"keras {keras.__version__} ({keras.backend.backend()})", "init": init_bounds(),
-            "init_names": init_names(), "conv": conv_probe(),
-            "slope": slope_probe(), "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
-            "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),
-            "momentum_form": momentum_form(), "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
-            "adam_eps_step1": adam_eps_probe(), "loss": loss_probe(), "fit": fit_api(),
-            "batchnorm": batchnorm_probe(), "dropout": dropout_probe(), "weight_decay": weight_decay_probe(),
-            "clip": clip_probe(), "schedule": schedule_probe(), "label_smoothing": label_smoothing_probe(),
-            "precision": precision(), "mixed_precision": mixed_precision_probe(), "compilation": compilation(),
-            "threads": threads(), "sources": {**SOURCES, **BACKEND_SOURCES.get(keras.backend.backend(), {})}}
+    return {
+        "version": f"keras {keras.__version__} ({keras.backend.backend()})",
+        "init": init_bounds(),
+        "init_names": init_names(),
+        "conv": conv_probe(),
+        "slope": slope_probe(),
+        "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
+        "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),
+        "momentum_form": momentum_form(),
+        "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
+        "adam_eps_step1": adam_eps_probe(),
+        "loss": loss_probe(),
+        "fit": fit_api(),
+        "batchnorm": batchnorm_probe(),
+        "dropout": dropout_probe(),
+        "weight_decay": weight_decay_probe(),
+        "clip": clip_probe(),
+        "schedule": schedule_probe(),
+        "label_smoothing": label_smoothing_probe(),
+        "precision": precision(),
+        "mixed_precision": mixed_precision_probe(),
+        "compilation": compilation(),
+        "threads": threads(),
+        "sources": {**SOURCES, **BACKEND_SOURCES.get(keras.backend.backend(), {})},
+    }

@@ -1,6 +1,7 @@
 """The network, its loss and optimizer, and the neutral weight format, in Keras 3.
 Mirror of pytorch_impl/model.py: same functions, same order. `ops=exact` swaps the library's layers
 and optimizers for the written-out ones below (the same formulas, line for line, as in PyTorch)."""
+
 from __future__ import annotations
 
 import functools
@@ -22,7 +23,11 @@ def library_default(cls, name):
 
 
 def negative_slope(config) -> float:
-    return library_default(keras.layers.LeakyReLU, "negative_slope") if config.negative_slope == "native" else config.negative_slope
+    return (
+        library_default(keras.layers.LeakyReLU, "negative_slope")
+        if config.negative_slope == "native"
+        else config.negative_slope
+    )
 
 
 def adam_eps(config) -> float:
@@ -87,7 +92,9 @@ class ExactBatchNorm(keras.layers.Layer):
             var = ops.divide(ss, k(n))
             batch_var = ops.divide(ss, k(n - 1)) if self.unbiased else var
             self.moving_mean.assign(self.moving_mean * k(1 - self.new) + ops.stop_gradient(mean) * k(self.new))
-            self.moving_variance.assign(self.moving_variance * k(1 - self.new) + ops.stop_gradient(batch_var) * k(self.new))
+            self.moving_variance.assign(
+                self.moving_variance * k(1 - self.new) + ops.stop_gradient(batch_var) * k(self.new)
+            )
         else:
             d, var = ops.subtract(x, self.moving_mean), self.moving_variance
         return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
@@ -106,7 +113,7 @@ class SharedDropout(keras.layers.Layer):
         self.mask = self.add_weight(shape=(self.rows, shape[-1]), initializer="ones", name="mask", trainable=False)
 
     def call(self, x, training=None):
-        return ops.multiply(x, self.mask[:ops.shape(x)[0]]) if training else x
+        return ops.multiply(x, self.mask[: ops.shape(x)[0]]) if training else x
 
 
 class FlattenNHWC(keras.layers.Flatten):
@@ -114,15 +121,19 @@ class FlattenNHWC(keras.layers.Flatten):
     (channels_last) feature maps already gives it."""
 
 
-OWN_BN_VAR = "biased"    # BatchNormalization's moving variance takes the biased batch variance
+OWN_BN_VAR = "biased"  # BatchNormalization's moving variance takes the biased batch variance
 OWN_DECAY = {"sgd": "decoupled", "adam": "decoupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
 OWN_CLIP = "per_variable"  # an optimizer's clipnorm clips each variable's gradient on its own
-OWN_UNIT = "step"        # a LearningRateSchedule is called with the optimizer's step count
+OWN_UNIT = "step"  # a LearningRateSchedule is called with the optimizer's step count
 
 
 def bn_new_weight(config) -> float:
     """The weight of the new batch statistics in the moving averages: 1 - BatchNormalization's momentum."""
-    return 1 - library_default(keras.layers.BatchNormalization, "momentum") if config.bn_momentum == "native" else config.bn_momentum
+    return (
+        1 - library_default(keras.layers.BatchNormalization, "momentum")
+        if config.bn_momentum == "native"
+        else config.bn_momentum
+    )
 
 
 def bn_eps(config) -> float:
@@ -143,11 +154,13 @@ def translate(layer, config):
     coupled = not written_out(config) and decay_form(config) == "coupled"
     l2 = (lambda: keras.regularizers.L2(decay_value(config) / 2)) if coupled else (lambda: None)
     if layer.kind == "dense":  # native init: glorot_uniform kernel, zero bias
-        return (ExactDense if exact else keras.layers.Dense)(layer.width, dtype=dtype, kernel_regularizer=l2(),
-                                                             bias_regularizer=l2())
+        return (ExactDense if exact else keras.layers.Dense)(
+            layer.width, dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
+        )
     if layer.kind == "conv":  # NHWC; the library's convolution in the tensor's dtype under ops=exact too
-        return keras.layers.Conv2D(layer.width, layer.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(),
-                                   bias_regularizer=l2())
+        return keras.layers.Conv2D(
+            layer.width, layer.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
+        )
     if layer.kind == "maxpool":
         return keras.layers.MaxPooling2D(plan.POOL, dtype=dtype)
     if layer.kind == "reshape":  # the flat pixels as NHWC images
@@ -158,16 +171,25 @@ def translate(layer, config):
         running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
         if exact or running_var != OWN_BN_VAR:
             return ExactBatchNorm(bn_new_weight(config), bn_eps(config), running_var, dtype=dtype)
-        momentum = library_default(keras.layers.BatchNormalization, "momentum") if config.bn_momentum == "native" \
+        momentum = (
+            library_default(keras.layers.BatchNormalization, "momentum")
+            if config.bn_momentum == "native"
             else 1 - config.bn_momentum
-        return keras.layers.BatchNormalization(momentum=momentum, epsilon=bn_eps(config), dtype=dtype,
-                                               gamma_regularizer=l2(), beta_regularizer=l2())
+        )
+        return keras.layers.BatchNormalization(
+            momentum=momentum, epsilon=bn_eps(config), dtype=dtype, gamma_regularizer=l2(), beta_regularizer=l2()
+        )
     if layer.kind == "leaky_relu":
         slope = negative_slope(config)
-        return ExactLeakyReLU(slope, dtype=dtype) if exact else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
+        return (
+            ExactLeakyReLU(slope, dtype=dtype) if exact else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
+        )
     if layer.kind == "dropout":
-        return SharedDropout(config.batch_size, dtype=dtype) if plan.shared_masks(config) \
+        return (
+            SharedDropout(config.batch_size, dtype=dtype)
+            if plan.shared_masks(config)
             else keras.layers.Dropout(config.dropout, dtype=dtype)
+        )
     if layer.kind == "sigmoid":  # the lab report's head
         return keras.layers.Activation("sigmoid", dtype=dtype)
     if layer.kind == "log_softmax":
@@ -178,20 +200,25 @@ def translate(layer, config):
 def build_model(config) -> keras.Sequential:
     """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py). conv_layout: Keras'
     convolutions compute in NHWC (image_data_format channels_last) either way."""
-    return keras.Sequential([keras.Input((784,), dtype=DTYPES[config.dtype]),
-                             *(translate(layer, config) for layer in plan.network(config))])
+    return keras.Sequential(
+        [keras.Input((784,), dtype=DTYPES[config.dtype]), *(translate(layer, config) for layer in plan.network(config))]
+    )
 
 
 def loss_fn(config):
     """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
     label smoothing: only the one-hot CategoricalCrossentropy has it, so the labels are one-hot encoded)."""
     if config.ops == "exact":
-        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing))
+        return MeanLoss(
+            nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing)
+        )
     if config.head == "seed":
         return nll_loss
     if config.label_smoothing:
         cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
-        return lambda y_true, logits: cce(ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10, dtype=logits.dtype), logits)
+        return lambda y_true, logits: cce(
+            ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10, dtype=logits.dtype), logits
+        )
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
@@ -220,8 +247,10 @@ def _cross_entropy(y_true, logits, smoothing=0.0):
         return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
     logp = ops.log_softmax(logits, axis=1)
     nll = nll_loss(y_true, logp)
-    return ops.add(ops.multiply(nll, _const(1 - smoothing, logp)),
-                   ops.multiply(ops.sum(ops.negative(logp), axis=1), _const(smoothing / ops.shape(logp)[1], logp)))
+    return ops.add(
+        ops.multiply(nll, _const(1 - smoothing, logp)),
+        ops.multiply(ops.sum(ops.negative(logp), axis=1), _const(smoothing / ops.shape(logp)[1], logp)),
+    )
 
 
 class MeanLoss(keras.losses.Loss):
@@ -246,7 +275,11 @@ def mean(values):
 
 
 def decay_value(config) -> float:
-    return library_default(keras.optimizers.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
+    return (
+        library_default(keras.optimizers.AdamW, "weight_decay")
+        if config.weight_decay == "native"
+        else config.weight_decay
+    )
 
 
 def decay_form(config) -> str | None:
@@ -278,7 +311,9 @@ class WrittenOut(keras.optimizers.Optimizer):
     converted straight to the variable's dtype."""
 
     def __init__(self, config, rule: str, learning_rate=None, **kwargs):
-        super().__init__(learning_rate=config.lr if learning_rate is None else learning_rate, name="written_out", **kwargs)
+        super().__init__(
+            learning_rate=config.lr if learning_rate is None else learning_rate, name="written_out", **kwargs
+        )
         self.config, self.rule = config, rule
         unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
         self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
@@ -356,8 +391,9 @@ def build_schedule(config):
     if config.lr_schedule == "cosine":
         inner = S.CosineDecay(config.lr, decay_steps=plan.schedule_length(config, unit))
     else:
-        inner = S.ExponentialDecay(config.lr, decay_steps=plan.step_every(config, unit), decay_rate=config.lr_step_gamma,
-                                   staircase=True)
+        inner = S.ExponentialDecay(
+            config.lr, decay_steps=plan.step_every(config, unit), decay_rate=config.lr_step_gamma, staircase=True
+        )
     return inner if unit == "step" else _PerEpoch(inner, plan.steps_per_epoch(config))
 
 
@@ -420,7 +456,9 @@ def import_weights(model, layers) -> None:
         raise ValueError(f"the weights have {len(layers)} layers, the model {len(dense)}")
     for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
         if tuple(kernel.shape) != tuple(m.kernel.shape):
-            raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit Dense kernel {tuple(m.kernel.shape)}")
+            raise ValueError(
+                f"layer {i}: kernel {tuple(kernel.shape)} does not fit Dense kernel {tuple(m.kernel.shape)}"
+            )
         m.kernel.assign(np.asarray(from_neutral(m, kernel), dtype=m.kernel.dtype))
         m.bias.assign(np.asarray(bias, dtype=m.bias.dtype))
 

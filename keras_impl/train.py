@@ -1,6 +1,7 @@
 """Keras' half of the training contract that shared/runner.py drives.
 Mirror of pytorch_impl/train.py: same functions, same order. The backend (KERAS_BACKEND) and
 its thread/device settings are fixed by keras_impl/cli.py before Keras is imported."""
+
 from __future__ import annotations
 
 import functools
@@ -34,16 +35,22 @@ def setup(config, threads: int) -> dict:
     env = {"framework_version": keras.__version__, "keras": keras.__version__, "backend": backend}
     if backend == "tensorflow":
         import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
         gpus = tf.config.list_physical_devices("GPU")
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         tf.config.experimental.enable_tensor_float_32_execution(config.tf32)
-        env.update(tensorflow=tf.__version__, device="cuda" if gpus and config.device != "cpu" else "cpu",
-                   device_name=gpus[0].name if gpus and config.device != "cpu" else "cpu", tf_threads=threads)
+        env.update(
+            tensorflow=tf.__version__,
+            device="cuda" if gpus and config.device != "cpu" else "cpu",
+            device_name=gpus[0].name if gpus and config.device != "cpu" else "cpu",
+            tf_threads=threads,
+        )
     elif backend == "torch":
         import torch
+
         torch.set_num_threads(threads)
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -51,20 +58,33 @@ def setup(config, threads: int) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32
         cuda = torch.cuda.is_available()
-        env.update(torch=torch.__version__, device="cuda" if cuda else "cpu",
-                   device_name=torch.cuda.get_device_name(0) if cuda else "cpu", torch_threads=torch.get_num_threads(),
-                   **({"device_free_bytes": torch.cuda.mem_get_info(0)[0]} if cuda else {}))
+        env.update(
+            torch=torch.__version__,
+            device="cuda" if cuda else "cpu",
+            device_name=torch.cuda.get_device_name(0) if cuda else "cpu",
+            torch_threads=torch.get_num_threads(),
+            **({"device_free_bytes": torch.cuda.mem_get_info(0)[0]} if cuda else {}),
+        )
     else:
         import jax
+
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.tf32 else "highest")
         dev = jax.devices()[0]
         stats = (dev.memory_stats() or {}) if dev.platform == "gpu" else {}
-        env.update(jax=jax.__version__, device="cuda" if dev.platform == "gpu" else "cpu",
-                   device_name=getattr(dev, "device_kind", str(dev)),
-                   **({"device_free_bytes": stats["bytes_limit"] - stats.get("bytes_in_use", 0)} if "bytes_limit" in stats else {}))
+        env.update(
+            jax=jax.__version__,
+            device="cuda" if dev.platform == "gpu" else "cpu",
+            device_name=getattr(dev, "device_kind", str(dev)),
+            **(
+                {"device_free_bytes": stats["bytes_limit"] - stats.get("bytes_in_use", 0)}
+                if "bytes_limit" in stats
+                else {}
+            ),
+        )
     if config.device == "cuda" and env["device"] != "cuda":
-        raise RunError(f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; "
-                           f"use --device cpu or auto")
+        raise RunError(
+            f"device=cuda was asked for, but Keras' {backend} backend sees no CUDA GPU; use --device cpu or auto"
+        )
     env.update(tf32=config.tf32, deterministic=config.deterministic)
     keras.config.set_floatx(config.dtype)
     keras.config.set_dtype_policy(M.autocast(config))  # every run sets it: a worker's runs share the process
@@ -79,8 +99,13 @@ def build(config, env: dict) -> State:
     jit = compile_step(config)
     # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
     env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
-    net.compile(optimizer=opt, loss=loss, metrics=["sparse_categorical_accuracy"], jit_compile=jit,
-                steps_per_execution=env["steps_per_execution"])
+    net.compile(
+        optimizer=opt,
+        loss=loss,
+        metrics=["sparse_categorical_accuracy"],
+        jit_compile=jit,
+        steps_per_execution=env["steps_per_execution"],
+    )
     # shared dropout masks are set from the host before every step: the per-step loop, whatever host_sync says
     env["host_sync"] = "step" if shared_masks(config) else config.host_sync
     env["jit_compile"] = bool(net.jit_compile)
@@ -95,22 +120,25 @@ def compile_step(config):
     return {"native": "auto", "on": True, "off": False, "step": True}[config.compile]
 
 
-def augment(images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float,
-            seed: int, chunk: int = 2000) -> np.ndarray:
+def augment(
+    images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float, seed: int, chunk: int = 2000
+) -> np.ndarray:
     """augment_impl=native: Keras' preprocessing layers with their defaults (bilinear sampling, reflected
     fill, the angle as a fraction of a full turn), a batch of images per call as in a model or tf.data
     map, each layer seeded from `seed`. Raw images [n, 28, 28] in, float64 out."""
-    steps = {"flip": lambda s: keras.layers.RandomFlip("horizontal", seed=s),
-             "vflip": lambda s: keras.layers.RandomFlip("vertical", seed=s),
-             "rotate": lambda s: keras.layers.RandomRotation(rotate_degrees / 360.0, seed=s),
-             "translate": lambda s: keras.layers.RandomTranslation(translate_fraction, translate_fraction, seed=s)}
+    steps = {
+        "flip": lambda s: keras.layers.RandomFlip("horizontal", seed=s),
+        "vflip": lambda s: keras.layers.RandomFlip("vertical", seed=s),
+        "rotate": lambda s: keras.layers.RandomRotation(rotate_degrees / 360.0, seed=s),
+        "translate": lambda s: keras.layers.RandomTranslation(translate_fraction, translate_fraction, seed=s),
+    }
     pipe = [make(seed + i) for i, (n, make) in enumerate(steps.items()) if n in names]  # shared/augment.py's order
     out = np.empty(images.shape, np.float64)
     for s in range(0, len(images), chunk):
-        x = keras.ops.convert_to_tensor(images[s:s + chunk, :, :, None].astype(np.float32))  # NHWC
+        x = keras.ops.convert_to_tensor(images[s : s + chunk, :, :, None].astype(np.float32))  # NHWC
         for layer in pipe:
             x = layer(x, training=True)
-        out[s:s + chunk] = keras.ops.convert_to_numpy(x)[..., 0]
+        out[s : s + chunk] = keras.ops.convert_to_numpy(x)[..., 0]
     return out
 
 
@@ -132,12 +160,18 @@ def precision(state: State, xb) -> dict:
         layers.append(f"{type(layer).__name__}: {keras.backend.standardize_dtype(x.dtype)}")
     loss = state.loss_fn(keras.ops.zeros((x.shape[0],), dtype="int32"), x)
     conv = [layer.data_format for layer in state.model.layers if isinstance(layer, keras.layers.Conv2D)]
-    p = {"layers": layers, "loss": keras.backend.standardize_dtype(loss.dtype),
-         "weights": keras.backend.standardize_dtype(state.model.weights[0].dtype), "policy": keras.config.dtype_policy().name,
-         **({"feature_layout": "NHWC" if conv[0] == "channels_last" else "NCHW"} if conv else {})}
+    p = {
+        "layers": layers,
+        "loss": keras.backend.standardize_dtype(loss.dtype),
+        "weights": keras.backend.standardize_dtype(state.model.weights[0].dtype),
+        "policy": keras.config.dtype_policy().name,
+        **({"feature_layout": "NHWC" if conv[0] == "channels_last" else "NCHW"} if conv else {}),
+    }
     if isinstance(state.optimizer, keras.optimizers.LossScaleOptimizer):
-        p["loss_scale"] = {"initial": float(state.optimizer.initial_scale),
-                           "growth_interval": state.optimizer.dynamic_growth_steps}
+        p["loss_scale"] = {
+            "initial": float(state.optimizer.initial_scale),
+            "growth_interval": state.optimizer.dynamic_growth_steps,
+        }
     return p
 
 
@@ -159,7 +193,7 @@ def set_masks(state: State, masks) -> None:
     layers = [m for m in state.model.layers if isinstance(m, M.SharedDropout)]
     for m, mask in zip(layers, masks):
         full = np.ones((m.rows, mask.shape[1]))
-        full[:len(mask)] = mask
+        full[: len(mask)] = mask
         m.mask.assign(full.astype(m.mask.dtype))
 
 
@@ -186,14 +220,27 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
     per batch, as do shared dropout masks (set from the host before each step). A schedule advances
     with the optimizer's step count, inside the step."""
     if state.config.host_sync == "step" or shared_masks(state.config):
-        losses, rights = step_by_step(lambda xb, yb: train_step(state, xb, yb), batches(state, tensors, index_batches),
-                                      tick, mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
+        losses, rights = step_by_step(
+            lambda xb, yb: train_step(state, xb, yb),
+            batches(state, tensors, index_batches),
+            tick,
+            mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)),
+        )
         end_epoch(state)
         return epoch_totals(losses, rights, index_batches)
-    order = keras.ops.convert_to_tensor(np.concatenate(index_batches), dtype="int32")  # (JAX under floatx=bfloat16 made int64 rows float)
+    order = keras.ops.convert_to_tensor(
+        np.concatenate(index_batches), dtype="int32"
+    )  # (JAX under floatx=bfloat16 made int64 rows float)
     x, y = keras.ops.take(tensors["x_train"], order, axis=0), keras.ops.take(tensors["y_train"], order, axis=0)
-    logs = state.model.fit(x, y, batch_size=state.config.batch_size, epochs=1, shuffle=False, verbose=0,
-                           callbacks=[_Tick(tick, state.model.steps_per_execution)]).history
+    logs = state.model.fit(
+        x,
+        y,
+        batch_size=state.config.batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[_Tick(tick, state.model.steps_per_execution)],
+    ).history
     loss, seen = float(logs["loss"][-1]), len(order)
     correct = int(round(float(logs["sparse_categorical_accuracy"][-1]) * seen))
     end_epoch(state)
@@ -234,6 +281,7 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
+
         values = [tf.identity(v) for v in values]
         with tf.GradientTape() as tape:
             tape.watch(values)
@@ -241,10 +289,12 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
         grads = tape.gradient(loss, values)
     elif backend == "torch":
         import torch
+
         values = [v.detach().clone().requires_grad_(True) for v in values]
         grads = torch.autograd.grad(loss_of(values), values)
     else:
         import jax
+
         grads = jax.grad(loss_of)(values)
     grads = [M.to_numpy(g) for g in grads]
     at = {id(v): i for i, v in enumerate(state.model.trainable_variables)}
@@ -274,9 +324,11 @@ def _floor_step(backend: str):
 
     if backend == "tensorflow":
         import tensorflow as tf
+
         return tf.function(step, reduce_retracing=True)
     if backend == "jax":
         import jax
+
         return jax.jit(step)
     return step
 
@@ -288,7 +340,7 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     ws = [keras.ops.convert_to_tensor(layer.kernel) for layer in M.dense_layers(state.model)]  # [in, out]
     x = tensors["x_train"]
     for idx in index_batches:
-        grads = step(x[:len(idx)], ws)
+        grads = step(x[: len(idx)], ws)
     keras.ops.convert_to_numpy(grads[-1])  # wait for the device
 
 
@@ -307,6 +359,7 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
     from shared.atomic import atomic_write
+
     arrays = {"epoch": np.array(epoch)}
     # model.variables: the weights and the dropout seed generators' state (native dropout continues
     # with the masks an uninterrupted run would draw)

@@ -2,6 +2,7 @@
 tiny numerical probes; where a value is the library's documented idiom rather than its state, SOURCES
 says so. Mirror of keras_impl/defaults.py: same functions, same order; compare/defaults.py sets the two
 side by side."""
+
 from __future__ import annotations
 
 import inspect
@@ -16,15 +17,43 @@ SIZES = (784, 200, 200, 10)
 # installed library (a signature default, an attribute, its source), "measured" by running a tiny probe
 # through it, or "idiom": the library's documented convention, written here (not read from its state).
 SOURCES = {
-    "version": "read", "init": "measured", "init_names": "read", "conv.init": "measured", "conv.init_names": "read",
-    "conv.padding": "read", "conv.data_format": "measured", "conv.kernel_layout": "read", "conv.flatten_order": "measured",
-    "slope": "measured", "sgd_lr": "read", "sgd_momentum": "read", "momentum_form": "measured", "adam_eps": "read",
-    "adam_eps_step1": "measured", "loss": "measured", "loss.input": "idiom", "fit": "read", "fit.epoch_loss": "idiom",
-    "batchnorm": "measured", "batchnorm.momentum": "read", "batchnorm.eps": "read", "dropout": "measured",
-    "dropout.default_rate": "read", "dropout.masks": "idiom", "weight_decay": "measured",
-    "weight_decay.adamw_default": "read", "weight_decay.l2": "idiom", "clip": "measured", "clip.idiom": "idiom",
-    "schedule": "measured", "label_smoothing": "read", "precision": "read", "mixed_precision": "measured",
-    "compilation": "idiom", "threads": "read"}
+    "version": "read",
+    "init": "measured",
+    "init_names": "read",
+    "conv.init": "measured",
+    "conv.init_names": "read",
+    "conv.padding": "read",
+    "conv.data_format": "measured",
+    "conv.kernel_layout": "read",
+    "conv.flatten_order": "measured",
+    "slope": "measured",
+    "sgd_lr": "read",
+    "sgd_momentum": "read",
+    "momentum_form": "measured",
+    "adam_eps": "read",
+    "adam_eps_step1": "measured",
+    "loss": "measured",
+    "loss.input": "idiom",
+    "fit": "read",
+    "fit.epoch_loss": "idiom",
+    "batchnorm": "measured",
+    "batchnorm.momentum": "read",
+    "batchnorm.eps": "read",
+    "dropout": "measured",
+    "dropout.default_rate": "read",
+    "dropout.masks": "idiom",
+    "weight_decay": "measured",
+    "weight_decay.adamw_default": "read",
+    "weight_decay.l2": "idiom",
+    "clip": "measured",
+    "clip.idiom": "idiom",
+    "schedule": "measured",
+    "label_smoothing": "read",
+    "precision": "read",
+    "mixed_precision": "measured",
+    "compilation": "idiom",
+    "threads": "read",
+}
 
 
 def arg(fn, name):
@@ -46,6 +75,7 @@ def init_bounds() -> dict:
 def init_names(module=nn.Linear) -> dict:
     """The initialiser calls in a layer class's reset_parameters (nn.Linear, nn.Conv2d), read from its source."""
     import re
+
     calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(module.reset_parameters))
     names = {target: f"{call.rstrip('_')}({rest.lstrip(', ')})" for call, target, rest in calls}
     return {"kernel": names.get("weight", "not found"), "bias": names.get("bias", "not found")}
@@ -61,12 +91,17 @@ def conv_probe() -> dict:
     flat = nn.Flatten()((c * 100 + h * 10 + w)[None])[0, :2].tolist()  # NCHW: which index moves first
     fastest = {1: "column", 10: "row", 100: "channel"}[flat[1] - flat[0]]
     channels_at = list(nn.Conv2d(1, 2, 3)(torch.zeros(1, 1, 5, 5)).shape).index(2)  # where the 2 output maps land
-    return {"init": {"kernel": [float(np.sqrt(3) * m.weight.detach().std()) for m in convs],
-                     "bias": [float(np.sqrt(3) * m.bias.detach().std()) for m in convs]},
-            "init_names": init_names(nn.Conv2d),
-            "padding": "valid (none)" if arg(nn.Conv2d, "padding") == 0 else repr(arg(nn.Conv2d, "padding")), "data_format": "channels first (NCHW)" if channels_at == 1 else "channels last (NHWC)",
-            "kernel_layout": f"[out, in, kh, kw] {tuple(convs[1].weight.shape)}",
-            "flatten_order": "channel, row, column" if fastest == "column" else f"{fastest} fastest"}
+    return {
+        "init": {
+            "kernel": [float(np.sqrt(3) * m.weight.detach().std()) for m in convs],
+            "bias": [float(np.sqrt(3) * m.bias.detach().std()) for m in convs],
+        },
+        "init_names": init_names(nn.Conv2d),
+        "padding": "valid (none)" if arg(nn.Conv2d, "padding") == 0 else repr(arg(nn.Conv2d, "padding")),
+        "data_format": "channels first (NCHW)" if channels_at == 1 else "channels last (NHWC)",
+        "kernel_layout": f"[out, in, kh, kw] {tuple(convs[1].weight.shape)}",
+        "flatten_order": "channel, row, column" if fastest == "column" else f"{fastest} fastest",
+    }
 
 
 def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
@@ -76,16 +111,24 @@ def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
     augmentation's choices); flip left-right. The defaults that decide the pixels, read live."""
     from torchvision.transforms import v2
     from torchvision.transforms.v2 import functional as TF
+
     x = torch.from_numpy(images[:, None].astype(np.float32))  # NCHW
     move = [shift[1] * 28, shift[0] * 28]  # torchvision: (x, y) = (columns, rows)
     bil = TF.InterpolationMode.BILINEAR
-    out = {"rotate": TF.rotate(x, angle), "translate": TF.affine(x, 0.0, move, 1.0, [0.0]),
-           "rotate_matched": TF.rotate(x, angle, interpolation=bil, fill=[0.0]),
-           "translate_matched": TF.affine(x, 0.0, move, 1.0, [0.0], interpolation=bil, fill=[0.0]),
-           "flip": TF.horizontal_flip(x)}
+    out = {
+        "rotate": TF.rotate(x, angle),
+        "translate": TF.affine(x, 0.0, move, 1.0, [0.0]),
+        "rotate_matched": TF.rotate(x, angle, interpolation=bil, fill=[0.0]),
+        "translate_matched": TF.affine(x, 0.0, move, 1.0, [0.0], interpolation=bil, fill=[0.0]),
+        "flip": TF.horizontal_flip(x),
+    }
     sig = inspect.signature(v2.RandomRotation).parameters
-    defaults = {"angle": "degrees (RandomRotation(degrees=...))", "interpolation": str(sig["interpolation"].default),
-                "fill": f"constant {sig['fill'].default!r}", "layout": "NCHW"}
+    defaults = {
+        "angle": "degrees (RandomRotation(degrees=...))",
+        "interpolation": str(sig["interpolation"].default),
+        "fill": f"constant {sig['fill'].default!r}",
+        "layout": "NCHW",
+    }
     return {**{k: v[:, 0].numpy() for k, v in out.items()}, "defaults": defaults}
 
 
@@ -106,8 +149,11 @@ def momentum_form() -> str:
         w.grad = torch.ones(1)
         opt.step()
         steps.append(float(w.detach()) - before)
-    return "velocity in gradient units: lr applied at the update" if abs(steps[1] + 0.75) < 1e-6 else \
-        "velocity in step units: lr applied into the velocity"
+    return (
+        "velocity in gradient units: lr applied at the update"
+        if abs(steps[1] + 0.75) < 1e-6
+        else "velocity in step units: lr applied into the velocity"
+    )
 
 
 def adam_eps_probe() -> float:
@@ -126,17 +172,23 @@ def loss_probe() -> dict:
     p = torch.tensor([[0.5, 0.5], [0.9, 0.1]])
     two = float(F.nll_loss(torch.log(p), torch.tensor([0, 0])))
     mean = float(np.mean(-np.log(p[:, 0].numpy())))
-    return {"reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({arg(F.nll_loss, 'reduction')})",
-            "zero_prob_loss": float(F.nll_loss(logp, torch.tensor([0]))),
-            "input": "logits (cross_entropy) or log-probabilities (nll_loss); no from_logits switch"}
+    return {
+        "reduction": f"{'batch mean' if abs(two - mean) < 1e-6 else 'not the batch mean'} ({arg(F.nll_loss, 'reduction')})",
+        "zero_prob_loss": float(F.nll_loss(logp, torch.tensor([0]))),
+        "input": "logits (cross_entropy) or log-probabilities (nll_loss); no from_logits switch",
+    }
 
 
 def fit_api() -> dict:
     """PyTorch has no fit(); its DataLoader's defaults play that role."""
     from torch.utils.data import DataLoader
-    return {"batch_size": arg(DataLoader, "batch_size"), "shuffle": bool(arg(DataLoader, "shuffle")),
-            "last_batch": "dropped" if arg(DataLoader, "drop_last") else "kept",
-            "epoch_loss": "no built-in: the loop averages (this project weights batches by size)"}
+
+    return {
+        "batch_size": arg(DataLoader, "batch_size"),
+        "shuffle": bool(arg(DataLoader, "shuffle")),
+        "last_batch": "dropped" if arg(DataLoader, "drop_last") else "kept",
+        "epoch_loss": "no built-in: the loop averages (this project weights batches by size)",
+    }
 
 
 def batchnorm_probe() -> dict:
@@ -151,9 +203,17 @@ def batchnorm_probe() -> dict:
     bn.eval()
     y = float(bn(torch.tensor([[5.0]], dtype=torch.float64))[0, 0])
     running = (5 - new) / np.sqrt(float(bn.running_var[0]) + bn.eps)
-    return {"momentum": arg(nn.BatchNorm1d, "momentum"), "eps": arg(nn.BatchNorm1d, "eps"), "new_weight": new,
-            "running_var": "unbiased (n-1)" if abs(taken - 2) < 1e-9 else "biased (n)" if abs(taken - 1) < 1e-9 else f"{taken:.3g}",
-            "eval": "running statistics" if abs(y - running) < 1e-9 else "not the running statistics"}
+    return {
+        "momentum": arg(nn.BatchNorm1d, "momentum"),
+        "eps": arg(nn.BatchNorm1d, "eps"),
+        "new_weight": new,
+        "running_var": "unbiased (n-1)"
+        if abs(taken - 2) < 1e-9
+        else "biased (n)"
+        if abs(taken - 1) < 1e-9
+        else f"{taken:.3g}",
+        "eval": "running statistics" if abs(y - running) < 1e-9 else "not the running statistics",
+    }
 
 
 def dropout_probe() -> dict:
@@ -163,8 +223,11 @@ def dropout_probe() -> dict:
     torch.manual_seed(0)
     kept = d(torch.ones(1000))
     kept = kept[kept != 0]
-    return {"default_rate": arg(nn.Dropout, "p"), "kept_value": float(kept[0]),
-            "masks": "torch's global generator (torch.manual_seed), per device"}
+    return {
+        "default_rate": arg(nn.Dropout, "p"),
+        "kept_value": float(kept[0]),
+        "masks": "torch's global generator (torch.manual_seed), per device",
+    }
 
 
 def weight_decay_probe() -> dict:
@@ -176,9 +239,11 @@ def weight_decay_probe() -> dict:
     w.grad = torch.zeros(1, dtype=torch.float64)
     opt.step()
     step = 1 - float(w.detach())
-    return {"adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
-            "adamw_default": arg(torch.optim.AdamW, "weight_decay"),
-            "l2": "no layer penalty: weight_decay= in the optimizer"}
+    return {
+        "adam": "coupled: wd*w added to the gradient" if step > 0.005 else "decoupled: w -= lr*wd*w",
+        "adamw_default": arg(torch.optim.AdamW, "weight_decay"),
+        "l2": "no layer penalty: weight_decay= in the optimizer",
+    }
 
 
 def clip_probe() -> dict:
@@ -191,9 +256,11 @@ def clip_probe() -> dict:
     c = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     c.grad = torch.tensor([2.0], dtype=torch.float64)
     torch.nn.utils.clip_grad_norm_([c], 1.0)
-    return {"idiom": "torch.nn.utils.clip_grad_norm_(parameters, max_norm)",
-            "scope": "global (one norm over all)" if abs(float(a.grad[0]) - 0.6) < 1e-6 else "per variable",
-            "added_to_norm": 2.0 / float(c.grad[0]) - 2.0}
+    return {
+        "idiom": "torch.nn.utils.clip_grad_norm_(parameters, max_norm)",
+        "scope": "global (one norm over all)" if abs(float(a.grad[0]) - 0.6) < 1e-6 else "per variable",
+        "added_to_norm": 2.0 / float(c.grad[0]) - 2.0,
+    }
 
 
 def schedule_probe() -> str:
@@ -206,8 +273,7 @@ def schedule_probe() -> str:
         opt.step()
     moved = opt.param_groups[0]["lr"] != 1.0
     del sched
-    return ("every optimizer step" if moved else
-            "when the loop calls scheduler.step() (usually once per epoch)")
+    return "every optimizer step" if moved else "when the loop calls scheduler.step() (usually once per epoch)"
 
 
 def label_smoothing_probe() -> str:
@@ -222,10 +288,12 @@ def precision() -> dict:
     """matmul_precision: a value comparable across libraries (what float32 products may round to) and
     the setting it comes from."""
     p = torch.get_float32_matmul_precision()
-    return {"floatx": str(torch.get_default_dtype()).replace("torch.", ""),
-            "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-            "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
-            "matmul_precision": {"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"}}
+    return {
+        "floatx": str(torch.get_default_dtype()).replace("torch.", ""),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
+        "matmul_precision": {"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"},
+    }
 
 
 def mixed_precision_probe() -> dict:
@@ -235,8 +303,12 @@ def mixed_precision_probe() -> dict:
     x, w = torch.ones(4, 3), nn.Linear(3, 10)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         h = w(x)
-        out = {"matmul": h.dtype, "activation": F.leaky_relu(h).dtype, "log_softmax": F.log_softmax(h, 1).dtype,
-               "loss": F.cross_entropy(h, torch.zeros(4, dtype=torch.int64)).dtype}
+        out = {
+            "matmul": h.dtype,
+            "activation": F.leaky_relu(h).dtype,
+            "log_softmax": F.log_softmax(h, 1).dtype,
+            "loss": F.cross_entropy(h, torch.zeros(4, dtype=torch.int64)).dtype,
+        }
     out = {k: str(v).replace("torch.", "") for k, v in out.items()}
     out["variables"] = str(w.weight.dtype).replace("torch.", "")
     scaler, opt = torch.amp.GradScaler("cpu"), torch.optim.SGD(w.parameters(), lr=0.1)
@@ -244,8 +316,12 @@ def mixed_precision_probe() -> dict:
     scaler.scale(w(x).sum() * float("inf")).backward()  # an overflowing step: skipped, the scale backs off
     scaler.step(opt)
     scaler.update()
-    out["loss_scale"] = {"initial": start, "growth_interval": scaler.get_growth_interval(),
-                         "backoff": scaler.get_scale() / start, "growth": scaler.get_growth_factor()}
+    out["loss_scale"] = {
+        "initial": start,
+        "growth_interval": scaler.get_growth_interval(),
+        "backoff": scaler.get_scale() / start,
+        "growth": scaler.get_growth_factor(),
+    }
     return out
 
 
@@ -259,12 +335,28 @@ def threads() -> int:
 
 def probe() -> dict:
     """Every default in one dict (keys shared with keras_impl/defaults.py)."""
-    return {"version": torch.__version__, "init": init_bounds(),
-            "init_names": init_names(), "conv": conv_probe(),
-            "slope": slope_probe(), "sgd_lr": arg(torch.optim.SGD, "lr"), "sgd_momentum": arg(torch.optim.SGD, "momentum"),
-            "momentum_form": momentum_form(), "adam_eps": arg(torch.optim.Adam, "eps"), "adam_eps_step1": adam_eps_probe(),
-            "loss": loss_probe(), "fit": fit_api(), "batchnorm": batchnorm_probe(), "dropout": dropout_probe(),
-            "weight_decay": weight_decay_probe(), "clip": clip_probe(), "schedule": schedule_probe(),
-            "label_smoothing": label_smoothing_probe(), "precision": precision(),
-            "mixed_precision": mixed_precision_probe(), "compilation": compilation(), "threads": threads(),
-            "sources": SOURCES}
+    return {
+        "version": torch.__version__,
+        "init": init_bounds(),
+        "init_names": init_names(),
+        "conv": conv_probe(),
+        "slope": slope_probe(),
+        "sgd_lr": arg(torch.optim.SGD, "lr"),
+        "sgd_momentum": arg(torch.optim.SGD, "momentum"),
+        "momentum_form": momentum_form(),
+        "adam_eps": arg(torch.optim.Adam, "eps"),
+        "adam_eps_step1": adam_eps_probe(),
+        "loss": loss_probe(),
+        "fit": fit_api(),
+        "batchnorm": batchnorm_probe(),
+        "dropout": dropout_probe(),
+        "weight_decay": weight_decay_probe(),
+        "clip": clip_probe(),
+        "schedule": schedule_probe(),
+        "label_smoothing": label_smoothing_probe(),
+        "precision": precision(),
+        "mixed_precision": mixed_precision_probe(),
+        "compilation": compilation(),
+        "threads": threads(),
+        "sources": SOURCES,
+    }

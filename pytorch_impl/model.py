@@ -1,6 +1,7 @@
 """The network, its loss and optimizer, and the neutral weight format, in PyTorch.
 Mirror of keras_impl/model.py: same functions, same order. `ops=exact` swaps the library's layers
 and optimizers for the written-out ones below (the same formulas, line for line, as in Keras)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -24,7 +25,9 @@ def library_default(cls, name):
 
 
 def negative_slope(config) -> float:
-    return library_default(nn.LeakyReLU, "negative_slope") if config.negative_slope == "native" else config.negative_slope
+    return (
+        library_default(nn.LeakyReLU, "negative_slope") if config.negative_slope == "native" else config.negative_slope
+    )
 
 
 def adam_eps(config) -> float:
@@ -108,7 +111,7 @@ class SharedDropout(nn.Module):
         self.mask = None
 
     def forward(self, x):
-        return x * self.mask[:x.shape[0]].to(x.dtype) if self.training else x
+        return x * self.mask[: x.shape[0]].to(x.dtype) if self.training else x
 
 
 class FlattenNHWC(nn.Module):
@@ -122,8 +125,8 @@ class FlattenNHWC(nn.Module):
 
 OWN_BN_VAR = "unbiased"  # nn.BatchNorm1d's running variance takes the unbiased batch variance
 OWN_DECAY = {"sgd": "coupled", "adam": "coupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
-OWN_CLIP = "global"      # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
-OWN_UNIT = "epoch"       # a scheduler advances when the loop calls scheduler.step(): once per epoch
+OWN_CLIP = "global"  # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
+OWN_UNIT = "epoch"  # a scheduler advances when the loop calls scheduler.step(): once per epoch
 
 
 def bn_new_weight(config) -> float:
@@ -182,11 +185,17 @@ def loss_fn(config):
     """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
     label smoothing: F.cross_entropy's own argument, on class indices)."""
     if config.ops == "exact":
-        return MeanLoss(nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing),
-                        DTYPES[config.dtype])
+        return MeanLoss(
+            nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing),
+            DTYPES[config.dtype],
+        )
     if config.head == "seed":
         return nll_loss
-    return functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing) if config.label_smoothing else F.cross_entropy
+    return (
+        functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing)
+        if config.label_smoothing
+        else F.cross_entropy
+    )
 
 
 def autocast(config, device: torch.device):
@@ -227,7 +236,11 @@ class MeanLoss:
 
     def __call__(self, out, target):
         out = out.to(torch.promote_types(self.dtype, torch.float32))
-        per_sample = self.per_sample(out, target, reduction="none") if self.per_sample is nll_loss else self.per_sample(out, target)
+        per_sample = (
+            self.per_sample(out, target, reduction="none")
+            if self.per_sample is nll_loss
+            else self.per_sample(out, target)
+        )
         return mean(per_sample).to(self.dtype)
 
 
@@ -237,7 +250,9 @@ def mean(values):
 
 
 def decay_value(config) -> float:
-    return library_default(torch.optim.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
+    return (
+        library_default(torch.optim.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
+    )
 
 
 def decay_form(config) -> str | None:
@@ -321,7 +336,9 @@ def build_schedule(config, optimizer):
     unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=plan.step_every(config, unit), gamma=config.lr_step_gamma), unit
+    return torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=plan.step_every(config, unit), gamma=config.lr_step_gamma
+    ), unit
 
 
 def build_optimizer(config, model) -> torch.optim.Optimizer:
@@ -329,18 +346,26 @@ def build_optimizer(config, model) -> torch.optim.Optimizer:
     SGD/Adam's weight_decay is coupled, AdamW's decoupled; decoupled SGD has no class of its own, so
     w -= lr*wd*w runs before SGD's step (AdamW's form)."""
     if written_out(config):
-        return WrittenOut(model.parameters(), config, OWN_RULE if config.update_rule == "native" else config.update_rule)
+        return WrittenOut(
+            model.parameters(), config, OWN_RULE if config.update_rule == "native" else config.update_rule
+        )
     form = decay_form(config)
     wd = decay_value(config) if form else 0.0
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                              weight_decay=wd if form == "coupled" else 0.0)
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=wd if form == "coupled" else 0.0,
+        )
         if form == "decoupled":
             opt.register_step_pre_hook(lambda o, args, kwargs: _decay(o, wd))
         return opt
     cls = torch.optim.AdamW if form == "decoupled" else torch.optim.Adam
-    return cls(model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=adam_eps(config),
-               weight_decay=wd)
+    return cls(
+        model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=adam_eps(config), weight_decay=wd
+    )
 
 
 @torch.no_grad()
@@ -395,7 +420,9 @@ def import_weights(model, layers) -> None:
         for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
             want = to_neutral(m, np.empty(tuple(m.weight.shape))).shape
             if tuple(kernel.shape) != want:
-                raise ValueError(f"layer {i}: kernel {tuple(kernel.shape)} does not fit {type(m).__name__} (neutral {want})")
+                raise ValueError(
+                    f"layer {i}: kernel {tuple(kernel.shape)} does not fit {type(m).__name__} (neutral {want})"
+                )
             m.weight.copy_(torch.as_tensor(from_neutral(m, kernel), dtype=m.weight.dtype))
             m.bias.copy_(torch.as_tensor(bias, dtype=m.bias.dtype))
 
@@ -406,8 +433,9 @@ def bn_layers(model) -> list:
 
 def export_bn(model) -> list[tuple[np.ndarray, ...]]:
     """[(gamma, beta, running mean, running variance)] per batch-norm layer."""
-    return [tuple(to_numpy(t).copy() for t in (m.weight, m.bias, m.running_mean, m.running_var))
-            for m in bn_layers(model)]
+    return [
+        tuple(to_numpy(t).copy() for t in (m.weight, m.bias, m.running_mean, m.running_var)) for m in bn_layers(model)
+    ]
 
 
 def import_bn(model, layers) -> None:

@@ -1,5 +1,6 @@
 """PyTorch's half of the training contract that shared/runner.py drives.
 Mirror of keras_impl/train.py: same functions, same order."""
+
 from __future__ import annotations
 
 import contextlib
@@ -39,24 +40,33 @@ def setup(config, threads: int) -> dict:
     torch.set_num_threads(threads)
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RunError("device=cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    device = torch.device("cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda" if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     torch.backends.cuda.matmul.allow_tf32 = config.tf32
     torch.backends.cudnn.allow_tf32 = config.tf32
     torch.manual_seed(config.seed)
-    return {"framework_version": torch.__version__, "torch": torch.__version__, "torchvision": _version("torchvision"),
-            "device": device.type,
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch_threads": torch.get_num_threads(), "tf32": config.tf32, "deterministic": config.deterministic,
-            # free device memory, for the check against the config's estimate (shared/memory.py)
-            **({"device_free_bytes": torch.cuda.mem_get_info(device)[0]} if device.type == "cuda" else {})}
+    return {
+        "framework_version": torch.__version__,
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "tf32": config.tf32,
+        "deterministic": config.deterministic,
+        # free device memory, for the check against the config's estimate (shared/memory.py)
+        **({"device_free_bytes": torch.cuda.mem_get_info(device)[0]} if device.type == "cuda" else {}),
+    }
 
 
 def _version(package: str) -> str | None:
     """A package's version without importing it (torchvision takes seconds); None where absent."""
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(package)
     except PackageNotFoundError:
@@ -108,21 +118,30 @@ def compile_step(state: State):
     def run(xb, yb):
         # read each call: loading a checkpoint replaces the optimizer's buffers. A zero buffer's first
         # update, 0 * momentum + g, is exactly SGD's first buffer, g
-        buffers = [opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params] if momentum else [None] * len(params)
+        buffers = (
+            [opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
+            if momentum
+            else [None] * len(params)
+        )
         return step([p.detach() for p in params], buffers, xb, yb)
 
     return run
 
 
-def augment(images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float,
-            seed: int) -> np.ndarray:
+def augment(
+    images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float, seed: int
+) -> np.ndarray:
     """augment_impl=native: torchvision.transforms.v2 with its defaults (nearest sampling, fill 0), one
     image at a time as a Dataset's transform applies it, drawing from torch's generator seeded with
     `seed` (forked: the training's own draws stay as they were). Raw images [n, 28, 28] in, float64 out."""
     from torchvision.transforms import v2
-    steps = {"flip": v2.RandomHorizontalFlip(), "vflip": v2.RandomVerticalFlip(),
-             "rotate": v2.RandomRotation(rotate_degrees),
-             "translate": v2.RandomAffine(degrees=0.0, translate=(translate_fraction, translate_fraction))}
+
+    steps = {
+        "flip": v2.RandomHorizontalFlip(),
+        "vflip": v2.RandomVerticalFlip(),
+        "rotate": v2.RandomRotation(rotate_degrees),
+        "translate": v2.RandomAffine(degrees=0.0, translate=(translate_fraction, translate_fraction)),
+    }
     pipe = v2.Compose([steps[n] for n in steps if n in names])  # shared/augment.py's order
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]  # [n, 1, 28, 28]
     with torch.random.fork_rng(devices=[]):
@@ -134,10 +153,15 @@ def augment(images: np.ndarray, names: list[str], rotate_degrees: float, transla
 def to_device(state: State, x_train, y_train, x_test, y_test, data) -> dict:
     """The whole dataset as tensors on the device; batches are gathered from it by index."""
     x = lambda a: torch.from_numpy(a).to(state.device, M.DTYPES[state.config.dtype])  # bfloat16: rounded here
-    t = {"x_train": x(x_train), "y_train": torch.from_numpy(y_train).to(state.device),
-         "x_test": x(x_test), "y_test": torch.from_numpy(y_test).to(state.device)}
+    t = {
+        "x_train": x(x_train),
+        "y_train": torch.from_numpy(y_train).to(state.device),
+        "x_test": x(x_test),
+        "y_test": torch.from_numpy(y_test).to(state.device),
+    }
     if state.config.pipeline == "torchvision":
         from pytorch_impl.pipeline import torchvision_dataset
+
         t["dataset"] = torchvision_dataset(data, state.config)
     return t
 
@@ -153,13 +177,27 @@ def precision(state: State, xb) -> dict:
             x = m(x)
             layers.append(f"{type(m).__name__}: {name(x.dtype)}")
             if layout is None and x.dim() == 4 and x.shape[1] > 1:  # the first feature maps' memory order
-                layout = "NCHW" if x.is_contiguous() else "NHWC" if x.is_contiguous(memory_format=torch.channels_last) else "strided"
+                layout = (
+                    "NCHW"
+                    if x.is_contiguous()
+                    else "NHWC"
+                    if x.is_contiguous(memory_format=torch.channels_last)
+                    else "strided"
+                )
         loss = state.loss_fn(x, torch.zeros(len(x), dtype=torch.int64, device=x.device))
-    p = {"layers": layers, "loss": name(loss.dtype), "weights": name(next(state.model.parameters()).dtype),
-         **({"feature_layout": layout} if layout else {})}
+    p = {
+        "layers": layers,
+        "loss": name(loss.dtype),
+        "weights": name(next(state.model.parameters()).dtype),
+        **({"feature_layout": layout} if layout else {}),
+    }
     if state.scaler is not None:
-        p["loss_scale"] = {"initial": state.scaler.get_scale(), "growth_factor": state.scaler.get_growth_factor(),
-                           "backoff_factor": state.scaler.get_backoff_factor(), "growth_interval": state.scaler.get_growth_interval()}
+        p["loss_scale"] = {
+            "initial": state.scaler.get_scale(),
+            "growth_factor": state.scaler.get_growth_factor(),
+            "backoff_factor": state.scaler.get_backoff_factor(),
+            "growth_interval": state.scaler.get_growth_interval(),
+        }
     return p
 
 
@@ -172,6 +210,7 @@ def batches(state: State, tensors: dict, index_batches):
     """(x, y) per batch in the shared order: gathered on device, or the report's DataLoader pipeline."""
     if state.config.pipeline == "torchvision":
         from pytorch_impl.pipeline import loader
+
         for xb, yb in loader(tensors["dataset"], index_batches):
             yield xb.to(state.device, M.DTYPES[state.config.dtype]), yb.to(state.device)
         return
@@ -225,8 +264,12 @@ def train_epoch(state: State, tensors: dict, index_batches, tick, epoch: int) ->
     once at the end (no host wait per step); host_sync=step reads them after every step. Same numbers.
     Shared dropout masks are set before each step; a per-epoch scheduler steps at the end."""
     step = _step if state.config.host_sync == "epoch" else train_step
-    losses, rights = step_by_step(lambda xb, yb: step(state, xb, yb), batches(state, tensors, index_batches), tick,
-                                  mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)))
+    losses, rights = step_by_step(
+        lambda xb, yb: step(state, xb, yb),
+        batches(state, tensors, index_batches),
+        tick,
+        mask_feed(state.config, epoch, index_batches, lambda m: set_masks(state, m)),
+    )
     if state.config.host_sync == "epoch":
         losses, rights = M.to_numpy(torch.stack(losses)), torch.stack(rights).cpu().numpy()
     end_epoch(state)
@@ -278,7 +321,10 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
         with M.autocast(state.config, state.device):
             loss = state.loss_fn(state.model(xb), yb)
         loss.backward()  # outside autocast, as the training step does
-    grads = [(M.to_neutral(m, M.to_numpy(m.weight.grad)), M.to_numpy(m.bias.grad).copy()) for m in M.dense_layers(state.model)]
+    grads = [
+        (M.to_neutral(m, M.to_numpy(m.weight.grad)), M.to_numpy(m.bias.grad).copy())
+        for m in M.dense_layers(state.model)
+    ]
     state.model.zero_grad(set_to_none=True)
     return grads
 
@@ -295,7 +341,7 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     x = tensors["x_train"]
     with torch.no_grad():
         for idx in index_batches:
-            acts = [x[:len(idx)]]
+            acts = [x[: len(idx)]]
             for w in ws:
                 acts.append(acts[-1] @ w)
             g = acts[-1]  # stands in for d(loss)/d(output): same shape
@@ -325,11 +371,17 @@ def predict(state: State, x: np.ndarray) -> np.ndarray:
 
 def save_checkpoint(state: State, path, epoch: int) -> None:
     from shared.atomic import atomic_write
+
     # the random generators too: native dropout continues with the masks an uninterrupted run would draw
-    blob = {"epoch": epoch, "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
-            "rng": torch.get_rng_state(), **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {}),
-            **({"scaler": state.scaler.state_dict()} if state.scaler else {}),
-            **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {})}
+    blob = {
+        "epoch": epoch,
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "rng": torch.get_rng_state(),
+        **({"scheduler": state.scheduler.state_dict()} if state.scheduler else {}),
+        **({"scaler": state.scaler.state_dict()} if state.scaler else {}),
+        **({"cuda_rng": torch.cuda.get_rng_state(state.device)} if state.device.type == "cuda" else {}),
+    }
     # serialised in memory first: torch.save would wrap a failing write (a full disk) in a RuntimeError
     # that hides the OS error; a plain file write raises the OSError itself, which the CLI reports
     buf = io.BytesIO()

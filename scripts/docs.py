@@ -8,6 +8,7 @@ the `blocks()` of the study script that owns NAME (scripts/claims.py, scripts/po
 scripts/reproduction.py; what the README says about the tests, from the tests), computed from the
 data files beside the document. Findings (numbers, verdict
 words) live only in blocks; the prose around them explains and is written by hand."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ def test_blocks() -> dict[str, str]:
         for call in (n for n in ast.walk(f) if isinstance(n, ast.Call) and ast.unparse(n.func) == "chaos"):
             k = next(int(ast.literal_eval(kw.value)) for kw in call.keywords if kw.arg == "kills")
             kills["chaos" if chaos else "default"] = k
-    return {"readme-kills": f"The default tests kill each framework's run {kills['default']} time(s); "
-                            f"`./test.sh -m chaos` does {kills['chaos']} per framework."}
+    return {
+        "readme-kills": f"The default tests kill each framework's run {kills['default']} time(s); "
+        f"`./test.sh -m chaos` does {kills['chaos']} per framework."
+    }
 
 
 def _flags(action) -> str:
@@ -53,15 +56,24 @@ def cli_blocks() -> dict[str, str]:
     from compare import cli
     from compare.render import render_md
     from shared import config as cfg
+
     parser = cli.build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in subs._choices_actions}
     out = []
     for name, sub in subs.choices.items():
-        rows = [[_flags(a), " ".join((a.help or "").replace("%(default)s", str(a.default)).split())]
-                for a in sub._actions if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS]
-        out += [f"### `fmnist-parity {name}`", "", (sub.description or helps.get(name) or "").strip(), "",
-                render_md([("table", ["option", "what it does"], rows)], set())]
+        rows = [
+            [_flags(a), " ".join((a.help or "").replace("%(default)s", str(a.default)).split())]
+            for a in sub._actions
+            if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS
+        ]
+        out += [
+            f"### `fmnist-parity {name}`",
+            "",
+            (sub.description or helps.get(name) or "").strip(),
+            "",
+            render_md([("table", ["option", "what it does"], rows)], set()),
+        ]
     presets = [f"- `{name}`: {p.provenance}" for name, p in cfg.PRESETS.items()]
     return {"commands-reference": "\n".join(out).rstrip(), "presets-list": "\n".join(presets)}
 
@@ -85,6 +97,7 @@ def render(text: str, blocks: dict[str, str], where: str) -> str:
         if m["name"] not in blocks:
             raise SystemExit(f"{where}: no study defines the generated block {m['name']!r}")
         return f"{m[1]}{blocks[m['name']].rstrip()}\n{m[4]}"
+
     return BLOCK.sub(fill, text)
 
 
@@ -100,8 +113,11 @@ def main() -> int:
             continue
         stale.append(doc)
         if args.check:
-            sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                       f"{doc.name} (committed)", f"{doc.name} (from its data)"))
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    old.splitlines(True), new.splitlines(True), f"{doc.name} (committed)", f"{doc.name} (from its data)"
+                )
+            )
         else:
             doc.write_text(new)
     names = ", ".join(str(d.relative_to(study.ROOT)) for d in stale)

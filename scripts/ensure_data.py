@@ -9,6 +9,7 @@ FMNIST_DATA_DIR is the user's choice: it is never worked around.
 `--print-dir` (./test.sh): also accept the read-only data folder a checkout may have beside it
 (../shared/data/fashion-mnist, as CI lays it out), and print the directory the tests should use
 on stdout; ./test.sh passes it to pytest as FMNIST_DATA_DIR."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ BESIDE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fa
 
 def facts() -> dict:
     """What this machine allows, read live."""
-    sudo = shutil.which("sudo") is not None and subprocess.run(
-        ["sudo", "-n", "true"], capture_output=True).returncode == 0
+    sudo = (
+        shutil.which("sudo") is not None and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+    )
     return {"root": os.geteuid() == 0, "sudo": sudo, "apt": shutil.which("apt-get") is not None}
 
 
@@ -38,13 +40,18 @@ def decide(found: bool, explicit: bool, machine: dict) -> tuple[str, list[list[s
     install = ["apt-get", "install", "-y", "-q", PACKAGE]
     if machine["apt"] and (machine["root"] or machine["sudo"]):
         prefix = [] if machine["root"] else ["sudo", "-n"]
-        return "install", [prefix + ["apt-get", "update", "-q"], prefix + install], \
-            f"Fashion-MNIST not found and not downloadable: installing Debian's {PACKAGE} (apt-get)"
+        return (
+            "install",
+            [prefix + ["apt-get", "update", "-q"], prefix + install],
+            f"Fashion-MNIST not found and not downloadable: installing Debian's {PACKAGE} (apt-get)",
+        )
     if machine["apt"]:
         how = f"sudo apt-get install {PACKAGE}"
     else:
-        how = f"copy the four files into a folder and pass --data-dir DIR (or set FMNIST_DATA_DIR); " \
-              f"on Debian/Ubuntu: apt-get install {PACKAGE}"
+        how = (
+            f"copy the four files into a folder and pass --data-dir DIR (or set FMNIST_DATA_DIR); "
+            f"on Debian/Ubuntu: apt-get install {PACKAGE}"
+        )
     return "advise", [], f"Fashion-MNIST not found and not downloadable; to fix it run: {how}"
 
 
@@ -71,14 +78,18 @@ def main(argv: list[str]) -> int:
     if where is not None:
         if not holds_files(where):
             flag = "--data-dir" if args.data_dir else "FMNIST_DATA_DIR"
-            print(f"error: {flag} {explicit} does not hold the four Fashion-MNIST files; "
-                  f"point it at the folder that does, or leave it out", file=sys.stderr)
+            print(
+                f"error: {flag} {explicit} does not hold the four Fashion-MNIST files; "
+                f"point it at the folder that does, or leave it out",
+                file=sys.stderr,
+            )
             return 2
         print(where.resolve())
         return 0
     try:
-        d = fdata.load(offline=args.offline or None, log=lambda m: print(m, file=sys.stderr),
-                       progress=sys.stderr.isatty())
+        d = fdata.load(
+            offline=args.offline or None, log=lambda m: print(m, file=sys.stderr), progress=sys.stderr.isatty()
+        )
     except fdata.DataError:
         d = None
     if d is None:
@@ -87,8 +98,13 @@ def main(argv: list[str]) -> int:
         if action != "install":
             return 2
         for cmd in commands:
-            r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            r = subprocess.run(
+                cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
             if r.returncode != 0 and "update" not in cmd:
                 print(f"error: {' '.join(cmd)} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
                 return 2

@@ -1,6 +1,7 @@
 """What every study script shares: its runs as one committed CSV (one row per run and epoch), read from
 sweep directories and merged into what is already committed; where they ran (provenance); and paired
 effects in the study's words (compare.stats.effect, the one home of a verdict's words)."""
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,7 @@ def collect(roots: list[Path], fields: tuple[str, ...]) -> tuple[list[dict], lis
             env = meta["environment"]
             done = status.get("updated")
             day = datetime.datetime.fromtimestamp(done, datetime.timezone.utc).date().isoformat() if done else None
-            envs.append({"sweep": root.name, "framework": fw, "date": day,
-                         **{k: env.get(k) for k in ENVIRONMENT}})
+            envs.append({"sweep": root.name, "framework": fw, "date": day, **{k: env.get(k) for k in ENVIRONMENT}})
     return rows, envs
 
 
@@ -120,9 +120,11 @@ def provenance(path: Path) -> str:
     lines = []
     for e in json.loads(path.read_text()):
         libs = ", ".join(f"{k} {e[k]}" for k in ("torch", "keras", "tensorflow") if e.get(k))
-        lines.append(f"- `{e['sweep']}` ({e['framework']}): {e.get('date') or 'date not recorded'}, "
-                     f"{e.get('cpu_count')}-core {e.get('cpu')}, Python {e.get('python')}, {libs}, "
-                     f"threads={e.get('threads')}")
+        lines.append(
+            f"- `{e['sweep']}` ({e['framework']}): {e.get('date') or 'date not recorded'}, "
+            f"{e.get('cpu_count')}-core {e.get('cpu')}, Python {e.get('python')}, {libs}, "
+            f"threads={e.get('threads')}"
+        )
     return "\n".join(sorted(set(lines)))
 
 
@@ -131,16 +133,24 @@ def lockstep_table(rec: dict, steps=(1, 5, 20, 100)) -> str:
     reference at some snapshot steps and at the end, against the noise floor, and its verdict."""
     out = []
     for entry in rec["results"]:
+
         def at(d: dict) -> list[str]:
             snap = dict(zip(d["snap_steps"], d["rel_l2"]))
             return [f"{snap[s]:.1e}" if s in snap else "" for s in steps] + [f"{d['final_rel_l2']:.1e}"]
-        out += [f"**{entry['name']}** (relative L2 distance of all weights from PyTorch's, after step ...)", "",
-                "| pair | cell | " + " | ".join(f"step {s}" for s in steps) + " | last step | max rel., last | verdict |",
-                "|---|---|" + "---|" * (len(steps) + 3),
-                f"| PyTorch vs PyTorch, 1 unit moved (floor) | | " + " | ".join(at(entry["floor"])) +
-                f" | {entry['floor']['final_max_rel']:.1e} | |"]
-        out += [f"| {p['a']} | {p['cell']} | " + " | ".join(at(p)) + f" | {p['final_max_rel']:.1e} | {p['verdict']} |"
-                for p in entry["pairs"]]
+
+        out += [
+            f"**{entry['name']}** (relative L2 distance of all weights from PyTorch's, after step ...)",
+            "",
+            "| pair | cell | " + " | ".join(f"step {s}" for s in steps) + " | last step | max rel., last | verdict |",
+            "|---|---|" + "---|" * (len(steps) + 3),
+            "| PyTorch vs PyTorch, 1 unit moved (floor) | | "
+            + " | ".join(at(entry["floor"]))
+            + f" | {entry['floor']['final_max_rel']:.1e} | |",
+        ]
+        out += [
+            f"| {p['a']} | {p['cell']} | " + " | ".join(at(p)) + f" | {p['final_max_rel']:.1e} | {p['verdict']} |"
+            for p in entry["pairs"]
+        ]
         out.append("")
     return "\n".join(out).rstrip()
 
@@ -148,6 +158,9 @@ def lockstep_table(rec: dict, steps=(1, 5, 20, 100)) -> str:
 def bench_block(path: Path) -> str:
     """A committed bench record (bench.json) as the bench's own Markdown, without its title."""
     if not path.exists():
-        return f"(no bench record committed at {path.relative_to(ROOT)}: run the bench command, then copy its bench.json)"
+        return (
+            f"(no bench record committed at {path.relative_to(ROOT)}: run the bench command, then copy its bench.json)"
+        )
     from compare import bench
+
     return bench.markdown(json.loads(path.read_text())).split("\n", 2)[2].strip()

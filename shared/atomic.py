@@ -1,6 +1,7 @@
 """Atomic file writes: every file the project writes (run records, checkpoints, weights, reports,
 the data cache) goes through a temp file in the same directory and a rename, so a reader, or a
 run resumed after a kill, sees the old file or the new one, never half of one."""
+
 from __future__ import annotations
 
 import errno

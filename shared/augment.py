@@ -11,6 +11,7 @@ On the raw images (0-255, before scaling), per image, in this order:
 Rotation and translation are one affine map, sampled with bilinear interpolation; pixels that come
 from outside the image are 0 (the black background). Written out in numpy, float64.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,9 +29,12 @@ def parameters(config, epoch: int, n: int = 60000) -> dict:
     """Every image's parameters for one epoch, for the whole training set (index i: image i). All are
     drawn whichever augmentations are on, so turning one on does not change the others' draws."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, epoch, 0xA06])))
-    return {"flip": rng.random(n) < 0.5, "vflip": rng.random(n) < 0.5,
-            "angle": rng.uniform(-config.rotate_degrees, config.rotate_degrees, n),
-            "shift": rng.uniform(-config.translate_fraction, config.translate_fraction, (n, 2)) * SIDE}
+    return {
+        "flip": rng.random(n) < 0.5,
+        "vflip": rng.random(n) < 0.5,
+        "angle": rng.uniform(-config.rotate_degrees, config.rotate_degrees, n),
+        "shift": rng.uniform(-config.translate_fraction, config.translate_fraction, (n, 2)) * SIDE,
+    }
 
 
 def native_seed(config, epoch: int) -> int:
@@ -44,8 +48,9 @@ def epoch_images_for(impl, images: np.ndarray, config, epoch: int) -> np.ndarray
     """The training images epoch `epoch` trains on: the shared augmentation, or the implementation's
     own library (`impl.augment`, twins in pytorch_impl/keras_impl train.py) with its defaults."""
     if config.augment_impl == "native":
-        return impl.augment(images, names(config), config.rotate_degrees, config.translate_fraction,
-                            native_seed(config, epoch))
+        return impl.augment(
+            images, names(config), config.rotate_degrees, config.translate_fraction, native_seed(config, epoch)
+        )
     return epoch_images(images, config, epoch)
 
 
@@ -83,8 +88,12 @@ def affine(x: np.ndarray, angle: np.ndarray, shift: np.ndarray) -> np.ndarray:
     # out, clipped to the frame) all zeros
     w = SIDE + 4
     flat = np.pad(x, ((0, 0), (2, 2), (2, 2))).reshape(-1)
-    at = (np.arange(len(x))[:, None, None] * w * w + (np.clip(r0, -2, SIDE).astype(np.int64) + 2) * w
-          + np.clip(c0, -2, SIDE).astype(np.int64) + 2)
+    at = (
+        np.arange(len(x))[:, None, None] * w * w
+        + (np.clip(r0, -2, SIDE).astype(np.int64) + 2) * w
+        + np.clip(c0, -2, SIDE).astype(np.int64)
+        + 2
+    )
     out = (1 - fr) * ((1 - fc) * flat[at] + fc * flat[at + 1]) + fr * ((1 - fc) * flat[at + w] + fc * flat[at + w + 1])
     return np.minimum(out, 255.0)  # the weights' rounding can add 1 ulp above 255
 

@@ -2,6 +2,7 @@
 time training epochs through the implementation's own train_epoch (the path `train` runs) and the
 floor (only the epoch's matrix products, same library, dtype, device and threads) at each batch size.
 Framework-free: the implementation is passed in; compare/bench.py runs the contestants and reports."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def _timed(fn, reps: int) -> list[float]:
     return out
 
 
-def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], samples: int, reps: int,
-            warmup: int) -> dict:
+def measure(
+    impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], samples: int, reps: int, warmup: int
+) -> dict:
     """Per batch size: `warmup` untimed epochs, then `reps` timed epochs of `samples` training
     images, and the same for the floor. Seconds per epoch, every repetition kept."""
     t_start = time.perf_counter()
@@ -42,14 +44,21 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
     for bs in batch_sizes:
         c = cfg.from_dict({"batch_size": bs}, base=config)
         state = impl.build(c, env)
-        tensors = impl.to_device(state, x_train[:samples], data.train_labels[:samples].astype(np.int64),
-                                 x_test, data.test_labels.astype(np.int64), data)
+        tensors = impl.to_device(
+            state,
+            x_train[:samples],
+            data.train_labels[:samples].astype(np.int64),
+            x_test,
+            data.test_labels.astype(np.int64),
+            data,
+        )
         epochs = iter(range(1, warmup + reps + 1))
 
         def train():
             epoch = next(epochs)
-            impl.train_epoch(state, tensors, fbatches.epoch_batches(c.seed, epoch, samples, bs, c.last_batch),
-                             lambda n: None, epoch)
+            impl.train_epoch(
+                state, tensors, fbatches.epoch_batches(c.seed, epoch, samples, bs, c.last_batch), lambda n: None, epoch
+            )
             impl.sync(state)
 
         fixed = fbatches.epoch_batches(c.seed, 1, samples, bs, c.last_batch)
@@ -61,21 +70,40 @@ def measure(impl, config: cfg.RunConfig, data_dir, batch_sizes: list[int], sampl
         for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits both
             seconds += _timed(train, 1)
             floors += _timed(floor, 1)
-        rows.append({"batch_size": bs, "seconds": seconds, "floor_seconds": floors if c.model == "mlp" else [],
-                     "median": statistics.median(seconds),
-                     "floor_median": statistics.median(floors) if c.model == "mlp" else None})
+        rows.append(
+            {
+                "batch_size": bs,
+                "seconds": seconds,
+                "floor_seconds": floors if c.model == "mlp" else [],
+                "median": statistics.median(seconds),
+                "floor_median": statistics.median(floors) if c.model == "mlp" else None,
+            }
+        )
     # the augmentation's own cost per epoch (the runner pays it between epochs; no batch size in it)
-    augmented = {"augment_seconds": _timed(lambda: augment.epoch_images_for(impl, data.train_images[:samples], config, 1),
-                                           reps)} \
-        if config.augment != "none" else {}
-    return {"environment": env, "rows": rows, "samples": samples, **augmented,
-            "process_seconds": time.perf_counter() - t_start}
+    augmented = (
+        {
+            "augment_seconds": _timed(
+                lambda: augment.epoch_images_for(impl, data.train_images[:samples], config, 1), reps
+            )
+        }
+        if config.augment != "none"
+        else {}
+    )
+    return {
+        "environment": env,
+        "rows": rows,
+        "samples": samples,
+        **augmented,
+        "process_seconds": time.perf_counter() - t_start,
+    }
 
 
 def main(framework: str, load_impl, argv=None) -> int:
-    p = Parser(prog=f"python -m {framework}_impl bench",
-               description="Time training epochs and the matrix-product floor of one contestant "
-                           "(run by `fmnist-parity bench`, which explains the options).")
+    p = Parser(
+        prog=f"python -m {framework}_impl bench",
+        description="Time training epochs and the matrix-product floor of one contestant "
+        "(run by `fmnist-parity bench`, which explains the options).",
+    )
     if framework == "keras":
         p.add_argument("--backend", default="tensorflow", choices=("tensorflow", "torch", "jax"))
     p.add_argument("--config", type=Path, required=True, help="JSON config of the contestant")

@@ -1,5 +1,6 @@
 """The `train` command line both implementations share (`python -m pytorch_impl` / `keras_impl`,
 and `fmnist-parity train --framework ...`). Framework-free: the implementation is passed in."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,24 +45,39 @@ def parser(framework: str) -> argparse.ArgumentParser:
     p = Parser(
         prog=f"python -m {framework}_impl",
         description=f"Train the Fashion-MNIST MLP with {framework} into a run directory "
-                    f"(config, environment, per-epoch metrics, status, checkpoints).",
-        epilog="Exit codes: 0 completed, 1 failed, 2 bad input (config, data, flags), 3 diverged.")
+        f"(config, environment, per-epoch metrics, status, checkpoints).",
+        epilog="Exit codes: 0 completed, 1 failed, 2 bad input (config, data, flags), 3 diverged.",
+    )
     p.add_argument("--preset", default="standard", help=f"named config ({', '.join(cfg.PRESETS)}); default standard")
     p.add_argument("--config", type=Path, help="a JSON config file (instead of --preset)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config key, e.g. --set lr=0.01 --set hidden=100,100 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key, e.g. --set lr=0.01 --set hidden=100,100 (repeatable)",
+    )
     p.add_argument("--epochs", type=int, help="shorthand for --set epochs=N")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     p.add_argument("--device", choices=cfg.CHOICES["device"], help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--out", type=Path, required=True, help="run directory to write")
     p.add_argument("--data-dir", help="directory holding the four Fashion-MNIST files (or FMNIST_DATA_DIR)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
-                   help="keep only the last N per-epoch checkpoints (default 0: keep all)")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep only the last N per-epoch checkpoints (default 0: keep all)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     if framework == "keras":
-        p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow",
-                       help="Keras 3 backend (default tensorflow)")
+        p.add_argument(
+            "--backend",
+            choices=("tensorflow", "torch", "jax"),
+            default="tensorflow",
+            help="Keras 3 backend (default tensorflow)",
+        )
     return p
 
 
@@ -72,7 +88,9 @@ def resolve_config(args) -> cfg.RunConfig:
             base = cfg.load_json(args.config.read_text())
         except OSError as e:
             raise cfg.ConfigError(f"{args.config}: cannot read config file ({e.strerror})") from None
-        return cfg.from_dict({**cfg.parse_sets(args.set), **{k: v for k, v in overrides.items() if v is not None}}, base)
+        return cfg.from_dict(
+            {**cfg.parse_sets(args.set), **{k: v for k, v in overrides.items() if v is not None}}, base
+        )
     return cfg.resolve(args.preset, args.set, overrides)
 
 
@@ -86,9 +104,11 @@ def main(framework: str, load_impl, argv=None) -> int:
         return defaults_main(framework, load_impl, argv[1:])
     if argv[:1] == ["lockstep"]:
         from shared.lockstep import main as lockstep_main
+
         return lockstep_main(framework, load_impl, argv[1:])
     if argv[:1] == ["bench"]:
         from shared.bench import main as bench_main
+
         return bench_main(framework, load_impl, argv[1:])
     if argv[:1] == ["serve"]:
         return serve_main(framework, load_impl)
@@ -105,8 +125,10 @@ def main(framework: str, load_impl, argv=None) -> int:
         config = resolve_config(args)
         impl = load_impl(backend, config)
         from shared.runner import run
-        return run(impl, config, args.out, args.data_dir, args.resume, args.quiet, backend,
-                   args.keep_checkpoints, t_start)
+
+        return run(
+            impl, config, args.out, args.data_dir, args.resume, args.quiet, backend, args.keep_checkpoints, t_start
+        )
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         _mark_failed(args.out, str(e))
@@ -118,26 +140,35 @@ def main(framework: str, load_impl, argv=None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         epoch = _mark_interrupted(args.out, signal.Signals(signum).name)
         # the command the user typed (fmnist-parity train ... sets RESUME_ENV before it becomes this process)
-        again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) \
-            + ("" if args.resume else " --resume")
-        print(f"interrupted by {signal.Signals(signum).name}" + (f" after epoch {epoch}" if epoch is not None else "")
-              + f"; resume with: {again}", file=sys.stderr)
+        again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) + (
+            "" if args.resume else " --resume"
+        )
+        print(
+            f"interrupted by {signal.Signals(signum).name}"
+            + (f" after epoch {epoch}" if epoch is not None else "")
+            + f"; resume with: {again}",
+            file=sys.stderr,
+        )
         return 128 + signum
     except OSError as e:  # an --out that cannot be created or written, a full disk
         epochs = _epochs_kept(args.out)
         if epochs is None:  # nothing of this run was written: another place is the fix
             hint = "choose a location you can write to"
         else:  # the run's checkpoints and records up to the last full epoch are kept
-            again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) \
-                + ("" if args.resume else " --resume")
-            hint = (f"nothing written before is lost (epochs done: {epochs}); free space or fix the permission, "
-                    f"then resume with: {again}")
+            again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) + (
+                "" if args.resume else " --resume"
+            )
+            hint = (
+                f"nothing written before is lost (epochs done: {epochs}); free space or fix the permission, "
+                f"then resume with: {again}"
+            )
         print(f"error: {e.filename or args.out}: {e.strerror or e}; {hint}", file=sys.stderr)
         _mark_failed(args.out, f"{type(e).__name__}: {e}")
         rundir.remove_unstarted(created)
         return 2
     except Exception as e:  # anything else: record it, keep the traceback for the user
         from shared import memory
+
         if memory.is_oom(e):  # the estimate let it through, the device did not: one line all the same
             msg = memory.oom_message(config, e) if config else f"out of memory: {e}"
             print(f"error: {msg}", file=sys.stderr)
@@ -175,8 +206,10 @@ def serve_main(framework: str, load_impl) -> int:
 def predict_main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> predict`: load neutral weights into this framework's model for a run's
     config, save its test-set outputs (.npy) and optionally re-export the weights (.npz)."""
-    p = Parser(prog=f"python -m {framework}_impl predict",
-                                description="Test-set outputs of neutral .npz weights loaded into this framework.")
+    p = Parser(
+        prog=f"python -m {framework}_impl predict",
+        description="Test-set outputs of neutral .npz weights loaded into this framework.",
+    )
     p.add_argument("--run", type=Path, required=True, help="run directory whose config to use")
     p.add_argument("--weights", type=Path, required=True, help="neutral weights .npz (kernels [in, out])")
     p.add_argument("--out", type=Path, required=True, help="where to save the outputs (.npy)")
@@ -188,6 +221,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
     import numpy as np
     from shared import weights
     from shared.environment import resolve_threads
+
     try:
         config = cfg.from_dict(rundir.read_run(args.run).config)
         impl = load_impl(getattr(args, "backend", None), config)
@@ -209,8 +243,11 @@ def defaults_main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> defaults`: the library's out-of-the-box settings as JSON (see <impl>/defaults.py)."""
     import importlib
     import json
-    p = Parser(prog=f"python -m {framework}_impl defaults",
-                                description="Print this framework's defaults, read live from the installed library, as JSON.")
+
+    p = Parser(
+        prog=f"python -m {framework}_impl defaults",
+        description="Print this framework's defaults, read live from the installed library, as JSON.",
+    )
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
     args = p.parse_args(argv)
@@ -227,8 +264,11 @@ def augment_main(framework: str, load_impl, argv) -> int:
     import json
     import numpy as np
     from shared.atomic import atomic_write
-    p = Parser(prog=f"python -m {framework}_impl augment",
-               description="Rotate, translate and flip images with this library's augmentation (its defaults, then matched).")
+
+    p = Parser(
+        prog=f"python -m {framework}_impl augment",
+        description="Rotate, translate and flip images with this library's augmentation (its defaults, then matched).",
+    )
     p.add_argument("--images", type=Path, required=True, help=".npz with `images` [n, 28, 28], 0-255")
     p.add_argument("--angle", type=float, required=True, help="degrees, counter-clockwise")
     p.add_argument("--shift", type=float, nargs=2, required=True, metavar=("ROWS", "COLUMNS"), help="fractions of 28")
@@ -260,7 +300,9 @@ def _mark_interrupted(out: Path, signame: str) -> int | None:
     """status.json says interrupted at the last complete epoch (its checkpoint and metrics are kept)."""
     try:
         if rundir.holds_lock(out) and (epoch := _epochs_kept(out)) is not None:
-            rundir.write_status(out, "interrupted", f"stopped by {signame}; --resume continues after epoch {epoch}", epoch)
+            rundir.write_status(
+                out, "interrupted", f"stopped by {signame}; --resume continues after epoch {epoch}", epoch
+            )
             return epoch
     except Exception:
         pass

@@ -1,11 +1,12 @@
 """The run config: one typed, validated, JSON-serialisable description of a training run,
 plus the named presets. Both implementations read exactly this; nothing else sets a knob."""
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -46,74 +47,74 @@ NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
 
 @dataclass(frozen=True)
 class RunConfig:
-    hidden: tuple = (200, 200)       # hidden layer widths; input 784 and output 10 are fixed
-    model: str = "mlp"               # mlp, or cnn: 3x3 convolutions (channels), each with LeakyReLU and 2x2
-                                     # max pooling, then one Dense to the 10 classes (shared/plan.py)
-    channels: tuple = (16, 32)       # cnn only: output channels of each convolution
-    conv_layout: str = "native"      # cnn only: native: each library's default memory layout (PyTorch NCHW,
-                                     # Keras NHWC); nhwc: both NHWC (PyTorch: torch.channels_last)
-    augment: str = "none"            # none, or names joined by + (or commas): flip, vflip, rotate, translate
-    augment_impl: str = "shared"     # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
-                                     # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
-    rotate_degrees: float = 10.0     # augment rotate: angle uniform in +-this
+    hidden: tuple = (200, 200)  # hidden layer widths; input 784 and output 10 are fixed
+    model: str = "mlp"  # mlp, or cnn: 3x3 convolutions (channels), each with LeakyReLU and 2x2
+    # max pooling, then one Dense to the 10 classes (shared/plan.py)
+    channels: tuple = (16, 32)  # cnn only: output channels of each convolution
+    conv_layout: str = "native"  # cnn only: native: each library's default memory layout (PyTorch NCHW,
+    # Keras NHWC); nhwc: both NHWC (PyTorch: torch.channels_last)
+    augment: str = "none"  # none, or names joined by + (or commas): flip, vflip, rotate, translate
+    augment_impl: str = "shared"  # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
+    # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
+    rotate_degrees: float = 10.0  # augment rotate: angle uniform in +-this
     translate_fraction: float = 0.1  # augment translate: shift uniform in +-this x 28 pixels, per axis
-    negative_slope: float = 0.01     # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
-    head: str = "logits"             # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
+    negative_slope: float = 0.01  # LeakyReLU slope on both sides; "native": each library's default (0.01 / 0.3)
+    head: str = "logits"  # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
     optimizer: str = "sgd"
     lr: float = 0.05
-    momentum: float = 0.9            # SGD only
-    nesterov: bool = False           # SGD only
-    beta1: float = 0.9               # Adam only
-    beta2: float = 0.999             # Adam only
-    eps: float = 1e-7                # Adam only, on both sides; "native": each library's default (1e-8 / 1e-7)
+    momentum: float = 0.9  # SGD only
+    nesterov: bool = False  # SGD only
+    beta1: float = 0.9  # Adam only
+    beta2: float = 0.999  # Adam only
+    eps: float = 1e-7  # Adam only, on both sides; "native": each library's default (1e-8 / 1e-7)
     batch_size: int = 128
     epochs: int = 15
     seed: int = 0
-    scaling: str = "standardize"     # unit: x/255 (ToTensor); standardize: (x/255 - mean) / std of train
-    init: str = "native"             # native: each framework's default initializer; shared: numpy draws
-    dtype: str = "float32"           # of weights and computation; bfloat16: both in bfloat16 ("pure")
-    mixed_precision: str = "off"     # bfloat16/float16: float32 weights, computation in the lower precision,
-                                     # each library's machinery (torch.autocast + GradScaler / Keras dtype
-                                     # policies + LossScaleOptimizer); needs dtype=float32
+    scaling: str = "standardize"  # unit: x/255 (ToTensor); standardize: (x/255 - mean) / std of train
+    init: str = "native"  # native: each framework's default initializer; shared: numpy draws
+    dtype: str = "float32"  # of weights and computation; bfloat16: both in bfloat16 ("pure")
+    mixed_precision: str = "off"  # bfloat16/float16: float32 weights, computation in the lower precision,
+    # each library's machinery (torch.autocast + GradScaler / Keras dtype
+    # policies + LossScaleOptimizer); needs dtype=float32
     device: str = "auto"
-    last_batch: str = "keep"         # keep or drop the last partial batch of an epoch
-    threads: int = 0                 # intra-op threads; 0 = the number of CPU cores
-    tf32: bool = False               # allow TF32 matrix math on GPUs that have it
-    deterministic: bool = False      # torch.use_deterministic_algorithms / TF op determinism
-    diagnostics: bool = False        # per-layer gradient and weight norms per epoch (diagnostics.jsonl)
-    pipeline: str = "memory"         # memory: tensors on device; torchvision: the report's DataLoader (PyTorch)
-    update_rule: str = "native"      # the optimizer's definition: native (each its own), torch or keras on both
-    ops: str = "native"              # native: the libraries' layers/optimizers; exact: written out, every constant
-                                     # in the model dtype (Keras rounds some to float32 even in float64)
-    host_sync: str = "epoch"         # when the host reads the training loss: once per epoch (PyTorch: per-step
-                                     # values stay on the device; Keras: fit()) or after every step (train_on_batch)
-    steps_per_execution: int = 32    # Keras, host_sync=epoch: training steps per call into the backend (same
-                                     # weights as 1, bit for bit; fewer returns to Python)
-    compile: str = "native"          # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
-                                     # native: each side's default (PyTorch eager, Keras "auto"); step: the
-                                     # whole SGD step compiled as one function (Keras: as on, fit's step is one)
+    last_batch: str = "keep"  # keep or drop the last partial batch of an epoch
+    threads: int = 0  # intra-op threads; 0 = the number of CPU cores
+    tf32: bool = False  # allow TF32 matrix math on GPUs that have it
+    deterministic: bool = False  # torch.use_deterministic_algorithms / TF op determinism
+    diagnostics: bool = False  # per-layer gradient and weight norms per epoch (diagnostics.jsonl)
+    pipeline: str = "memory"  # memory: tensors on device; torchvision: the report's DataLoader (PyTorch)
+    update_rule: str = "native"  # the optimizer's definition: native (each its own), torch or keras on both
+    ops: str = "native"  # native: the libraries' layers/optimizers; exact: written out, every constant
+    # in the model dtype (Keras rounds some to float32 even in float64)
+    host_sync: str = "epoch"  # when the host reads the training loss: once per epoch (PyTorch: per-step
+    # values stay on the device; Keras: fit()) or after every step (train_on_batch)
+    steps_per_execution: int = 32  # Keras, host_sync=epoch: training steps per call into the backend (same
+    # weights as 1, bit for bit; fewer returns to Python)
+    compile: str = "native"  # on: torch.compile / Keras jit_compile=True (XLA); off: eager / False;
+    # native: each side's default (PyTorch eager, Keras "auto"); step: the
+    # whole SGD step compiled as one function (Keras: as on, fit's step is one)
     # ---- porting features (shared/plan.py describes them once; each implementation translates them).
     # All off by default: a config without them trains exactly as before.
-    dropout: float = 0.0             # rate after each hidden activation (inverted dropout on both sides)
-    dropout_masks: str = "native"    # native: each library's random masks; shared: numpy masks from
-                                     # (seed, epoch, step, layer), identical on both sides
-    batchnorm: bool = False          # batch norm after each hidden Dense, before its activation
-    bn_momentum: float = "native"    # weight of the NEW batch statistics (PyTorch's convention; Keras gets
-                                     # 1 - this); native: each library's default
-    bn_eps: float = "native"         # added to the variance; native: each library's default
-    bn_running_var: str = "native"   # which batch variance the running average takes: unbiased (n-1) or
-                                     # biased (n); native: each library's own
-    weight_decay: float = 0.0        # decay strength; native (adamw only): each library's AdamW default
+    dropout: float = 0.0  # rate after each hidden activation (inverted dropout on both sides)
+    dropout_masks: str = "native"  # native: each library's random masks; shared: numpy masks from
+    # (seed, epoch, step, layer), identical on both sides
+    batchnorm: bool = False  # batch norm after each hidden Dense, before its activation
+    bn_momentum: float = "native"  # weight of the NEW batch statistics (PyTorch's convention; Keras gets
+    # 1 - this); native: each library's default
+    bn_eps: float = "native"  # added to the variance; native: each library's default
+    bn_running_var: str = "native"  # which batch variance the running average takes: unbiased (n-1) or
+    # biased (n); native: each library's own
+    weight_decay: float = 0.0  # decay strength; native (adamw only): each library's AdamW default
     weight_decay_form: str = "native"  # coupled: wd*w added to the gradient (L2); decoupled: w -= lr*wd*w;
-                                     # native: each library's idiom for the optimizer
-    clip_norm: float = 0.0           # gradient norm clipping threshold; 0 = off
-    clip_scope: str = "native"       # global: one norm over all gradients; per_variable: each on its own;
-                                     # native: each library's idiom (clip_grad_norm_ / clipnorm)
-    lr_schedule: str = "constant"    # cosine (to 0 at the end of training) or step (x lr_step_gamma)
+    # native: each library's idiom for the optimizer
+    clip_norm: float = 0.0  # gradient norm clipping threshold; 0 = off
+    clip_scope: str = "native"  # global: one norm over all gradients; per_variable: each on its own;
+    # native: each library's idiom (clip_grad_norm_ / clipnorm)
+    lr_schedule: str = "constant"  # cosine (to 0 at the end of training) or step (x lr_step_gamma)
     lr_schedule_unit: str = "native"  # when it advances: every epoch or every step; native: each idiom
-    lr_step_epochs: int = 5          # step schedule: decay every N epochs
-    lr_step_gamma: float = 0.1       # step schedule: the factor
-    label_smoothing: float = 0.0     # logits head: the weight of the uniform target
+    lr_step_epochs: int = 5  # step schedule: decay every N epochs
+    lr_step_gamma: float = 0.1  # step schedule: the factor
+    label_smoothing: float = 0.0  # logits head: the weight of the uniform target
 
     def __post_init__(self):
         validate(self)
@@ -139,18 +140,32 @@ def validate(c: RunConfig) -> None:
         raise ConfigError(f"hidden={c.hidden!r} must be a list of positive integers, e.g. 200,200")
     if not c.hidden:
         raise ConfigError("hidden=() has no layers; give at least one hidden width, e.g. hidden=200,200")
-    for key in ("lr", "momentum", "beta1", "beta2", "dropout", "clip_norm", "lr_step_gamma", "label_smoothing",
-                *NATIVE_OK):
+    for key in (
+        "lr",
+        "momentum",
+        "beta1",
+        "beta2",
+        "dropout",
+        "clip_norm",
+        "lr_step_gamma",
+        "label_smoothing",
+        *NATIVE_OK,
+    ):
         v = getattr(c, key)
         if isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(f"{key}={v!r} is not a finite number")
     for i, h in enumerate(c.hidden):
         if h < 1:
             raise ConfigError(f"hidden layer {i + 1} has width {h}; every hidden width must be >= 1")
-    if (not isinstance(c.channels, tuple) or not 1 <= len(c.channels) <= 4
-            or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.channels)):
-        raise ConfigError(f"channels={c.channels!r} must be 1 to 4 positive integers (one per 28 -> 14 -> 7 -> 3 "
-                          f"-> 1 pooling), e.g. channels=16,32")
+    if (
+        not isinstance(c.channels, tuple)
+        or not 1 <= len(c.channels) <= 4
+        or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in c.channels)
+    ):
+        raise ConfigError(
+            f"channels={c.channels!r} must be 1 to 4 positive integers (one per 28 -> 14 -> 7 -> 3 "
+            f"-> 1 pooling), e.g. channels=16,32"
+        )
     for key in NATIVE_OK:
         v = getattr(c, key)
         if v != NATIVE and (isinstance(v, (bool, str)) or not isinstance(v, (int, float))):
@@ -201,6 +216,7 @@ def process_settings(c: RunConfig) -> tuple:
     """The values of PROCESS_KEYS: configs with equal settings can share a process."""
     return tuple(getattr(c, k) for k in PROCESS_KEYS)
 
+
 DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was set from one left alone
 
 
@@ -209,57 +225,109 @@ def _check_combinations(c: RunConfig) -> None:
     d = DEFAULTS_OF
     needs = [
         (c.dropout_masks != d["dropout_masks"], c.dropout > 0, "dropout_masks", "dropout > 0, e.g. --set dropout=0.2"),
-        (any(getattr(c, k) != d[k] for k in ("bn_momentum", "bn_eps", "bn_running_var")), c.batchnorm,
-         "bn_momentum/bn_eps/bn_running_var", "batchnorm=true"),
-        (c.weight_decay_form != d["weight_decay_form"], c.weight_decay != 0, "weight_decay_form",
-         "weight_decay > 0, e.g. --set weight_decay=5e-4"),
-        (c.weight_decay == NATIVE, c.optimizer == "adamw", "weight_decay=native",
-         "optimizer=adamw (only AdamW has a library default decay); give a number"),
+        (
+            any(getattr(c, k) != d[k] for k in ("bn_momentum", "bn_eps", "bn_running_var")),
+            c.batchnorm,
+            "bn_momentum/bn_eps/bn_running_var",
+            "batchnorm=true",
+        ),
+        (
+            c.weight_decay_form != d["weight_decay_form"],
+            c.weight_decay != 0,
+            "weight_decay_form",
+            "weight_decay > 0, e.g. --set weight_decay=5e-4",
+        ),
+        (
+            c.weight_decay == NATIVE,
+            c.optimizer == "adamw",
+            "weight_decay=native",
+            "optimizer=adamw (only AdamW has a library default decay); give a number",
+        ),
         (c.clip_scope != d["clip_scope"], c.clip_norm > 0, "clip_scope", "clip_norm > 0, e.g. --set clip_norm=1"),
-        (c.lr_schedule_unit != d["lr_schedule_unit"], c.lr_schedule != "constant", "lr_schedule_unit",
-         "lr_schedule=cosine or step"),
-        (c.lr_step_epochs != d["lr_step_epochs"] or c.lr_step_gamma != d["lr_step_gamma"], c.lr_schedule == "step",
-         "lr_step_epochs/lr_step_gamma", "lr_schedule=step"),
-        (c.label_smoothing > 0, c.head == "logits", "label_smoothing",
-         "head=logits (the seed head's nll_loss has no smoothing in PyTorch)"),
+        (
+            c.lr_schedule_unit != d["lr_schedule_unit"],
+            c.lr_schedule != "constant",
+            "lr_schedule_unit",
+            "lr_schedule=cosine or step",
+        ),
+        (
+            c.lr_step_epochs != d["lr_step_epochs"] or c.lr_step_gamma != d["lr_step_gamma"],
+            c.lr_schedule == "step",
+            "lr_step_epochs/lr_step_gamma",
+            "lr_schedule=step",
+        ),
+        (
+            c.label_smoothing > 0,
+            c.head == "logits",
+            "label_smoothing",
+            "head=logits (the seed head's nll_loss has no smoothing in PyTorch)",
+        ),
     ]
     augment = faugment.names(c)
     bad = [a for a in augment if a not in faugment.NAMES]
     if bad or (not augment and c.augment != "none") or len(set(augment)) < len(augment):
         what = f"{', '.join(map(repr, bad))} is not an augmentation" if bad else "names none or one twice"
-        raise ConfigError(f"augment={c.augment!r} {what}; give none or names from {', '.join(faugment.NAMES)} "
-                          f"joined by + or commas (e.g. augment=flip,rotate)")
-    needs += [(c.augment_impl != d["augment_impl"], bool(augment), "augment_impl", "augment, e.g. --set augment=flip"),
-              (c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
-              (c.translate_fraction != d["translate_fraction"], "translate" in augment, "translate_fraction",
-               "augment=translate"),
-              (bool(augment) and c.pipeline != "memory", False, "augment", "pipeline=memory (the torchvision "
-               "pipeline has no augmentation here)")]
+        raise ConfigError(
+            f"augment={c.augment!r} {what}; give none or names from {', '.join(faugment.NAMES)} "
+            f"joined by + or commas (e.g. augment=flip,rotate)"
+        )
+    needs += [
+        (c.augment_impl != d["augment_impl"], bool(augment), "augment_impl", "augment, e.g. --set augment=flip"),
+        (c.rotate_degrees != d["rotate_degrees"], "rotate" in augment, "rotate_degrees", "augment=rotate"),
+        (
+            c.translate_fraction != d["translate_fraction"],
+            "translate" in augment,
+            "translate_fraction",
+            "augment=translate",
+        ),
+        (
+            bool(augment) and c.pipeline != "memory",
+            False,
+            "augment",
+            "pipeline=memory (the torchvision pipeline has no augmentation here)",
+        ),
+    ]
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
     if c.model == "cnn":  # what the CNN's plan has no place for (shared/plan.py)
-        mlp_only = [k for k, v in (("hidden", c.hidden != d["hidden"]), ("batchnorm", c.batchnorm),
-                                    ("dropout", c.dropout > 0), ("pipeline=torchvision", c.pipeline != "memory"))
-                    if v]
+        mlp_only = [
+            k
+            for k, v in (
+                ("hidden", c.hidden != d["hidden"]),
+                ("batchnorm", c.batchnorm),
+                ("dropout", c.dropout > 0),
+                ("pipeline=torchvision", c.pipeline != "memory"),
+            )
+            if v
+        ]
         if mlp_only:
-            raise ConfigError(f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
-                              f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32")
+            raise ConfigError(
+                f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
+                f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32"
+            )
     elif c.channels != d["channels"] or c.conv_layout != d["conv_layout"]:
         key = "channels" if c.channels != d["channels"] else "conv_layout"
         raise ConfigError(f"{key} has no effect without model=cnn (the MLP's widths are hidden=200,200)")
     if c.mixed_precision != "off" and c.dtype != "float32":
-        raise ConfigError(f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
-                          f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}")
+        raise ConfigError(
+            f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
+            f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}"
+        )
     if c.compile == "step":  # the compiled step writes SGD out (pytorch_impl.train.compile_step): plain SGD only
         extra = [k for k in ("batchnorm", "dropout", "weight_decay", "clip_norm", "label_smoothing") if getattr(c, k)]
-        extra += [k for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"), ("model", "mlp"))
-                  if getattr(c, k) != plain]
+        extra += [
+            k
+            for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"), ("model", "mlp"))
+            if getattr(c, k) != plain
+        ]
         if extra:
             raise ConfigError(f"compile=step compiles plain SGD steps: unset {', '.join(extra)} or use compile=on")
     if c.optimizer == "adamw" and c.weight_decay_form == "coupled":
-        raise ConfigError("optimizer=adamw is Adam with decoupled weight decay; for coupled L2 decay use "
-                          "optimizer=adam with weight_decay_form=coupled")
+        raise ConfigError(
+            "optimizer=adamw is Adam with decoupled weight decay; for coupled L2 decay use "
+            "optimizer=adam with weight_decay_form=coupled"
+        )
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(RunConfig)}
@@ -295,9 +363,13 @@ def _coerce(key: str, value):
             return float(value)
         return str(value)
     except (TypeError, ValueError):
-        expected = {"tuple": "a comma-separated list of integers", "bool": "true or false",
-                    "int": "an integer", "float": "a number" + (" or native" if key in NATIVE_OK else ""),
-                    "str": "a string"}[kind]
+        expected = {
+            "tuple": "a comma-separated list of integers",
+            "bool": "true or false",
+            "int": "an integer",
+            "float": "a number" + (" or native" if key in NATIVE_OK else ""),
+            "str": "a string",
+        }[kind]
         raise ConfigError(f"{key}={value!r} is not {expected}") from None
 
 
@@ -330,6 +402,7 @@ def parse_sets(items: list[str]) -> dict:
 
 # ---------------------------------------------------------------- presets
 
+
 @dataclass(frozen=True)
 class Preset:
     name: str
@@ -340,40 +413,92 @@ class Preset:
         return from_dict(self.values)
 
 
-PRESETS = {p.name: p for p in [
-    Preset("seed-report",
-           dict(hidden=(200, 200), head="seed", optimizer="sgd", lr=0.001, momentum=0.5, batch_size=512,
-                scaling="unit", epochs=300, seed=1),
-           "The lab report's model fcNet 784-200-200-10 (LeakyReLU, Sigmoid + LogSoftmax head, nll_loss) "
-           "with its code's schedule: SGD lr 0.001 momentum 0.5, batch 512, ToTensor (x/255), "
-           "torch.manual_seed(1), 300 epochs."),
-    Preset("seed-notebook",
-           dict(hidden=(784, 784, 200, 200), head="seed", optimizer="sgd", lr=0.001, momentum=0.5,
-                batch_size=512, scaling="unit", epochs=300, seed=1),
-           "What the report's notebook actually trains: 784-784-784-200-200-10 with the same head and "
-           "schedule (it logged 10% test accuracy until epoch 56, peak 37.78% at epoch 159)."),
-    Preset("standard",
-           dict(hidden=(200, 200), head="logits", optimizer="sgd", lr=0.05, momentum=0.9, batch_size=128,
-                scaling="standardize", epochs=15, seed=0),
-           "The same 784-200-200-10 LeakyReLU MLP with a plain logits + cross-entropy head, SGD lr 0.05 "
-           "momentum 0.9, batch 128, standardized inputs, 15 epochs (a plain PyTorch loop reached "
-           "88.3-88.8% test accuracy after 9-12 epochs)."),
-    Preset("porting",
-           dict(hidden=(200, 200), head="logits", optimizer="adamw", lr=0.001, batch_size=128,
-                scaling="standardize", epochs=15, seed=0, batchnorm=True, dropout=0.2, weight_decay="native",
-                clip_norm=1.0, lr_schedule="cosine", label_smoothing=0.1),
-           "The standard network with what a port most often gets wrong, all on, each library's own idiom: "
-           "batch norm after each hidden Dense, dropout 0.2 after each activation, AdamW (lr 0.001) with "
-           "each library's default decay, gradient clipping at norm 1, a cosine schedule over the 15 "
-           "epochs, label smoothing 0.1. `fmnist-parity ablate --preset porting` matches them one by one."),
-]}
+PRESETS = {
+    p.name: p
+    for p in [
+        Preset(
+            "seed-report",
+            dict(
+                hidden=(200, 200),
+                head="seed",
+                optimizer="sgd",
+                lr=0.001,
+                momentum=0.5,
+                batch_size=512,
+                scaling="unit",
+                epochs=300,
+                seed=1,
+            ),
+            "The lab report's model fcNet 784-200-200-10 (LeakyReLU, Sigmoid + LogSoftmax head, nll_loss) "
+            "with its code's schedule: SGD lr 0.001 momentum 0.5, batch 512, ToTensor (x/255), "
+            "torch.manual_seed(1), 300 epochs.",
+        ),
+        Preset(
+            "seed-notebook",
+            dict(
+                hidden=(784, 784, 200, 200),
+                head="seed",
+                optimizer="sgd",
+                lr=0.001,
+                momentum=0.5,
+                batch_size=512,
+                scaling="unit",
+                epochs=300,
+                seed=1,
+            ),
+            "What the report's notebook actually trains: 784-784-784-200-200-10 with the same head and "
+            "schedule (it logged 10% test accuracy until epoch 56, peak 37.78% at epoch 159).",
+        ),
+        Preset(
+            "standard",
+            dict(
+                hidden=(200, 200),
+                head="logits",
+                optimizer="sgd",
+                lr=0.05,
+                momentum=0.9,
+                batch_size=128,
+                scaling="standardize",
+                epochs=15,
+                seed=0,
+            ),
+            "The same 784-200-200-10 LeakyReLU MLP with a plain logits + cross-entropy head, SGD lr 0.05 "
+            "momentum 0.9, batch 128, standardized inputs, 15 epochs (a plain PyTorch loop reached "
+            "88.3-88.8% test accuracy after 9-12 epochs).",
+        ),
+        Preset(
+            "porting",
+            dict(
+                hidden=(200, 200),
+                head="logits",
+                optimizer="adamw",
+                lr=0.001,
+                batch_size=128,
+                scaling="standardize",
+                epochs=15,
+                seed=0,
+                batchnorm=True,
+                dropout=0.2,
+                weight_decay="native",
+                clip_norm=1.0,
+                lr_schedule="cosine",
+                label_smoothing=0.1,
+            ),
+            "The standard network with what a port most often gets wrong, all on, each library's own idiom: "
+            "batch norm after each hidden Dense, dropout 0.2 after each activation, AdamW (lr 0.001) with "
+            "each library's default decay, gradient clipping at norm 1, a cosine schedule over the 15 "
+            "epochs, label smoothing 0.1. `fmnist-parity ablate --preset porting` matches them one by one.",
+        ),
+    ]
+}
 
 
 def resolve(preset: str = "standard", sets: list[str] | None = None, overrides: dict | None = None) -> RunConfig:
     """Preset, then --set items, then explicit overrides (e.g. --epochs)."""
     if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} "
-                          f"(see `fmnist-parity presets`)")
+        raise ConfigError(
+            f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)} (see `fmnist-parity presets`)"
+        )
     values = dict(PRESETS[preset].values)
     values.update(parse_sets(sets or []))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -392,6 +517,7 @@ def load_json(text: str) -> RunConfig:
 
 # ---------------------------------------------------------------- shared initial weights
 
+
 def shared_init(config: RunConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     """Initial (kernel, bias) per weighted layer (dense kernel [in, out], convolution kernel
     [kh, kw, in, out]), drawn once in numpy from the seed, float64, in the plan's order.
@@ -399,6 +525,7 @@ def shared_init(config: RunConfig) -> list[tuple[np.ndarray, np.ndarray]]:
     in x kh x kw), the same bounds as PyTorch's default nn.Linear / nn.Conv2d init, but the same
     draws on both sides."""
     from shared import plan
+
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, 0x1A17])))
     layers = []
     for kernel, fan_in in plan.weight_shapes(config):

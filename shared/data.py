@@ -13,6 +13,7 @@ Search order (the first place holding all four files wins, and is reported):
   6. a download from the mirrors ($FMNIST_MIRRORS, comma-separated base URLs) into the cache,
      unless downloads are off (--offline or $FMNIST_OFFLINE=1).
 """
+
 from __future__ import annotations
 
 import functools
@@ -32,23 +33,42 @@ from shared.atomic import atomic_write
 
 # name -> (sha256 of the decompressed IDX file, md5 of the upstream .gz, IDX magic, shape)
 FILES = {
-    "train-images-idx3-ubyte": ("c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-                                "8d4fb7e6c68d591d4c3dfef9ec88bf0d", 0x0803, (60000, 28, 28)),
-    "train-labels-idx1-ubyte": ("bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-                                "25c81989df183df01b3e8a0aad5dffbe", 0x0801, (60000,)),
-    "t10k-images-idx3-ubyte": ("5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-                               "bef4ecab320f06d8554ea6380940ec79", 0x0803, (10000, 28, 28)),
-    "t10k-labels-idx1-ubyte": ("0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-                               "bb300cfdad3c16e7a12a480ee83cd310", 0x0801, (10000,)),
+    "train-images-idx3-ubyte": (
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        0x0803,
+        (60000, 28, 28),
+    ),
+    "train-labels-idx1-ubyte": (
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "25c81989df183df01b3e8a0aad5dffbe",
+        0x0801,
+        (60000,),
+    ),
+    "t10k-images-idx3-ubyte": (
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "bef4ecab320f06d8554ea6380940ec79",
+        0x0803,
+        (10000, 28, 28),
+    ),
+    "t10k-labels-idx1-ubyte": (
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+        0x0801,
+        (10000,),
+    ),
 }
-KEYS = {"train-images-idx3-ubyte": "train_images", "train-labels-idx1-ubyte": "train_labels",
-        "t10k-images-idx3-ubyte": "test_images", "t10k-labels-idx1-ubyte": "test_labels"}
+KEYS = {
+    "train-images-idx3-ubyte": "train_images",
+    "train-labels-idx1-ubyte": "train_labels",
+    "t10k-images-idx3-ubyte": "test_images",
+    "t10k-labels-idx1-ubyte": "test_labels",
+}
 DEFAULT_MIRRORS = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
-CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 PARSED_CACHE_VERSION = 1
 
 
@@ -60,10 +80,10 @@ class DataError(Exception):
 class FashionMNIST:
     train_images: np.ndarray  # (60000, 28, 28) uint8
     train_labels: np.ndarray  # (60000,) uint8
-    test_images: np.ndarray   # (10000, 28, 28) uint8
-    test_labels: np.ndarray   # (10000,) uint8
-    source: str               # human-readable: which place the files came from
-    directory: str            # the directory holding the four files
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,) uint8
+    source: str  # human-readable: which place the files came from
+    directory: str  # the directory holding the four files
     sha256: dict = field(default_factory=dict)  # file name -> verified digest of the IDX content
 
     @functools.cached_property
@@ -83,12 +103,15 @@ def _quiet(_msg: str) -> None:
 
 # ---------------------------------------------------------------- parsing and verification
 
+
 def read_idx_bytes(path: Path) -> bytes:
     """The decompressed content of an IDX file, gzip or plain; errors name the file."""
     try:
         raw = path.read_bytes()
     except (IsADirectoryError, PermissionError, OSError) as e:
-        raise DataError(f"{path}: cannot read file ({e.strerror or e}); check that it is a readable regular file") from None
+        raise DataError(
+            f"{path}: cannot read file ({e.strerror or e}); check that it is a readable regular file"
+        ) from None
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
@@ -102,13 +125,12 @@ def parse_idx(content: bytes, name: str, where: str) -> np.ndarray:
     _, _, magic, shape = FILES[name]
     if len(content) < 4 or int.from_bytes(content[:4], "big") != magic:
         got = content[:4].hex() if len(content) >= 4 else f"{len(content)} bytes"
-        raise DataError(f"{where}: wrong IDX magic number {got}, expected {magic:08x}; "
-                        f"this is not the {name} file")
+        raise DataError(f"{where}: wrong IDX magic number {got}, expected {magic:08x}; this is not the {name} file")
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(content) < header:
         raise DataError(f"{where}: IDX header cut short ({len(content)} bytes)")
-    dims = tuple(int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if dims != shape:
         raise DataError(f"{where}: wrong dimensions {dims}, expected {shape}")
     body = len(content) - header
@@ -129,8 +151,10 @@ def load_file(path: Path, name: str) -> tuple[np.ndarray, str]:
     if digest != expected:
         # Structural problems give the more useful message; fall back to the digest mismatch.
         parse_idx(content, name, str(path))
-        raise DataError(f"{path}: checksum mismatch: sha256 of the decompressed content is {digest}, "
-                        f"expected {expected}; the file is not the official {name}")
+        raise DataError(
+            f"{path}: checksum mismatch: sha256 of the decompressed content is {digest}, "
+            f"expected {expected}; the file is not the official {name}"
+        )
     return parse_idx(content, name, str(path)), digest
 
 
@@ -149,14 +173,18 @@ def load_directory(directory: Path, source: str, cache: Path | None = None) -> F
     """Load and verify all four files of one directory; raise DataError if any is missing or bad."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise DataError(f"{directory}: not a directory; point --data-dir / FMNIST_DATA_DIR at the "
-                        f"folder holding the four Fashion-MNIST files")
+        raise DataError(
+            f"{directory}: not a directory; point --data-dir / FMNIST_DATA_DIR at the "
+            f"folder holding the four Fashion-MNIST files"
+        )
     found = find_files(directory)
     missing = [n for n in FILES if n not in found]
     if missing:
         have = ", ".join(sorted(p.name for p in found.values())) or "none of them"
-        raise DataError(f"{directory}: incomplete: missing {', '.join(m + '[.gz]' for m in missing)} "
-                        f"(found {have}); all four files are needed")
+        raise DataError(
+            f"{directory}: incomplete: missing {', '.join(m + '[.gz]' for m in missing)} "
+            f"(found {have}); all four files are needed"
+        )
     parsed = _parsed_cache_path(cache, found) if cache else None
     if parsed is not None and parsed.exists():
         try:
@@ -177,6 +205,7 @@ def load_directory(directory: Path, source: str, cache: Path | None = None) -> F
 
 
 # ---------------------------------------------------------------- the parsed cache (fast warm loads)
+
 
 def cache_dir() -> Path:
     if os.environ.get("FMNIST_PARITY_CACHE"):
@@ -205,21 +234,23 @@ def _write_parsed_cache(path: Path, data: FashionMNIST) -> None:
 
 # ---------------------------------------------------------------- download
 
-def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, timeout: float,
-                  progress: bool) -> None:
+
+def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, timeout: float, progress: bool) -> None:
     """Fetch one .gz with pooch (streamed to a temp file beside dest, checked against the upstream
     MD5, moved into place), then check its decompressed content; raise DataError after `retries`
     failed tries (a 4xx is final: a missing file does not appear by retrying)."""
     import pooch
     import requests
+
     pooch.get_logger().setLevel("WARNING")
     dest.parent.mkdir(parents=True, exist_ok=True)
     downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=progress)
     last = ""
     for attempt in range(1, retries + 1):
         try:
-            pooch.retrieve(url, known_hash=f"md5:{FILES[name][1]}", fname=dest.name, path=dest.parent,
-                           downloader=downloader)
+            pooch.retrieve(
+                url, known_hash=f"md5:{FILES[name][1]}", fname=dest.name, path=dest.parent, downloader=downloader
+            )
             try:
                 load_file(dest, name)  # the decompressed content, by its SHA-256
             except DataError:
@@ -231,14 +262,20 @@ def _download_one(url: str, dest: Path, name: str, log: Callable, retries: int, 
             if 400 <= e.response.status_code < 500:
                 break
         except ValueError as e:  # pooch: the MD5 of what arrived is not the official .gz's
-            last = ("its MD5 differs from the official file's (a truncated or corrupt gzip download)"
-                    if "hash" in str(e).lower() else str(e))
+            last = (
+                "its MD5 differs from the official file's (a truncated or corrupt gzip download)"
+                if "hash" in str(e).lower()
+                else str(e)
+            )
         except DataError as e:
             last = str(e).split(": ", 1)[-1]
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as e:
             why = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(e))
-            last = ("connection closed after a partial transfer" if "IncompleteRead" in str(e)
-                    or "ended prematurely" in str(e) else f"connection failed ({why.group(1) if why else e})")
+            last = (
+                "connection closed after a partial transfer"
+                if "IncompleteRead" in str(e) or "ended prematurely" in str(e)
+                else f"connection failed ({why.group(1) if why else e})"
+            )
         except (requests.RequestException, OSError) as e:
             last = str(e) or type(e).__name__
         if attempt < retries:
@@ -253,8 +290,9 @@ def mirrors() -> list[str]:
     return [u if u.endswith("/") else u + "/" for u in urls]
 
 
-def download(dest_dir: Path, log: Callable = _quiet, retries: int = 3, timeout: float = 30.0,
-             progress: bool = False) -> Path:
+def download(
+    dest_dir: Path, log: Callable = _quiet, retries: int = 3, timeout: float = 30.0, progress: bool = False
+) -> Path:
     """Download the four .gz files into dest_dir, each from the first mirror that serves it intact."""
     errors = []
     for name in FILES:
@@ -284,8 +322,10 @@ DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"  # where dataset-fashion-mnist 
 
 def candidate_dirs() -> list[tuple[str, Path]]:
     """The implicit places to look, in order, as (label, directory)."""
-    places = [("project cache", cache_dir() / "fashion-mnist"),
-              ("Debian package dataset-fashion-mnist", Path(os.environ.get("FMNIST_DEBIAN_DIR", DEBIAN_DIR)))]
+    places = [
+        ("project cache", cache_dir() / "fashion-mnist"),
+        ("Debian package dataset-fashion-mnist", Path(os.environ.get("FMNIST_DEBIAN_DIR", DEBIAN_DIR))),
+    ]
     roots = [os.environ.get("FMNIST_TORCHVISION_ROOT"), "data", os.path.join("~", "data")]
     for root in filter(None, roots):
         places.append((f"torchvision root {root}", Path(root).expanduser() / "FashionMNIST" / "raw"))
@@ -294,8 +334,12 @@ def candidate_dirs() -> list[tuple[str, Path]]:
     return places
 
 
-def load(data_dir: str | os.PathLike | None = None, offline: bool | None = None,
-         log: Callable = _quiet, progress: bool = False) -> FashionMNIST:
+def load(
+    data_dir: str | os.PathLike | None = None,
+    offline: bool | None = None,
+    log: Callable = _quiet,
+    progress: bool = False,
+) -> FashionMNIST:
     """The verified dataset, from the first place that has it (see the module docstring)."""
     cache = cache_dir()
     explicit = data_dir or os.environ.get("FMNIST_DATA_DIR")
@@ -323,7 +367,8 @@ def load(data_dir: str | os.PathLike | None = None, offline: bool | None = None,
         except DataError as e:
             download_error = str(e)
     raise DataError(
-        "Fashion-MNIST not found. Looked in:\n  - " + "\n  - ".join(looked)
+        "Fashion-MNIST not found. Looked in:\n  - "
+        + "\n  - ".join(looked)
         + f"\n  - download from {', '.join(mirrors())}: {download_error}\n"
         "Fix it in one of three ways:\n"
         "  1. install the Debian/Ubuntu package: sudo apt-get install dataset-fashion-mnist\n"
@@ -331,10 +376,12 @@ def load(data_dir: str | os.PathLike | None = None, offline: bool | None = None,
         "     t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into a directory and pass\n"
         "     --data-dir DIR (or set FMNIST_DATA_DIR=DIR)\n"
         "  3. allow the download (drop --offline / unset FMNIST_OFFLINE; set FMNIST_MIRRORS to\n"
-        "     comma-separated base URLs of a reachable mirror)")
+        "     comma-separated base URLs of a reachable mirror)"
+    )
 
 
 # ---------------------------------------------------------------- summaries and scaling
+
 
 def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the pixels scaled to [0, 1], in float64, from the 256-bin histogram (exact
@@ -367,5 +414,8 @@ def scale(images: np.ndarray, mode: str, mean: float, std: float, dtype: str) ->
 def idx_bytes(arr: np.ndarray) -> bytes:
     """Serialise a uint8 array as an IDX file (used to lay files out for torchvision)."""
     magic = 0x0800 | arr.ndim
-    return (magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-            + np.ascontiguousarray(arr, dtype=np.uint8).tobytes())
+    return (
+        magic.to_bytes(4, "big")
+        + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        + np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+    )

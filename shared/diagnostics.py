@@ -1,6 +1,7 @@
 """Per-layer gradient and weight norms per epoch (opt-in: --set diagnostics=true), framework-free:
 the implementation supplies gradients on a fixed probe batch (its `gradients` twin, also used by
 lockstep) and its weights; the norms, the file and the vanishing/exploding reading live here."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ def measure(impl, state, tensors, n: int, epoch: int) -> dict:
 
 def norms(layers) -> list[float]:
     """L2 norm of each (kernel, bias) pair, in float64."""
-    return [float(np.sqrt(np.sum(np.square(k, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64))))
-            for k, b in layers]
+    return [
+        float(np.sqrt(np.sum(np.square(k, dtype=np.float64)) + np.sum(np.square(b, dtype=np.float64))))
+        for k, b in layers
+    ]
 
 
 def reading(g: list[float]) -> str:
@@ -41,8 +44,10 @@ def reading(g: list[float]) -> str:
     if top == 0 or total < 1e-12:
         return "vanishing gradients: all zero"
     if low:
-        return (f"vanishing gradients: layer(s) {', '.join(map(str, low))} below {VANISH:g} x the largest "
-                f"layer's norm ({min(g):.3g} vs {top:.3g})")
+        return (
+            f"vanishing gradients: layer(s) {', '.join(map(str, low))} below {VANISH:g} x the largest "
+            f"layer's norm ({min(g):.3g} vs {top:.3g})"
+        )
     return ""
 
 

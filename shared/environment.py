@@ -1,4 +1,5 @@
 """Framework-free parts of a run's environment record, and start-up hygiene."""
+
 from __future__ import annotations
 
 import contextlib
@@ -57,4 +58,8 @@ def host_environment(threads: int) -> dict:
 
 
 def resolve_threads(threads: int) -> int:
-    return threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return (
+        threads
+        if threads > 0
+        else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )

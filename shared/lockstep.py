@@ -17,6 +17,7 @@ Shared dropout masks are set before every step, as in a run; a per-epoch schedul
 trace.json holds the config, framework, backend, environment, the perturbation (if any) and the
 dtype each layer computed in (the implementation's precision(), read from the running program).
 """
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ SIGN_IMAGES = 4  # convolution outputs: the sign bits of this many images per st
 def numpy_dtype(name: str):
     """A dtype name as numpy's, bfloat16 through ml_dtypes (numpy has none)."""
     import ml_dtypes
+
     return ml_dtypes.bfloat16 if name == "bfloat16" else np.dtype(name)
 
 
@@ -53,8 +55,9 @@ def perturb(layers, dtype: str, seed: int, unit: str | None = None):
 
     def step(a):
         r = a.astype(low)
-        delta = np.nextafter(r, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(low)).astype(np.float64) \
-            - r.astype(np.float64)  # one unit of `unit` at this weight's size
+        delta = np.nextafter(r, np.where(rng.random(a.shape) < 0.5, -np.inf, np.inf).astype(low)).astype(
+            np.float64
+        ) - r.astype(np.float64)  # one unit of `unit` at this weight's size
         return (a.astype(kept).astype(np.float64) + delta).astype(kept).astype(np.float64)
 
     return [(step(k), step(b)) for k, b in layers]
@@ -67,7 +70,9 @@ def step_rows(config: cfg.RunConfig, data, index_batches: list, epochs: list[int
     raw = data.train_images[order]
     if config.augment != "none":
         of_row = np.concatenate([np.full(len(b), e) for b, e in zip(index_batches, epochs)])
-        raw = np.concatenate([augment.apply(raw[of_row == e], order[of_row == e], config, e) for e in np.unique(of_row)])
+        raw = np.concatenate(
+            [augment.apply(raw[of_row == e], order[of_row == e], config, e) for e in np.unique(of_row)]
+        )
     mean, std = data.train_pixel_stats
     return fdata.scale(raw, config.scaling, mean, std, config.dtype), data.train_labels[order].astype(np.int64)
 
@@ -77,8 +82,16 @@ def snapshot_steps(steps: int, every: int) -> list[int]:
     return sorted({0, 1, 2, 3, 5, *range(every, steps, every), steps} & set(range(steps + 1)))
 
 
-def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, perturb_seed: int | None = None,
-          data_dir=None, backend: str | None = None) -> None:
+def trace(
+    impl,
+    config: cfg.RunConfig,
+    out: Path,
+    steps: int,
+    every: int,
+    perturb_seed: int | None = None,
+    data_dir=None,
+    backend: str | None = None,
+) -> None:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = resolve_threads(config.threads)
@@ -87,7 +100,9 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     index_batches, where, epoch = [], [], 0  # where: (epoch, step in epoch) of each step, 1-based
     while len(index_batches) < steps:
         epoch += 1
-        batches = fbatches.epoch_batches(config.seed, epoch, len(data.train_labels), config.batch_size, config.last_batch)
+        batches = fbatches.epoch_batches(
+            config.seed, epoch, len(data.train_labels), config.batch_size, config.last_batch
+        )
         index_batches += batches
         where += [(epoch, i) for i in range(1, len(batches) + 1)]
     index_batches, where = index_batches[:steps], where[:steps]
@@ -101,11 +116,14 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
         index_batches = [np.arange(e - len(b), e) for b, e in zip(index_batches, ends)]
     else:
         x_train, x_test = data.scaled(config.scaling, config.dtype)
-        tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
-                                 data.test_labels.astype(np.int64), data)
+        tensors = impl.to_device(
+            state, x_train, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
+        )
     init = cfg.shared_init(config)
-    impl.import_weights(state, perturb(init, config.dtype, perturb_seed, cfg.compute_dtype(config))
-                        if perturb_seed is not None else init)
+    impl.import_weights(
+        state,
+        perturb(init, config.dtype, perturb_seed, cfg.compute_dtype(config)) if perturb_seed is not None else init,
+    )
     snaps = snapshot_steps(steps, every)
     arrays = {"snap_steps": np.array(snaps)}
 
@@ -128,7 +146,9 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
             for i, (gk, gb) in enumerate(impl.gradients(state, xb, yb)):
                 arrays[f"grad_{i}_k"], arrays[f"grad_{i}_b"] = gk, gb
         # a convolution's output is large (28x28xC per image): its signs for the first SIGN_IMAGES images
-        signs.append(np.packbits(np.concatenate([(a if a.ndim == 2 else a[:SIGN_IMAGES]).ravel() > 0 for a in acts[:-1]])))
+        signs.append(
+            np.packbits(np.concatenate([(a if a.ndim == 2 else a[:SIGN_IMAGES]).ravel() > 0 for a in acts[:-1]]))
+        )
         loss, _ = impl.train_step(state, xb, yb)
         losses.append(loss)
         if step < len(where) and where[step][0] != ep:
@@ -141,10 +161,17 @@ def trace(impl, config: cfg.RunConfig, out: Path, steps: int, every: int, pertur
     arrays["loss"] = np.array(losses)
     arrays["signs"] = np.stack([np.pad(s, (0, width - len(s))) for s in signs])  # the last batch may be short
     atomic_write(out / "trace.npz", lambda f: np.savez(f, **arrays))
-    meta = {"framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(), "steps": len(losses),
-            "perturb_seed": perturb_seed, "environment": env,
-            "slope": impl.M.negative_slope(config), "eps": impl.M.adam_eps(config),  # the values really used
-            "precision": impl.precision(state, first)}  # the dtype each layer computed in, read from the program
+    meta = {
+        "framework": impl.FRAMEWORK,
+        "backend": backend,
+        "config": config.to_dict(),
+        "steps": len(losses),
+        "perturb_seed": perturb_seed,
+        "environment": env,
+        "slope": impl.M.negative_slope(config),
+        "eps": impl.M.adam_eps(config),  # the values really used
+        "precision": impl.precision(state, first),
+    }  # the dtype each layer computed in, read from the program
     atomic_write(out / "trace.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
 
 
@@ -159,13 +186,19 @@ def load(path: Path) -> tuple[dict, dict]:
 def main(framework: str, load_impl, argv) -> int:
     """`python -m <impl> lockstep`: traces of one side of a lockstep comparison (see compare/lockstep.py),
     one after another in this process."""
-    import argparse
     from shared.parsing import Parser
-    p = Parser(prog=f"python -m {framework}_impl lockstep",
-               description="Train K steps from the shared initial weights and record every step.")
-    p.add_argument("--jobs", type=Path, required=True,
-                   help='JSON list of traces, each {"config": {...}, "out": DIR, "perturb": SEED or null} '
-                        "(perturb: a one-ulp perturbation of the initial weights)")
+
+    p = Parser(
+        prog=f"python -m {framework}_impl lockstep",
+        description="Train K steps from the shared initial weights and record every step.",
+    )
+    p.add_argument(
+        "--jobs",
+        type=Path,
+        required=True,
+        help='JSON list of traces, each {"config": {...}, "out": DIR, "perturb": SEED or null} '
+        "(perturb: a one-ulp perturbation of the initial weights)",
+    )
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--every", type=int, default=20, help="save the weights every N steps (and at the end)")
     p.add_argument("--data-dir")
@@ -173,7 +206,9 @@ def main(framework: str, load_impl, argv) -> int:
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
     args = p.parse_args(argv)
     try:
-        jobs = [(cfg.from_dict(j["config"]), Path(j["out"]), j.get("perturb")) for j in json.loads(args.jobs.read_text())]
+        jobs = [
+            (cfg.from_dict(j["config"]), Path(j["out"]), j.get("perturb")) for j in json.loads(args.jobs.read_text())
+        ]
         if not jobs:
             raise cfg.ConfigError(f"{args.jobs} lists no traces")
         for config, _, _ in jobs:

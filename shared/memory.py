@@ -1,6 +1,7 @@
 """How much memory a run needs, estimated from its config before anything is allocated, so a run
 that plainly cannot fit is refused in one line (and an out-of-memory error that still happens is
 reported the same way). Framework-free; the implementation only says how much its device has free."""
+
 from __future__ import annotations
 
 from shared import config as cfg
@@ -21,11 +22,13 @@ def estimate(config: cfg.RunConfig) -> dict:
     params = plan.param_count(config)
     states = STATE_COPIES[config.optimizer](config)
     units = plan.activation_units(config)
-    parts = {"weights": params * size,
-             "gradients and optimizer state": params * size * (1 + states),
-             "activations of one batch": config.batch_size * units * size * 4,
-             "test-set evaluation": N_TEST * units * size * 2,
-             "data on the device": (N_TRAIN + N_TEST) * PIXELS * size + (N_TRAIN + N_TEST) * 8}
+    parts = {
+        "weights": params * size,
+        "gradients and optimizer state": params * size * (1 + states),
+        "activations of one batch": config.batch_size * units * size * 4,
+        "test-set evaluation": N_TEST * units * size * 2,
+        "data on the device": (N_TRAIN + N_TEST) * PIXELS * size + (N_TRAIN + N_TEST) * 8,
+    }
     return {"parts": parts, "total": sum(parts.values())}
 
 
@@ -55,7 +58,8 @@ def check(config: cfg.RunConfig, free: int | None, where: str) -> None:
         raise cfg.ConfigError(
             f"this run needs about {gib(est['total'])} but {where} has {gib(free)} free (largest part: {biggest}, "
             f"{gib(est['parts'][biggest])}); lower {_widths(config)} or "
-            f"batch_size={config.batch_size}" + (", or use dtype=float32" if config.dtype == "float64" else ""))
+            f"batch_size={config.batch_size}" + (", or use dtype=float32" if config.dtype == "float64" else "")
+        )
 
 
 OOM_NAMES = ("OutOfMemoryError", "ResourceExhaustedError")
@@ -64,14 +68,20 @@ OOM_NAMES = ("OutOfMemoryError", "ResourceExhaustedError")
 def is_oom(e: BaseException) -> bool:
     """An out-of-memory error from any of the frameworks, recognised without importing them."""
     text = str(e)
-    return (type(e).__name__ in OOM_NAMES or isinstance(e, MemoryError)
-            or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower())
+    return (
+        type(e).__name__ in OOM_NAMES
+        or isinstance(e, MemoryError)
+        or "RESOURCE_EXHAUSTED" in text
+        or "out of memory" in text.lower()
+    )
 
 
 def oom_message(config: cfg.RunConfig, e: BaseException) -> str:
     first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-    return (f"out of memory ({first}); the estimate for this config is {gib(estimate(config)['total'])}: "
-            f"lower batch_size={config.batch_size} or {_widths(config)}")
+    return (
+        f"out of memory ({first}); the estimate for this config is {gib(estimate(config)['total'])}: "
+        f"lower batch_size={config.batch_size} or {_widths(config)}"
+    )
 
 
 def _widths(config: cfg.RunConfig) -> str:

@@ -1,5 +1,6 @@
 """The argument parser every command line of the project uses (the implementations' train, predict,
 lockstep, bench and defaults subcommands, and `fmnist-parity`): a bad flag is one line, exit 2."""
+
 from __future__ import annotations
 
 import argparse

@@ -11,6 +11,7 @@ then flatten in (row, column, channel) order and the output Dense; the same head
 Keras' (NHWC images, [kh, kw, in, out] kernels): the neutral weight format's; PyTorch's translation
 computes in NCHW and flattens in this order, so the Dense kernel is the same matrix on both sides.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,23 +23,48 @@ from shared.batches import steps_per_epoch as _steps
 
 TRAIN_ROWS = 60000
 # the config keys of the porting features (shared/config.py documents them)
-FEATURE_KEYS = ("batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "dropout", "dropout_masks", "weight_decay",
-                "weight_decay_form", "clip_norm", "clip_scope", "lr_schedule", "lr_schedule_unit", "lr_step_epochs",
-                "lr_step_gamma", "label_smoothing")  # the official training set (shared/data.py checks every file's shape)
+FEATURE_KEYS = (
+    "batchnorm",
+    "bn_momentum",
+    "bn_eps",
+    "bn_running_var",
+    "dropout",
+    "dropout_masks",
+    "weight_decay",
+    "weight_decay_form",
+    "clip_norm",
+    "clip_scope",
+    "lr_schedule",
+    "lr_schedule_unit",
+    "lr_step_epochs",
+    "lr_step_gamma",
+    "label_smoothing",
+)  # the official training set (shared/data.py checks every file's shape)
 
 
-IMAGE = 28        # Fashion-MNIST images are 28 x 28, one channel
-CONV_KERNEL = 3   # the CNN's convolutions: 3x3, 'same' padding, stride 1
-POOL = 2          # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
+IMAGE = 28  # Fashion-MNIST images are 28 x 28, one channel
+CONV_KERNEL = 3  # the CNN's convolutions: 3x3, 'same' padding, stride 1
+POOL = 2  # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
 
 
 # Every layer kind the plan emits; each twin's translate handles exactly these and refuses any other.
-KINDS = ("dense", "conv", "batchnorm", "leaky_relu", "dropout", "maxpool", "reshape", "flatten", "sigmoid", "log_softmax")
+KINDS = (
+    "dense",
+    "conv",
+    "batchnorm",
+    "leaky_relu",
+    "dropout",
+    "maxpool",
+    "reshape",
+    "flatten",
+    "sigmoid",
+    "log_softmax",
+)
 
 
 @dataclass(frozen=True)
 class Layer:
-    kind: str       # one of KINDS
+    kind: str  # one of KINDS
     width: int = 0  # dense: outputs; conv: output channels; batchnorm, dropout: features; flatten: features
     fan_in: int = 0  # dense: inputs; conv: input channels
     index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); batchnorm, dropout: hidden layer i
@@ -75,8 +101,13 @@ def cnn(config) -> list[Layer]:
 def weight_shapes(config) -> list[tuple[tuple, int]]:
     """(kernel shape, fan_in) of each weighted layer in order, in the neutral layout: dense [in, out],
     convolution [kh, kw, in, out]; each has a bias of the kernel's last size."""
-    return [((l.kernel, l.kernel, l.fan_in, l.width), l.fan_in * l.kernel * l.kernel) if l.kind == "conv"
-            else ((l.fan_in, l.width), l.fan_in) for l in network(config) if l.kind in ("dense", "conv")]
+    return [
+        ((l.kernel, l.kernel, l.fan_in, l.width), l.fan_in * l.kernel * l.kernel)
+        if l.kind == "conv"
+        else ((l.fan_in, l.width), l.fan_in)
+        for l in network(config)
+        if l.kind in ("dense", "conv")
+    ]
 
 
 def param_count(config) -> int:
@@ -100,7 +131,11 @@ def activation_units(config) -> int:
 def describe(config) -> str:
     """The network in a few words: '784-200-200-10 MLP' or 'CNN conv16-pool-conv32-pool-dense10'."""
     if config.model == "cnn":
-        return "CNN " + "-".join(f"conv{c}-pool" for c in config.channels) + f"-dense10 ({param_count(config):,} parameters)"
+        return (
+            "CNN "
+            + "-".join(f"conv{c}-pool" for c in config.channels)
+            + f"-dense10 ({param_count(config):,} parameters)"
+        )
     return f"{'-'.join(map(str, config.layer_sizes()))} MLP ({param_count(config):,} parameters)"
 
 
@@ -111,6 +146,7 @@ def own(config, key: str, mine: str) -> str:
 
 
 # ---------------------------------------------------------------- learning-rate schedules
+
 
 def steps_per_epoch(config) -> int:
     return _steps(TRAIN_ROWS, config.batch_size, config.last_batch)
@@ -145,13 +181,16 @@ def lr_table(config, unit: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- shared dropout masks
 
+
 def dropout_masks(config, epoch: int, step: int, rows: int) -> list[np.ndarray]:
     """One mask per dropout layer for 1-based (epoch, step): keep / (1 - rate), float64 [rows, width],
     drawn in numpy from (seed, epoch, step, layer), so both frameworks drop the same units."""
     out = []
     for layer in network(config):
         if layer.kind == "dropout":
-            rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, epoch, step, layer.index, 0xD0])))
+            rng = np.random.Generator(
+                np.random.PCG64(np.random.SeedSequence([config.seed, epoch, step, layer.index, 0xD0]))
+            )
             keep = rng.random((rows, layer.width)) >= config.dropout
             out.append(keep / (1.0 - config.dropout))
     return out
@@ -174,8 +213,15 @@ def mask_feed(config, epoch: int, index_batches, set_masks):
 
 # The value a matched cell uses where the config leaves a choice to each library ("native"): PyTorch's
 # convention, stated once here (lockstep and ablate both use it); the defaults table reads the real ones.
-MATCH = {"bn_momentum": 0.1, "bn_eps": 1e-5, "bn_running_var": "unbiased", "clip_scope": "global",
-         "lr_schedule_unit": "epoch", "dropout_masks": "shared", "weight_decay": 0.01}
+MATCH = {
+    "bn_momentum": 0.1,
+    "bn_eps": 1e-5,
+    "bn_running_var": "unbiased",
+    "clip_scope": "global",
+    "lr_schedule_unit": "epoch",
+    "dropout_masks": "shared",
+    "weight_decay": 0.01,
+}
 
 
 def feature_differences(config) -> dict[str, dict]:
@@ -192,7 +238,9 @@ def feature_differences(config) -> dict[str, dict]:
         out["dropout masks"] = {"dropout_masks": "shared"}
     if config.weight_decay == "native":
         out["AdamW default decay"] = {"weight_decay": MATCH["weight_decay"]}
-    if config.weight_decay and config.weight_decay_form == "native" and config.optimizer != "adamw":  # AdamW: decoupled on both
+    if (
+        config.weight_decay and config.weight_decay_form == "native" and config.optimizer != "adamw"
+    ):  # AdamW: decoupled on both
         out["weight-decay form"] = {"weight_decay_form": "decoupled" if config.optimizer == "adamw" else "coupled"}
     if config.clip_norm and config.clip_scope == "native":
         out["clipping scope"] = {"clip_scope": MATCH["clip_scope"]}

@@ -25,6 +25,7 @@ FORMAT_VERSION 1. A run directory holds:
 Every file is replaced atomically (temp file + rename): a kill leaves the old or the new version
 (and at most a hidden .*.tmp, removed by the next writer).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -42,8 +43,16 @@ FORMAT = "fmnist-parity-run"
 FORMAT_VERSION = 1
 STATES = ("running", "completed", "failed", "diverged", "interrupted")
 LOCK = ".lock"
-METRIC_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc",
-               "train_seconds", "eval_seconds", "samples_per_second")
+METRIC_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "train_seconds",
+    "eval_seconds",
+    "samples_per_second",
+)
 
 
 class RunFormatError(ValueError):
@@ -61,8 +70,9 @@ def write_run(run_dir: Path, meta: dict) -> None:
 
 def write_status(run_dir: Path, state: str, message: str = "", epoch: int = 0) -> None:
     assert state in STATES, state
-    write_json(Path(run_dir) / "status.json",
-               {"state": state, "message": message, "epoch": epoch, "updated": time.time()})
+    write_json(
+        Path(run_dir) / "status.json", {"state": state, "message": message, "epoch": epoch, "updated": time.time()}
+    )
 
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
@@ -165,8 +175,10 @@ def lock(directory: Path, what: str = "run directory") -> None:
     except BlockingIOError:
         holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise LockedError(f"{directory}: this {what} is in use by another live process (pid {holder}); "
-                          f"wait for it to finish or stop it (kill {holder}), then run again") from None
+        raise LockedError(
+            f"{directory}: this {what} is in use by another live process (pid {holder}); "
+            f"wait for it to finish or stop it (kill {holder}), then run again"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[key] = fd
@@ -207,8 +219,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
     if meta.get("format") != FORMAT:
         raise RunFormatError(f"{run_dir / 'run.json'}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     if meta.get("version") != FORMAT_VERSION:
-        raise RunFormatError(f"{run_dir / 'run.json'}: format version {meta.get('version')!r}; "
-                             f"this tool reads version {FORMAT_VERSION}")
+        raise RunFormatError(
+            f"{run_dir / 'run.json'}: format version {meta.get('version')!r}; this tool reads version {FORMAT_VERSION}"
+        )
     for key in ("framework", "config", "environment", "data"):
         if key not in meta:
             raise RunFormatError(f"{run_dir / 'run.json'}: missing key {key!r}")

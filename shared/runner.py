@@ -2,6 +2,7 @@
 divergence. It is framework-free; each implementation passes its `train` module, whose functions
 (setup, build, to_device, batches, train_step, train_epoch, sync, evaluate, checkpoints, weights) are the only
 places the frameworks differ. Read pytorch_impl/train.py and keras_impl/train.py side by side."""
+
 from __future__ import annotations
 
 import math
@@ -29,6 +30,7 @@ def _say(quiet: bool, msg: str) -> None:
 
 def _progress(total: int, desc: str, quiet: bool):
     from tqdm import tqdm
+
     return tqdm(total=total, desc=desc, unit="step", leave=False, disable=quiet or not sys.stderr.isatty())
 
 
@@ -49,12 +51,15 @@ def prepare_out(out: Path, config: cfg.RunConfig, framework: str, backend: str |
         raise RunError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     rec = rundir.read_run(out)
     if rec.meta["framework"] != framework or rec.meta.get("backend") != backend:
-        raise RunError(f"{out} holds a {rec.label} run; it cannot be resumed as {framework}"
-                       + (f"-{backend}" if backend else ""))
+        raise RunError(
+            f"{out} holds a {rec.label} run; it cannot be resumed as {framework}" + (f"-{backend}" if backend else "")
+        )
     if rec.config != config.to_dict():
         diff = sorted(k for k in config.to_dict() if rec.config.get(k) != config.to_dict()[k])
-        raise RunError(f"{out} was started with a different config ({', '.join(diff)} differ); "
-                       f"resume with the same settings or choose another --out")
+        raise RunError(
+            f"{out} was started with a different config ({', '.join(diff)} differ); "
+            f"resume with the same settings or choose another --out"
+        )
     return len(rec.metrics)
 
 
@@ -75,13 +80,18 @@ def resume_from(impl, state, out: Path, done: int, quiet: bool) -> int:
                 why = f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
         if why is None:
             if damaged:
-                _say(False, f"warning: skipped damaged checkpoint {damaged[0][0]} ({damaged[0][1]}); "
-                            f"resuming from the intact one of epoch {epoch}")
+                _say(
+                    False,
+                    f"warning: skipped damaged checkpoint {damaged[0][0]} ({damaged[0][1]}); "
+                    f"resuming from the intact one of epoch {epoch}",
+                )
             return epoch
         damaged.append((path, why))
-    raise RunError(f"no intact checkpoint to resume from: {damaged[0][0]} {damaged[0][1]}"
-                   + (f" (and {len(damaged) - 1} older ones)" if len(damaged) > 1 else "")
-                   + f"; delete {out} and start again, or restore the checkpoint")
+    raise RunError(
+        f"no intact checkpoint to resume from: {damaged[0][0]} {damaged[0][1]}"
+        + (f" (and {len(damaged) - 1} older ones)" if len(damaged) > 1 else "")
+        + f"; delete {out} and start again, or restore the checkpoint"
+    )
 
 
 def step_by_step(step, batches, tick, before=None) -> tuple[list, list]:
@@ -112,9 +122,17 @@ def epoch_totals(losses, rights, index_batches) -> tuple[float, int, tuple | Non
     return loss_sum / sum(len(i) for i in index_batches), correct, None
 
 
-def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: bool = False,
-        quiet: bool = False, backend: str | None = None, keep_checkpoints: int = 0,
-        t_start: float | None = None) -> int:
+def run(
+    impl,
+    config: cfg.RunConfig,
+    out: str | Path,
+    data_dir=None,
+    resume: bool = False,
+    quiet: bool = False,
+    backend: str | None = None,
+    keep_checkpoints: int = 0,
+    t_start: float | None = None,
+) -> int:
     """Train one run into `out`. Exit codes: 0 completed, 3 diverged (see status.json)."""
     out = Path(out)
     t_start = t_start or time.perf_counter()
@@ -126,8 +144,11 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     threads = resolve_threads(config.threads)
     env = {**host_environment(threads), **impl.setup(config, threads)}
     on_gpu = env.get("device", "cpu") != "cpu"
-    memory.check(config, env.get("device_free_bytes") if on_gpu else memory.host_available(),
-                 f"the GPU ({env.get('device_name', 'cuda')})" if on_gpu else "this machine's RAM")
+    memory.check(
+        config,
+        env.get("device_free_bytes") if on_gpu else memory.host_available(),
+        f"the GPU ({env.get('device_name', 'cuda')})" if on_gpu else "this machine's RAM",
+    )
     try:
         rundir.lock(out)
     except rundir.LockedError as e:
@@ -137,12 +158,18 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     mean, std = data.train_pixel_stats
     x_train, x_test = data.scaled(config.scaling, config.dtype)
     state = impl.build(config, env)
-    tensors = impl.to_device(state, x_train, data.train_labels.astype(np.int64), x_test,
-                             data.test_labels.astype(np.int64), data)
-    env["precision"] = impl.precision(state, tensors["x_train"][:2])  # what each layer, the loss, the weights computed in
+    tensors = impl.to_device(
+        state, x_train, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
+    )
+    env["precision"] = impl.precision(
+        state, tensors["x_train"][:2]
+    )  # what each layer, the loss, the weights computed in
     env["parameters"], env["network"] = impl.param_count(state), plan.describe(config)  # counted in the built model
     # start-up: the process, imports, device set-up, the lock; data: reading, scaling, building, moving
-    startup_seconds, data_seconds = (t_data - t_start) + (t_build - t_loaded), (t_loaded - t_data) + (time.perf_counter() - t_build)
+    startup_seconds, data_seconds = (
+        (t_data - t_start) + (t_build - t_loaded),
+        (t_loaded - t_data) + (time.perf_counter() - t_build),
+    )
 
     rows = []
     epoch = resume_from(impl, state, out, done, quiet) if done else 0
@@ -154,12 +181,18 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         if config.init == "shared":
             impl.import_weights(state, cfg.shared_init(config))
         weights.save(out / "weights" / "initial.npz", impl.export_weights(state), impl.export_bn(state))
-    rundir.write_run(out, {
-        "framework": impl.FRAMEWORK, "backend": backend, "config": config.to_dict(),
-        "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
-        "environment": env, "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-        "timing": {"startup_seconds": startup_seconds, "data_seconds": data_seconds},
-    })
+    rundir.write_run(
+        out,
+        {
+            "framework": impl.FRAMEWORK,
+            "backend": backend,
+            "config": config.to_dict(),
+            "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
+            "environment": env,
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "timing": {"startup_seconds": startup_seconds, "data_seconds": data_seconds},
+        },
+    )
     rundir.write_status(out, "running", "", len(rows))
     label = impl.FRAMEWORK + (f"-{backend}" if backend else "")
     n = len(x_train)
@@ -167,19 +200,27 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
     for epoch in range(len(rows) + 1, config.epochs + 1):
         idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
         if config.augment != "none":  # this epoch's pixels: shared (the same on every side) or the library's own
-            x_epoch = fdata.scale(augment.epoch_images_for(impl, data.train_images, config, epoch), config.scaling,
-                                  mean, std, config.dtype)
-            tensors = impl.to_device(state, x_epoch, data.train_labels.astype(np.int64), x_test,
-                                     data.test_labels.astype(np.int64), data)
+            x_epoch = fdata.scale(
+                augment.epoch_images_for(impl, data.train_images, config, epoch),
+                config.scaling,
+                mean,
+                std,
+                config.dtype,
+            )
+            tensors = impl.to_device(
+                state, x_epoch, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
+            )
         bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
         t0 = time.perf_counter()
         train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update, epoch)
         if bad is not None:
             bar.close()
             where = f"step {bad[0]}" if bad[0] else "a step (fit reads the loss once per epoch)"
-            msg = (f"loss became {bad[1]} at epoch {epoch}, {where}; likely causes: the learning rate "
-                   f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
-                   f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}")
+            msg = (
+                f"loss became {bad[1]} at epoch {epoch}, {where}; likely causes: the learning rate "
+                f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
+                f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}"
+            )
             rundir.write_status(out, "diverged", msg, epoch - 1)
             _say(False, f"{label}: diverged: {msg}")
             return 3
@@ -190,9 +231,18 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         t1 = time.perf_counter()
         test_loss, test_acc = impl.evaluate(state, tensors)
         eval_seconds = time.perf_counter() - t1
-        rows.append({"epoch": epoch, "train_loss": train_loss, "train_acc": correct / seen,
-                     "test_loss": test_loss, "test_acc": test_acc, "train_seconds": train_seconds,
-                     "eval_seconds": eval_seconds, "samples_per_second": seen / train_seconds})
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_acc": correct / seen,
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "train_seconds": train_seconds,
+                "eval_seconds": eval_seconds,
+                "samples_per_second": seen / train_seconds,
+            }
+        )
         if config.diagnostics:  # before the checkpoint: a resume never lacks an epoch's row
             diag.append(diagnostics.measure(impl, state, tensors, n, epoch))
             diagnostics.write(out, diag)
@@ -204,9 +254,12 @@ def run(impl, config: cfg.RunConfig, out: str | Path, data_dir=None, resume: boo
         rundir.write_status(out, "running", "", epoch)
         if keep_checkpoints and epoch > keep_checkpoints:
             rundir.remove_checkpoint(rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT))
-        _say(quiet, f"{label} epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} "
-                    f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                    f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval")
+        _say(
+            quiet,
+            f"{label} epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} "
+            f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
+            f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval",
+        )
     weights.save(out / "weights" / "final.npz", impl.export_weights(state), impl.export_bn(state))
     rundir.write_status(out, "completed", "", len(rows))
     return 0

@@ -6,6 +6,7 @@ transposed), and the dense layer after a convolution sees the features flattened
 channel) order on both sides (shared/plan.py). A network with batch norm adds
 `bn_<j>_gamma`, `bn_<j>_beta`, `bn_<j>_mean`, `bn_<j>_var` for hidden layer j ([width] each: scale,
 offset, running/moving mean and variance) and `bn_layers`."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -23,14 +23,16 @@ def pytest_configure(config):
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker and count > 1 and hasattr(os, "sched_setaffinity"):
         cores, i = sorted(os.sched_getaffinity(0)), int(worker.removeprefix("gw"))
-        os.sched_setaffinity(0, cores[i % count::count] if len(cores) >= count else [cores[i % len(cores)]])
+        os.sched_setaffinity(0, cores[i % count :: count] if len(cores) >= count else [cores[i % len(cores)]])
 
 
 def real_data_dir() -> Path:
     """The official files for tests: $FMNIST_DATA_DIR, else where ./test.sh would find them."""
     if REAL_DATA is None or not (REAL_DATA / "train-images-idx3-ubyte.gz").exists():
-        pytest.fail(f"real Fashion-MNIST files not found ({REAL_DATA or 'nowhere'}); run ./test.sh, which finds "
-                    f"or installs them, or set FMNIST_DATA_DIR to the folder holding the four files")
+        pytest.fail(
+            f"real Fashion-MNIST files not found ({REAL_DATA or 'nowhere'}); run ./test.sh, which finds "
+            f"or installs them, or set FMNIST_DATA_DIR to the folder holding the four files"
+        )
     return REAL_DATA
 
 
@@ -62,6 +64,7 @@ def trained(tmp_path_factory):
     import fcntl
     import hashlib
     from helpers import train
+
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
 
@@ -75,13 +78,21 @@ def trained(tmp_path_factory):
                 shutil.rmtree(out.parent, ignore_errors=True)
                 train(who, out, *args)
         return out
+
     return get
 
 
 # The modules whose tests take longest (a two-node Ray cluster, kills and resumes, lockstep and
 # ablation): started first, so that the two workers of ./test.sh finish together.
-LONG_FIRST = ("test_engines.py", "test_reliability.py", "test_why.py", "test_porting.py", "test_speed.py", "test_compare.py",
-              "test_diagnostics.py")
+LONG_FIRST = (
+    "test_engines.py",
+    "test_reliability.py",
+    "test_why.py",
+    "test_porting.py",
+    "test_speed.py",
+    "test_compare.py",
+    "test_diagnostics.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
 """Run the implementations the way users do: each in its own process (frameworks never share one)."""
+
 import json
 import os
 import subprocess
@@ -7,14 +8,20 @@ from pathlib import Path
 
 from conftest import REPO, real_data_dir
 
-IMPLS = {"pytorch": ["pytorch_impl"], "keras": ["keras_impl", "--backend", "tensorflow"],
-         "keras-jax": ["keras_impl", "--backend", "jax"], "keras-torch": ["keras_impl", "--backend", "torch"]}
+IMPLS = {
+    "pytorch": ["pytorch_impl"],
+    "keras": ["keras_impl", "--backend", "tensorflow"],
+    "keras-jax": ["keras_impl", "--backend", "jax"],
+    "keras-torch": ["keras_impl", "--backend", "torch"],
+}
 
 
 def env():
     e = dict(os.environ)
     e["FMNIST_DATA_DIR"] = str(real_data_dir())
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])  # keeps carried packages
+    e["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )  # keeps carried packages
     return e
 
 
@@ -29,7 +36,19 @@ def train(who: str, out: Path, *args, check=True, timeout=600):
 
 def predict(who: str, run: Path, weights: Path, out: Path, export: Path | None = None):
     module, *extra = IMPLS[who]
-    cmd = [sys.executable, "-m", module, "predict", "--run", str(run), "--weights", str(weights), "--out", str(out), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        module,
+        "predict",
+        "--run",
+        str(run),
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+        *extra,
+    ]
     if export:
         cmd += ["--export", str(export)]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
@@ -42,6 +61,8 @@ def metrics(run: Path) -> list[dict]:
 
 def python(code: str, timeout=600) -> str:
     """Run a snippet in a fresh interpreter (TensorFlow and torchvision crash in one process)."""
-    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout

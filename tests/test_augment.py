@@ -1,6 +1,7 @@
 """Augmentation. augment_impl=shared: one numpy augmentation (shared/augment.py), so both frameworks train on the same
 pixels. Its parameters are a pure function of (seed, epoch, image index); the geometry is checked on
 images whose answer is known; float64 matched lockstep agrees through it."""
+
 import numpy as np
 import pytest
 
@@ -30,7 +31,9 @@ def test_parameters_are_a_function_of_seed_epoch_and_image():
     p = augment.parameters(ALL, 2)
     assert 0.45 < p["flip"].mean() < 0.55 and np.abs(p["angle"]).max() <= 30 and np.abs(p["shift"]).max() <= 0.2 * 28
     flips_only = cfg.resolve("standard", ["augment=flip"])
-    assert np.array_equal(augment.parameters(flips_only, 2)["flip"], p["flip"]), "one augmentation does not move another's draws"
+    assert np.array_equal(augment.parameters(flips_only, 2)["flip"], p["flip"]), (
+        "one augmentation does not move another's draws"
+    )
 
 
 def test_geometry_on_images_with_known_answers():
@@ -55,13 +58,18 @@ def test_lockstep_steps_see_their_epochs_augmented_rows(data_dir):
     matched lockstep through the augmentation: test_porting's CNN test)."""
     from shared import data as fdata
     from shared import lockstep as trace
+
     d = fdata.load(data_dir)
     batches, epochs = [np.array([5, 0, 59999]), np.array([7]), np.array([5])], [1, 1, 2]
     x, y = trace.step_rows(ALL, d, batches, epochs)
     plain, _ = trace.step_rows(cfg.resolve("standard"), d, batches, epochs)
     mean, std = d.train_pixel_stats
-    want = np.concatenate([augment.apply(d.train_images[[5, 0, 59999, 7]], np.array([5, 0, 59999, 7]), ALL, 1),
-                           augment.apply(d.train_images[[5]], np.array([5]), ALL, 2)])
+    want = np.concatenate(
+        [
+            augment.apply(d.train_images[[5, 0, 59999, 7]], np.array([5, 0, 59999, 7]), ALL, 1),
+            augment.apply(d.train_images[[5]], np.array([5]), ALL, 2),
+        ]
+    )
     assert np.array_equal(x, fdata.scale(want, ALL.scaling, mean, std, ALL.dtype))
     assert not np.array_equal(x[0], x[4]), "image 5 in epochs 1 and 2: different draws"
     assert not np.array_equal(x, plain) and list(y) == list(d.train_labels[[5, 0, 59999, 7, 5]])
@@ -71,6 +79,7 @@ def test_a_run_trains_on_the_augmented_epochs(tmp_path, trained):
     """The runner hands each epoch's augmented images over (here torchvision's own flips,
     augment_impl=native): the same run without augmentation (shared by other tests) trains differently."""
     import json
+
     train("pytorch", tmp_path / "flip", *ONE_EPOCH, "--set", "augment=flip", "--set", "augment_impl=native")
     flip, plain = metrics(tmp_path / "flip")[0], metrics(trained("pytorch", *ONE_EPOCH))[0]
     assert flip["test_acc"] > 0.75 and flip["train_loss"] != plain["train_loss"]
@@ -85,10 +94,31 @@ def test_augment_diff_shows_the_libraries_defaults_and_matches_once_they_are_mat
     import subprocess
     import sys
     from helpers import env
+
     out = tmp_path / "ad"
-    r = subprocess.run([sys.executable, "-m", "compare.cli", "augment-diff", "--images", "2", "--angle", "15",
-                        "--shift", "0.1,-0.1", "--out", str(out), "--data-dir", str(data_dir)],
-                       env=env(), cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compare.cli",
+            "augment-diff",
+            "--images",
+            "2",
+            "--angle",
+            "15",
+            "--shift",
+            "0.1,-0.1",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "augment_diff.json").read_text())
     d = s["defaults"]
@@ -100,7 +130,9 @@ def test_augment_diff_shows_the_libraries_defaults_and_matches_once_they_are_mat
     for op in ("rotate", "translate"):
         assert rows[op]["pixels_differ"] > 0.1 and rows[op]["matched_pytorch_vs_keras"] < 1.0, rows[op]
         assert rows[op]["matched_keras_vs_shared"] < 0.01, rows[op]  # the shared geometry is Keras' matched one
-    assert (out / "augment_diff.png").stat().st_size > 1000 and "| interpolation | nearest | bilinear |" in (out / "augment_diff.md").read_text()
+    assert (out / "augment_diff.png").stat().st_size > 1000 and "| interpolation | nearest | bilinear |" in (
+        out / "augment_diff.md"
+    ).read_text()
 
 
 NATIVE_PROBE = """
@@ -131,13 +163,21 @@ def test_native_augmentation_is_each_librarys_own_drawn_per_epoch_seed(fw):
     import subprocess
     import sys
     from helpers import env
-    r = subprocess.run([sys.executable, "-c", NATIVE_PROBE, fw], env={**env(), "KERAS_BACKEND": "tensorflow"},
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    r = subprocess.run(
+        [sys.executable, "-c", NATIVE_PROBE, fw],
+        env={**env(), "KERAS_BACKEND": "tensorflow"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     p = json.loads(r.stdout.strip().splitlines()[-1])
-    assert p["same"] and p["other"] and p["dtype"] == "float64" and 0 <= p["range"][0] <= p["range"][1] < 255.01  # float32 sums
+    assert (
+        p["same"] and p["other"] and p["dtype"] == "float64" and 0 <= p["range"][0] <= p["range"][1] < 255.01
+    )  # float32 sums
     assert p["corner"] == (0.0 if fw == "pytorch" else 255.0)
     assert 0.3 < p["flipped"] < 0.7 and p["flipped"] + p["kept"] == 1.0
     seeds = {augment.native_seed(cfg.from_dict({"seed": s}, ALL), e) for s in (0, 1) for e in (1, 2)}
     assert len(seeds) == 4 and augment.native_seed(ALL, 1) == augment.native_seed(ALL, 1)
-

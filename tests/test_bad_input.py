@@ -1,8 +1,8 @@
 """A catalogue of bad input: every case exits 2 with one `error:` line that names the offending
 value and what is allowed, and no traceback. In-process and before any training: the train
 command gets a stand-in implementation that fails the test if a bad input ever reaches training."""
+
 import gzip
-import json
 import signal
 import subprocess
 import sys
@@ -49,8 +49,9 @@ def world(tmp_path, data_dir):
     (tmp_path / "unknown.json").write_text('{"learning_rate": 0.1}')
     (tmp_path / "badvalue.json").write_text('{"lr": "fast"}')
     run = tmp_path / "a_run"  # a run started with lr 0.01
-    rundir.write_run(run, {"framework": "pytorch", "backend": None, "config": {"lr": 0.01},
-                           "environment": {}, "data": {}})
+    rundir.write_run(
+        run, {"framework": "pytorch", "backend": None, "config": {"lr": 0.01}, "environment": {}, "data": {}}
+    )
     rundir.write_status(run, "running", "", 1)
     bad = tmp_path / "bad_data"  # links to the real files (a copy per case filled the disk), one damaged
     bad.mkdir()
@@ -121,42 +122,85 @@ CASES = [
     ("unknown compile", T, "--set compile=xla", ["compile='xla'", "native, on, off"]),
     ("float8 dtype", T, "--set dtype=float8", ["dtype='float8'", "float32, float64, bfloat16"]),
     ("unknown mixed precision", T, "--set mixed_precision=fp8", ["mixed_precision='fp8'", "off, bfloat16, float16"]),
-    ("mixed precision in float64", T, "--set mixed_precision=bfloat16 --set dtype=float64",
-     ["mixed_precision=bfloat16", "dtype=float32", "dtype=float64"]),
-    ("mixed precision with pure bfloat16", T, "--set mixed_precision=float16 --set dtype=bfloat16",
-     ["mixed_precision=float16", "dtype=bfloat16"]),
-    ("compiled step with features", T, "--set compile=step --set dropout=0.2 --set optimizer=adam",
-     ["compile=step", "dropout, optimizer", "compile=on"]),
+    (
+        "mixed precision in float64",
+        T,
+        "--set mixed_precision=bfloat16 --set dtype=float64",
+        ["mixed_precision=bfloat16", "dtype=float32", "dtype=float64"],
+    ),
+    (
+        "mixed precision with pure bfloat16",
+        T,
+        "--set mixed_precision=float16 --set dtype=bfloat16",
+        ["mixed_precision=float16", "dtype=bfloat16"],
+    ),
+    (
+        "compiled step with features",
+        T,
+        "--set compile=step --set dropout=0.2 --set optimizer=adam",
+        ["compile=step", "dropout, optimizer", "compile=on"],
+    ),
     ("dropout rate 1", T, "--set dropout=1", ["dropout=1.0", "in [0, 1)"]),
     ("dropout not a number", T, "--set dropout=half", ["dropout='half'", "a number"]),
     ("unknown dropout_masks", T, "--set dropout=0.2 --set dropout_masks=numpy", ["dropout_masks='numpy'", "shared"]),
     ("shared masks without dropout", T, "--set dropout_masks=shared", ["dropout_masks", "dropout > 0"]),
     ("batchnorm not a boolean", T, "--set batchnorm=maybe", ["batchnorm='maybe'", "true or false"]),
     ("bn_momentum 0", T, "--set batchnorm=true --set bn_momentum=0", ["bn_momentum=0.0", "(0, 1] or native"]),
-    ("bn_momentum not a number", T, "--set batchnorm=true --set bn_momentum=0.99x", ["bn_momentum='0.99x'", "or native"]),
+    (
+        "bn_momentum not a number",
+        T,
+        "--set batchnorm=true --set bn_momentum=0.99x",
+        ["bn_momentum='0.99x'", "or native"],
+    ),
     ("bn_eps negative", T, "--set batchnorm=true --set bn_eps=-1e-5", ["bn_eps=-1e-05", "> 0 or native"]),
     ("bn keys without batchnorm", T, "--set bn_eps=1e-5", ["bn_momentum/bn_eps/bn_running_var", "batchnorm=true"]),
-    ("unknown bn_running_var", T, "--set batchnorm=true --set bn_running_var=sample", ["bn_running_var='sample'", "unbiased"]),
+    (
+        "unknown bn_running_var",
+        T,
+        "--set batchnorm=true --set bn_running_var=sample",
+        ["bn_running_var='sample'", "unbiased"],
+    ),
     ("negative weight decay", T, "--set weight_decay=-0.1", ["weight_decay=-0.1", ">= 0"]),
     ("native weight decay without adamw", T, "--set weight_decay=native", ["weight_decay=native", "optimizer=adamw"]),
     ("decay form without decay", T, "--set weight_decay_form=coupled", ["weight_decay_form", "weight_decay > 0"]),
-    ("unknown decay form", T, "--set weight_decay=0.1 --set weight_decay_form=l2", ["weight_decay_form='l2'", "decoupled"]),
-    ("coupled AdamW", T, "--set optimizer=adamw --set weight_decay=0.01 --set weight_decay_form=coupled",
-     ["optimizer=adamw", "optimizer=adam with weight_decay_form=coupled"]),
+    (
+        "unknown decay form",
+        T,
+        "--set weight_decay=0.1 --set weight_decay_form=l2",
+        ["weight_decay_form='l2'", "decoupled"],
+    ),
+    (
+        "coupled AdamW",
+        T,
+        "--set optimizer=adamw --set weight_decay=0.01 --set weight_decay_form=coupled",
+        ["optimizer=adamw", "optimizer=adam with weight_decay_form=coupled"],
+    ),
     ("negative clip norm", T, "--set clip_norm=-1", ["clip_norm=-1.0", ">= 0"]),
     ("clip scope without clip norm", T, "--set clip_scope=global", ["clip_scope", "clip_norm > 0"]),
     ("unknown clip scope", T, "--set clip_norm=1 --set clip_scope=layer", ["clip_scope='layer'", "per_variable"]),
     ("unknown schedule", T, "--set lr_schedule=linear", ["lr_schedule='linear'", "cosine"]),
     ("schedule unit without schedule", T, "--set lr_schedule_unit=step", ["lr_schedule_unit", "lr_schedule=cosine"]),
-    ("step keys without the step schedule", T, "--set lr_schedule=cosine --set lr_step_gamma=0.5",
-     ["lr_step_epochs/lr_step_gamma", "lr_schedule=step"]),
+    (
+        "step keys without the step schedule",
+        T,
+        "--set lr_schedule=cosine --set lr_step_gamma=0.5",
+        ["lr_step_epochs/lr_step_gamma", "lr_schedule=step"],
+    ),
     ("lr_step_epochs 0", T, "--set lr_schedule=step --set lr_step_epochs=0", ["lr_step_epochs=0", "between 1"]),
     ("label smoothing 1", T, "--set label_smoothing=1", ["label_smoothing=1.0", "in [0, 1)"]),
-    ("label smoothing with the seed head", T, "--preset seed-report --set label_smoothing=0.1",
-     ["label_smoothing", "head=logits"]),
+    (
+        "label smoothing with the seed head",
+        T,
+        "--preset seed-report --set label_smoothing=0.1",
+        ["label_smoothing", "head=logits"],
+    ),
     ("cnn with MLP widths", T, "--set model=cnn --set hidden=100", ["model=cnn", "hidden", "channels=16,32"]),
-    ("cnn with batch norm and dropout", T, "--set model=cnn --set batchnorm=true --set dropout=0.2",
-     ["model=cnn", "batchnorm, dropout", "MLP only"]),
+    (
+        "cnn with batch norm and dropout",
+        T,
+        "--set model=cnn --set batchnorm=true --set dropout=0.2",
+        ["model=cnn", "batchnorm, dropout", "MLP only"],
+    ),
     ("cnn compiled as the MLP's SGD step", T, "--set model=cnn --set compile=step", ["compile=step", "model"]),
     ("channels without the cnn", T, "--set channels=8", ["channels", "model=cnn"]),
     ("conv layout without the cnn", T, "--set conv_layout=nhwc", ["conv_layout", "model=cnn"]),
@@ -166,15 +210,43 @@ CASES = [
     ("unknown model", T, "--set model=resnet", ["model='resnet'", "mlp, cnn"]),
     ("unknown augmentation", T, "--set augment=flip,spin", ["augment='flip+spin'", "'spin'", "flip, vflip, rotate"]),
     ("rotation out of range", T, "--set augment=rotate --set rotate_degrees=270", ["rotate_degrees=270", "(0, 180]"]),
-    ("rotation range without rotation", T, "--set augment=flip --set rotate_degrees=20", ["rotate_degrees", "augment=rotate"]),
-    ("translation out of range", T, "--set augment=translate --set translate_fraction=0.9", ["translate_fraction=0.9", "(0, 0.5]"]),
-    ("augment with the torchvision pipeline", T, "--set augment=flip --set pipeline=torchvision", ["augment", "pipeline=memory"]),
+    (
+        "rotation range without rotation",
+        T,
+        "--set augment=flip --set rotate_degrees=20",
+        ["rotate_degrees", "augment=rotate"],
+    ),
+    (
+        "translation out of range",
+        T,
+        "--set augment=translate --set translate_fraction=0.9",
+        ["translate_fraction=0.9", "(0, 0.5]"],
+    ),
+    (
+        "augment with the torchvision pipeline",
+        T,
+        "--set augment=flip --set pipeline=torchvision",
+        ["augment", "pipeline=memory"],
+    ),
     ("augmentation library without augmentation", T, "--set augment_impl=native", ["augment_impl", "augment"]),
-    ("unknown augmentation library", T, "--set augment=flip --set augment_impl=pil", ["augment_impl", "'pil'", "native"]),
-    ("lockstep of the libraries' own augmentations", C, "lockstep --set augment=flip --set augment_impl=native",
-     ["augment_impl=native", "augment_impl=shared", "augment-diff"]),
-    ("run --with lockstep of native augmentation", C, "run --with lockstep --set augment=flip --set augment_impl=native",
-     ["augment_impl=native", "lockstep"]),
+    (
+        "unknown augmentation library",
+        T,
+        "--set augment=flip --set augment_impl=pil",
+        ["augment_impl", "'pil'", "native"],
+    ),
+    (
+        "lockstep of the libraries' own augmentations",
+        C,
+        "lockstep --set augment=flip --set augment_impl=native",
+        ["augment_impl=native", "augment_impl=shared", "augment-diff"],
+    ),
+    (
+        "run --with lockstep of native augmentation",
+        C,
+        "run --with lockstep --set augment=flip --set augment_impl=native",
+        ["augment_impl=native", "lockstep"],
+    ),
     ("lockstep: unknown cell", C, "lockstep --cells 'dropout alone'", ["'dropout alone'", "matched"]),
     ("unknown Keras backend", "keras", "--backend theano", ["--backend", "'theano'", "tensorflow"]),
     ("run: --seeds not a number", C, "run --seeds many", ["--seeds 'many'", "comma-separated"]),
@@ -190,14 +262,23 @@ CASES = [
     ("run: --out a non-comparison folder", C, "run --out {w}/not_a_run --epochs 1", ["not_a_run", "not a comparison"]),
     ("run: unknown engine", C, "run --engine spark", ["--engine 'spark'", "local, ray"]),
     ("run: --pack without ray", C, "run --pack", ["--pack", "--engine ray"]),
-    ("run: unreachable Ray head", C, "run --engine ray --ray-address 127.0.0.1:1 --epochs 1", ["127.0.0.1:1", "ray start --head"]),
+    (
+        "run: unreachable Ray head",
+        C,
+        "run --engine ray --ray-address 127.0.0.1:1 --epochs 1",
+        ["127.0.0.1:1", "ray start --head"],
+    ),
     ("run: malformed Ray address", C, "run --engine ray --ray-address cluster --epochs 1", ["'cluster'", "HOST:PORT"]),
     ("run: malformed --grid", C, "run --grid lr", ["--grid 'lr'", "key=v1,v2"]),
     ("ablate: unknown engine", C, "ablate --engine spark", ["--engine 'spark'", "local, ray"]),
     ("lockstep: unknown backend", C, "lockstep --backends tf", ["--backends 'tf'", "tensorflow"]),
     ("lockstep: unknown dtype", C, "lockstep --dtypes float16", ["--dtypes 'float16'", "float64, float32, bfloat16"]),
-    ("lockstep: mixed precision in float64", C, "lockstep --set mixed_precision=bfloat16 --dtypes float64,float32",
-     ["mixed_precision=bfloat16", "--dtypes float32", "float64,float32"]),
+    (
+        "lockstep: mixed precision in float64",
+        C,
+        "lockstep --set mixed_precision=bfloat16 --dtypes float64,float32",
+        ["mixed_precision=bfloat16", "--dtypes float32", "float64,float32"],
+    ),
     ("lockstep: one step", C, "lockstep --steps 1", ["--steps 1", "at least 3"]),
     ("lockstep: bad --set-keras", C, "lockstep --set-keras slope=0.2", ["slope", "known keys"]),
     ("ablate: unknown cell", C, "ablate --cells 'matched colour'", ["'matched colour'", "matched init"]),
@@ -254,6 +335,7 @@ def tree(root):
 
 def _split(text):
     import shlex
+
     return shlex.split(text)
 
 
@@ -265,10 +347,34 @@ def test_catalogue_has_forty_distinct_cases():
 @pytest.mark.skipif(Path("/dev/nvidia0").exists(), reason="a CUDA GPU is here: device=cuda is not absent")
 def test_an_absent_device_is_refused_and_leaves_nothing(tmp_path):
     """The real implementations and the harness (not the stand-in): device=cuda on a machine without one."""
-    runs = [[sys.executable, "-m", "pytorch_impl", "--device", "cuda", "--out", str(tmp_path / "new" / "run")],
-            [sys.executable, "-m", "keras_impl", "--backend", "jax", "--device", "cuda", "--out", str(tmp_path / "new" / "run")],
-            [sys.executable, "-m", "compare.cli", "run", "--device", "cuda", "--epochs", "1", "--seeds", "1",
-             "--out", str(tmp_path / "new" / "c")]]
+    runs = [
+        [sys.executable, "-m", "pytorch_impl", "--device", "cuda", "--out", str(tmp_path / "new" / "run")],
+        [
+            sys.executable,
+            "-m",
+            "keras_impl",
+            "--backend",
+            "jax",
+            "--device",
+            "cuda",
+            "--out",
+            str(tmp_path / "new" / "run"),
+        ],
+        [
+            sys.executable,
+            "-m",
+            "compare.cli",
+            "run",
+            "--device",
+            "cuda",
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "new" / "c"),
+        ],
+    ]
     for cmd in runs:
         r = subprocess.run(cmd, env=env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
         last = [l for l in r.stderr.splitlines() if l.strip()][-1]

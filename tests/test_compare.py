@@ -1,13 +1,11 @@
 """The comparison harness: report from fixture run directories, the browser check, diff, and
 real end-to-end runs (tiny epoch counts) including resume of an interrupted comparison."""
+
 import json
 import re
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +22,30 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def fake_run(path: Path, framework: str, backend, config: cfg.RunConfig, accs: list[float], epoch_s: float):
-    rundir.write_run(path, {"framework": framework, "backend": backend, "config": config.to_dict(),
-                            "environment": {"device": "cpu", "threads": 2, "framework_version": "x"},
-                            "data": {"source": "fixture", "sha256": {"train-images-idx3-ubyte": "abc"}},
-                            "timing": {"startup_seconds": 2.0, "data_seconds": 0.5}})
-    rows = [dict(epoch=e + 1, train_loss=1 - a, train_acc=a, test_loss=1.1 - a, test_acc=a,
-                 train_seconds=epoch_s * (2 if e == 0 else 1), eval_seconds=0.1, samples_per_second=60000 / epoch_s)
-            for e, a in enumerate(accs)]
+    rundir.write_run(
+        path,
+        {
+            "framework": framework,
+            "backend": backend,
+            "config": config.to_dict(),
+            "environment": {"device": "cpu", "threads": 2, "framework_version": "x"},
+            "data": {"source": "fixture", "sha256": {"train-images-idx3-ubyte": "abc"}},
+            "timing": {"startup_seconds": 2.0, "data_seconds": 0.5},
+        },
+    )
+    rows = [
+        dict(
+            epoch=e + 1,
+            train_loss=1 - a,
+            train_acc=a,
+            test_loss=1.1 - a,
+            test_acc=a,
+            train_seconds=epoch_s * (2 if e == 0 else 1),
+            eval_seconds=0.1,
+            samples_per_second=60000 / epoch_s,
+        )
+        for e, a in enumerate(accs)
+    ]
     rundir.write_metrics(path, rows)
     rundir.write_status(path, "completed", "", len(rows))
 
@@ -43,9 +58,14 @@ def fixture_comparison(root: Path, lr=0.05, keras_state="completed") -> Path:
     jobs = plan(root, c, [0, 1, 2], ["pytorch", "keras"], {"margin": 0.01, "target_acc": 0.85, "reproduce": "x"})
     for job in jobs:
         final = FINAL[job.contestant][job.seed]
-        fake_run(job.run_dir, "pytorch" if job.contestant == "pytorch" else "keras",
-                 None if job.contestant == "pytorch" else "tensorflow", cfg.from_dict({"seed": job.seed}, c),
-                 [final - 0.04, final - 0.01, final], 1.0 if job.contestant == "pytorch" else 2.0 + job.seed * 0.1)
+        fake_run(
+            job.run_dir,
+            "pytorch" if job.contestant == "pytorch" else "keras",
+            None if job.contestant == "pytorch" else "tensorflow",
+            cfg.from_dict({"seed": job.seed}, c),
+            [final - 0.04, final - 0.01, final],
+            1.0 if job.contestant == "pytorch" else 2.0 + job.seed * 0.1,
+        )
     if keras_state != "completed":
         rundir.write_status(jobs[-1].run_dir, keras_state, "loss became nan at epoch 2, step 5", 1)
     return root
@@ -54,7 +74,15 @@ def fixture_comparison(root: Path, lr=0.05, keras_state="completed") -> Path:
 def test_report_from_fixture_runs(tmp_path):
     comp = fixture_comparison(tmp_path / "c")
     s = report.write_report(comp)
-    for f in ("report.md", "report.html", "summary.json", "accuracy.png", "loss.png", "epoch_time.png", "acc_diff_keras.png"):
+    for f in (
+        "report.md",
+        "report.html",
+        "summary.json",
+        "accuracy.png",
+        "loss.png",
+        "epoch_time.png",
+        "acc_diff_keras.png",
+    ):
         assert (comp / f).stat().st_size > 0, f
     assert s["accuracy"]["pytorch"]["values"] == FINAL["pytorch"]
     r = stats.ttest_ind(FINAL["keras"], FINAL["pytorch"], equal_var=False)
@@ -84,14 +112,34 @@ def test_failed_and_diverged_runs_show_in_the_report(tmp_path):
 def fixture_defaults(comp: Path) -> None:
     """A defaults table beside the comparison: one difference this run leaves to each library, one it
     does not use (batch norm is off), each with a long command to measure it."""
-    long = "fmnist-parity lockstep --out comparisons/" + "x" * 240  # one unbreakable token: only wrapping saves the width
-    rows = [{"what": "dense kernel initialiser", "values": {"pytorch": "kaiming_uniform", "keras": "GlorotUniform"},
-             "differ": True, "source": {"pytorch": "read", "keras": "read"}, "consequence": "x",
-             "config_key": "init (shared: same draws)", "measure": long},
-            {"what": "BatchNorm epsilon", "values": {"pytorch": "1e-05", "keras": "0.001"}, "differ": True,
-             "source": {"pytorch": "read", "keras": "read"}, "consequence": "y", "config_key": "bn_eps", "measure": long}]
-    (comp / "defaults.json").write_text(json.dumps({"labels": ["pytorch", "keras"], "versions": {"pytorch": "a", "keras": "b"},
-                                                    "rows": rows, "full": True}))
+    long = (
+        "fmnist-parity lockstep --out comparisons/" + "x" * 240
+    )  # one unbreakable token: only wrapping saves the width
+    rows = [
+        {
+            "what": "dense kernel initialiser",
+            "values": {"pytorch": "kaiming_uniform", "keras": "GlorotUniform"},
+            "differ": True,
+            "source": {"pytorch": "read", "keras": "read"},
+            "consequence": "x",
+            "config_key": "init (shared: same draws)",
+            "measure": long,
+        },
+        {
+            "what": "BatchNorm epsilon",
+            "values": {"pytorch": "1e-05", "keras": "0.001"},
+            "differ": True,
+            "source": {"pytorch": "read", "keras": "read"},
+            "consequence": "y",
+            "config_key": "bn_eps",
+            "measure": long,
+        },
+    ]
+    (comp / "defaults.json").write_text(
+        json.dumps(
+            {"labels": ["pytorch", "keras"], "versions": {"pytorch": "a", "keras": "b"}, "rows": rows, "full": True}
+        )
+    )
 
 
 def test_report_leads_with_the_verdict_and_folds_what_this_run_does_not_use(tmp_path):
@@ -99,9 +147,14 @@ def test_report_leads_with_the_verdict_and_folds_what_this_run_does_not_use(tmp_
     fixture_defaults(comp)
     report.write_report(comp)
     md, html = (comp / "report.md").read_text(), (comp / "report.html").read_text()
-    order = [md.index(h) for h in ("## Verdict", "## Final test accuracy", "accuracy.png", "## What differs", "## Timing")]
+    order = [
+        md.index(h) for h in ("## Verdict", "## Final test accuracy", "accuracy.png", "## What differs", "## Timing")
+    ]
     assert order == sorted(order)
-    used, unused = md.index("| dense kernel initialiser"), md.index("1 more differences this run does not use: BatchNorm epsilon")
+    used, unused = (
+        md.index("| dense kernel initialiser"),
+        md.index("1 more differences this run does not use: BatchNorm epsilon"),
+    )
     assert used < unused and "| BatchNorm epsilon" not in md  # folded: named, not tabled, in Markdown
     assert "<details><summary>1 more differences this run does not use</summary>" in html
 
@@ -112,12 +165,25 @@ def test_html_opens_in_headless_chromium(tmp_path):
     fixture_defaults(comp)
     report.write_report(comp)
     html = (comp / "report.html").read_text()
-    assert "src=\"data:image/png;base64," in html and "<link" not in html and "http" not in html.split("<body")[0]
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    r = subprocess.run([BROWSER, *flags, "--window-size=1400,1000", "--dump-dom", (comp / "report.html").as_uri()],
-                       capture_output=True, text=True, timeout=120)
+    assert 'src="data:image/png;base64,' in html and "<link" not in html and "http" not in html.split("<body")[0]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
+    r = subprocess.run(
+        [BROWSER, *flags, "--window-size=1400,1000", "--dump-dom", (comp / "report.html").as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'data-images="ok"' in r.stdout, "every embedded image decoded"
     assert 'data-hscroll="no"' in r.stdout, "no sideways scrollbar at 1400 px, long commands included"
@@ -125,13 +191,17 @@ def test_html_opens_in_headless_chromium(tmp_path):
     assert top < 1000, f"the curves start below the fold ({top} px)"
     assert "Equivalent" in r.stdout or "No evidence either way" in r.stdout or "Different" in r.stdout
     shot = tmp_path / "shot.png"
-    subprocess.run([BROWSER, *flags, f"--screenshot={shot}", "--window-size=1200,1600",
-                    (comp / "report.html").as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [BROWSER, *flags, f"--screenshot={shot}", "--window-size=1200,1600", (comp / "report.html").as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 10000
 
 
 def test_diff_names_the_settings_that_differ(tmp_path, capsys):
     from compare.cli import main
+
     a = fixture_comparison(tmp_path / "a")
     b = fixture_comparison(tmp_path / "b", lr=0.1)
     report.write_report(a), report.write_report(b)
@@ -146,6 +216,7 @@ def test_diff_names_the_settings_that_differ(tmp_path, capsys):
 
 def test_diff_prints_figures_as_the_report_does():
     from compare.diff import _shown
+
     assert _shown("result.keras.median_epoch_seconds", 0.4973063830001365) == "0.497 s"
     assert _shown("result.final_test_acc", 0.88532) == "88.53%"
     assert _shown("result.pytorch.final_test_acc_mean", 0.8873) == "88.73%"
@@ -153,8 +224,17 @@ def test_diff_prints_figures_as_the_report_does():
     assert _shown("config.lr", "(absent)") == "(absent)"
 
 
-@pytest.mark.parametrize("text,single,seeds", [("3", None, [0, 1, 2]), ("1", None, [0]), ("4,7", None, [4, 7]),
-                                                ("1,", None, [1]), ("2-5", None, [2, 3, 4, 5]), ("3", 1, [1])])
+@pytest.mark.parametrize(
+    "text,single,seeds",
+    [
+        ("3", None, [0, 1, 2]),
+        ("1", None, [0]),
+        ("4,7", None, [4, 7]),
+        ("1,", None, [1]),
+        ("2-5", None, [2, 3, 4, 5]),
+        ("3", 1, [1]),
+    ],
+)
 def test_seeds_are_a_count_a_list_a_range_or_one(text, single, seeds):
     assert parse_seeds(text, single) == seeds
 
@@ -168,6 +248,7 @@ def test_bad_seeds_say_what_is_allowed(text):
 
 def test_seed_flag_is_one_numbered_seed_and_excludes_seeds(capsys):
     from compare.cli import build_parser
+
     for cmd in ("run", "ablate"):
         args = build_parser().parse_args([cmd, "--seed", "1"])
         assert parse_seeds(args.seeds, args.seed) == [1]
@@ -183,13 +264,20 @@ def train_runs(root: Path, seeds=(0, 1, 2), **overrides) -> Path:
     for label, fw, backend in (("pytorch", "pytorch", None), ("keras", "keras", "tensorflow")):
         for seed in seeds:
             final = FINAL[label][seed]
-            fake_run(root / f"{label}-{seed}", fw, backend, cfg.from_dict({"seed": seed}, c),
-                     [final - 0.04, final - 0.01, final], 1.0)
+            fake_run(
+                root / f"{label}-{seed}",
+                fw,
+                backend,
+                cfg.from_dict({"seed": seed}, c),
+                [final - 0.04, final - 0.01, final],
+                1.0,
+            )
     return root
 
 
 def test_collect_gathers_train_runs_into_a_comparison(tmp_path, capsys, data_dir):
     from compare.cli import main
+
     runs = train_runs(tmp_path / "runs")
     before = sorted(p.relative_to(runs) for p in runs.rglob("*"))
     assert main(["run", "--out", str(runs), "--epochs", "3", "--data-dir", str(data_dir), "--offline"]) == 2
@@ -203,13 +291,18 @@ def test_collect_gathers_train_runs_into_a_comparison(tmp_path, capsys, data_dir
     assert sorted(p.relative_to(runs) for p in runs.rglob("*")) == before  # the originals are left alone
 
 
-@pytest.mark.parametrize("make,needle", [
-    (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(0,), lr=0.1)), "lr differ"),
-    (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(1,))), "two runs of"),
-    (lambda d: [shutil.rmtree(p) for p in train_runs(d / "a").glob("keras-*")], "at least two contestants"),
-    (lambda d: (d / "a").mkdir(), "holds no run directory")])
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(0,), lr=0.1)), "lr differ"),
+        (lambda d: (train_runs(d / "a"), train_runs(d / "b", seeds=(1,))), "two runs of"),
+        (lambda d: [shutil.rmtree(p) for p in train_runs(d / "a").glob("keras-*")], "at least two contestants"),
+        (lambda d: (d / "a").mkdir(), "holds no run directory"),
+    ],
+)
 def test_collect_refuses_runs_that_are_not_one_comparison(make, needle, tmp_path, capsys):
     from compare.cli import main
+
     make(tmp_path)
     args = [str(tmp_path / "a")] + ([str(tmp_path / "b")] if (tmp_path / "b").exists() else [])
     assert main(["collect", *args, "--out", str(tmp_path / "comp")]) == 2
@@ -219,21 +312,39 @@ def test_collect_refuses_runs_that_are_not_one_comparison(make, needle, tmp_path
 
 def test_comparing_dtypes_under_native_init_warns_about_keras_draws(tmp_path, capsys):
     from compare.cli import main
+
     for dtype in ("float32", "float64"):
         for init in ("native", "shared"):
-            fake_run(tmp_path / f"{dtype}-{init}", "keras", "tensorflow",
-                     cfg.resolve("standard", [f"dtype={dtype}", f"init={init}"]), [0.8], 1.0)
+            fake_run(
+                tmp_path / f"{dtype}-{init}",
+                "keras",
+                "tensorflow",
+                cfg.resolve("standard", [f"dtype={dtype}", f"init={init}"]),
+                [0.8],
+                1.0,
+            )
     for init, warned in (("native", True), ("shared", False)):
         assert main(["diff", str(tmp_path / f"float32-{init}"), str(tmp_path / f"float64-{init}")]) == 0
         out = capsys.readouterr().out
         assert ("Keras draws its initial weights in the layer dtype" in out) == warned, out
-    assert dtype_init_warning([{"dtype": "float32", "init": "native"}, {"dtype": "float64", "init": "native"}],
-                              ["pytorch"]) is None  # PyTorch casts float32 draws: no warning
+    assert (
+        dtype_init_warning(
+            [{"dtype": "float32", "init": "native"}, {"dtype": "float64", "init": "native"}], ["pytorch"]
+        )
+        is None
+    )  # PyTorch casts float32 draws: no warning
 
 
 def fmp(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "compare.cli", *args], env=env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=900, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "compare.cli", *args],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kw,
+    )
 
 
 def test_end_to_end_real_data(tmp_path, trained):
@@ -249,8 +360,10 @@ def test_end_to_end_real_data(tmp_path, trained):
     assert "[4/4] keras seed 1: starting" in r.stderr  # live progress of every run
     # each contestant's runs share one worker process: every run equals the same run in a process of its own
     timing = ("train_seconds", "eval_seconds", "samples_per_second")
-    strip = lambda run: [{k: v for k, v in json.loads(l).items() if k not in timing}
-                         for l in (run / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda run: [
+        {k: v for k, v in json.loads(l).items() if k not in timing}
+        for l in (run / "metrics.jsonl").read_text().splitlines()
+    ]
     for who in ("pytorch", "keras"):
         for seed in (0, 1):
             alone = trained(who, *ONE_EPOCH, *(["--seed", "1"] if seed else []))
@@ -262,8 +375,15 @@ def test_end_to_end_real_data(tmp_path, trained):
     md = (out / "report.md").read_text()
     assert md.index("## Final test accuracy") < md.index("## What differs out of the box") < md.index("## Timing")
     rows = {l.split(" | ")[0].strip("| "): l for l in md.splitlines() if l.startswith("| ")}
-    assert "each library's own" in rows["dense kernel initialiser"] and 'ablate --cells "matched init"' in rows["dense kernel initialiser"]
+    assert (
+        "each library's own" in rows["dense kernel initialiser"]
+        and 'ablate --cells "matched init"' in rows["dense kernel initialiser"]
+    )
     assert "negative_slope=0.01 on both" in rows["LeakyReLU slope (layer)"]
     # what this run does not use (batch norm is off) is folded: named in one line, not tabled
-    assert "BatchNorm epsilon" not in rows and "BatchNorm epsilon" in next(l for l in md.splitlines() if "does not use" in l)
-    assert "SGD momentum" not in rows and "## Defaults: what differs" not in md  # only the rows that differ, no full table
+    assert "BatchNorm epsilon" not in rows and "BatchNorm epsilon" in next(
+        l for l in md.splitlines() if "does not use" in l
+    )
+    assert (
+        "SGD momentum" not in rows and "## Defaults: what differs" not in md
+    )  # only the rows that differ, no full table

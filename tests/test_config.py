@@ -1,4 +1,5 @@
 """Run config validation, presets, batch order and the run-directory format."""
+
 import json
 
 import numpy as np
@@ -9,11 +10,25 @@ from shared import batches, config as cfg, rundir, weights
 
 def test_presets_match_their_provenance():
     r = cfg.PRESETS["seed-report"].config()
-    assert (r.layer_sizes(), r.head, r.lr, r.momentum, r.batch_size, r.scaling, r.epochs) == \
-        ([784, 200, 200, 10], "seed", 0.001, 0.5, 512, "unit", 300)
+    assert (r.layer_sizes(), r.head, r.lr, r.momentum, r.batch_size, r.scaling, r.epochs) == (
+        [784, 200, 200, 10],
+        "seed",
+        0.001,
+        0.5,
+        512,
+        "unit",
+        300,
+    )
     assert cfg.PRESETS["seed-notebook"].config().layer_sizes() == [784, 784, 784, 200, 200, 10]
     s = cfg.PRESETS["standard"].config()
-    assert (s.head, s.lr, s.momentum, s.batch_size, s.scaling, s.epochs) == ("logits", 0.05, 0.9, 128, "standardize", 15)
+    assert (s.head, s.lr, s.momentum, s.batch_size, s.scaling, s.epochs) == (
+        "logits",
+        0.05,
+        0.9,
+        128,
+        "standardize",
+        15,
+    )
 
 
 def test_json_round_trip_and_sets():
@@ -22,19 +37,22 @@ def test_json_round_trip_and_sets():
     assert cfg.load_json(c.to_json()) == c
 
 
-@pytest.mark.parametrize("sets,message", [
-    (["lrate=0.1"], "unknown config key(s): lrate"),
-    (["lr=-1"], "lr=-1.0 is out of range; it must be > 0"),
-    (["lr=fast"], "lr='fast' is not a number"),
-    (["head=softmax"], "head='softmax' is not allowed; choose one of seed, logits"),
-    (["hidden=200,0"], "hidden layer 2 has width 0"),
-    (["hidden=2.5"], "hidden='2.5' is not a comma-separated list of integers"),
-    (["momentum=1"], "momentum=1.0 is out of range"),
-    (["batch_size=0"], "batch_size=0 is out of range"),
-    (["dtype=float16"], "dtype='float16' is not allowed"),
-    (["nesterov=maybe"], "nesterov='maybe' is not true or false"),
-    (["oops"], "must look like key=value"),
-])
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        (["lrate=0.1"], "unknown config key(s): lrate"),
+        (["lr=-1"], "lr=-1.0 is out of range; it must be > 0"),
+        (["lr=fast"], "lr='fast' is not a number"),
+        (["head=softmax"], "head='softmax' is not allowed; choose one of seed, logits"),
+        (["hidden=200,0"], "hidden layer 2 has width 0"),
+        (["hidden=2.5"], "hidden='2.5' is not a comma-separated list of integers"),
+        (["momentum=1"], "momentum=1.0 is out of range"),
+        (["batch_size=0"], "batch_size=0 is out of range"),
+        (["dtype=float16"], "dtype='float16' is not allowed"),
+        (["nesterov=maybe"], "nesterov='maybe' is not true or false"),
+        (["oops"], "must look like key=value"),
+    ],
+)
 def test_bad_values_name_the_key(sets, message):
     with pytest.raises(cfg.ConfigError) as e:
         cfg.resolve("standard", sets)
@@ -89,11 +107,20 @@ def test_cnn_weights_round_trip_and_broken_chains_are_refused(tmp_path):
 
 def test_run_directory_write_and_validate(tmp_path):
     c = cfg.resolve("standard")
-    rundir.write_run(tmp_path, {"framework": "pytorch", "backend": None, "config": c.to_dict(),
-                                "environment": {}, "data": {}})
+    rundir.write_run(
+        tmp_path, {"framework": "pytorch", "backend": None, "config": c.to_dict(), "environment": {}, "data": {}}
+    )
     rundir.write_status(tmp_path, "running")
-    row = dict(epoch=1, train_loss=0.5, train_acc=0.8, test_loss=0.4, test_acc=0.85,
-               train_seconds=1.0, eval_seconds=0.1, samples_per_second=60000.0)
+    row = dict(
+        epoch=1,
+        train_loss=0.5,
+        train_acc=0.8,
+        test_loss=0.4,
+        test_acc=0.85,
+        train_seconds=1.0,
+        eval_seconds=0.1,
+        samples_per_second=60000.0,
+    )
     rundir.write_metrics(tmp_path, [row, {**row, "epoch": 2}])
     rec = rundir.read_run(tmp_path)
     assert rec.label == "pytorch" and [m["epoch"] for m in rec.metrics] == [1, 2]
@@ -114,8 +141,11 @@ def test_every_json_flag_prints_one_json_document(tmp_path):
     import sys
 
     from compare import cli
+
     subs = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    with_json = sorted(name for name, p in subs.choices.items() if any("--json" in a.option_strings for a in p._actions))
+    with_json = sorted(
+        name for name, p in subs.choices.items() if any("--json" in a.option_strings for a in p._actions)
+    )
     assert "presets" in with_json and "defaults" in with_json
     # defaults probes every library (tests/test_why.py runs it); presets is cheap: run it whole
     r = subprocess.run([sys.executable, "-m", "compare.cli", "presets", "--json"], capture_output=True, text=True)

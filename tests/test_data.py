@@ -1,8 +1,8 @@
 """The data layer: parsing, verification, search order, download, and every bad-input message."""
+
 import gzip
 import hashlib
 import http.server
-import os
 import shutil
 import socketserver
 import threading
@@ -78,6 +78,7 @@ def test_idx_round_trip(real):
 
 # ------------------------------------------------------------ bad input: one clear line, nothing left behind
 
+
 def corrupt_case(d: Path, case: str):
     p = d / "train-labels-idx1-ubyte.gz"
     content = gzip.decompress(p.read_bytes())
@@ -119,13 +120,23 @@ def corrupt_case(d: Path, case: str):
     raise AssertionError(case)
 
 
-CASES = ["truncated gzip", "corrupt gzip", "wrong magic", "wrong dimensions", "wrong count",
-         "label out of range", "checksum mismatch", "partial directory", "unreadable file"]
+CASES = [
+    "truncated gzip",
+    "corrupt gzip",
+    "wrong magic",
+    "wrong dimensions",
+    "wrong count",
+    "label out of range",
+    "checksum mismatch",
+    "partial directory",
+    "unreadable file",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_clear_line(case, copy_dir, capsys):
     from compare.cli import main
+
     expected = corrupt_case(copy_dir, case)
     parsed_before = set((fdata.cache_dir() / "parsed").glob("*"))
     rc = main(["data", "--data-dir", str(copy_dir)])
@@ -154,6 +165,7 @@ def test_explicit_directory_is_never_replaced(tmp_path, data_dir, monkeypatch):
 
 def test_offline_nothing_found_lists_places_and_fixes(no_implicit_sources, capsys):
     from compare.cli import main
+
     rc = main(["data", "--offline"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
@@ -181,6 +193,7 @@ def test_search_order_finds_torchvision_and_keras_layouts(no_implicit_sources, t
 
 
 # ------------------------------------------------------------ download against a loopback server
+
 
 class Server:
     """Serves the official files from one folder, with per-file misbehaviour."""
@@ -249,10 +262,15 @@ def test_download_good(no_implicit_sources, server, monkeypatch, tmp_path):
     assert again.source.startswith("project cache") and server.hits == []
 
 
-@pytest.mark.parametrize("mode,why", [("truncated", "truncated or corrupt gzip"),
-                                      ("corrupted", "gzip"),
-                                      ("404", "HTTP 404"),
-                                      ("drop", "connection closed after")])
+@pytest.mark.parametrize(
+    "mode,why",
+    [
+        ("truncated", "truncated or corrupt gzip"),
+        ("corrupted", "gzip"),
+        ("404", "HTTP 404"),
+        ("drop", "connection closed after"),
+    ],
+)
 def test_download_failures_leave_nothing(mode, why, no_implicit_sources, server, monkeypatch, tmp_path):
     monkeypatch.setenv("FMNIST_MIRRORS", server.url)
     server.mode["train-labels-idx1-ubyte.gz"] = mode

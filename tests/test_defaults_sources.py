@@ -2,6 +2,7 @@
 state follows that state: patch a library default (a signature default for a *read* row, the behaviour
 for a *measured* row) and the table follows; an *idiom* row is labelled as written here. Each library
 is probed in a process of its own, as the tool does."""
+
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from compare import defaults as D
 from conftest import REPO
 
 PATCH = {
-    "pytorch": '''
+    "pytorch": """
 import torch
 class AdamW(torch.optim.AdamW):  # a library whose AdamW decays 0.05 by default
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05, **kw):
@@ -24,8 +25,8 @@ def clip_each(parameters, max_norm, **kw):  # ... and whose clipping idiom clips
     for p in parameters:
         p.grad.mul_(max_norm / max(float(p.grad.norm()), max_norm))
 torch.optim.AdamW, torch.nn.LeakyReLU, torch.nn.utils.clip_grad_norm_ = AdamW, LeakyReLU, clip_each
-''',
-    "keras": '''
+""",
+    "keras": """
 import keras
 class AdamW(keras.optimizers.AdamW):  # a library whose AdamW decays 0.05 by default
     def __init__(self, learning_rate=0.001, weight_decay=0.05, **kw):
@@ -34,7 +35,7 @@ class LeakyReLU(keras.layers.LeakyReLU):  # ... whose LeakyReLU layer has slope 
     def __init__(self, negative_slope=0.2, **kw):
         super().__init__(negative_slope=negative_slope, **kw)
 keras.optimizers.AdamW, keras.layers.LeakyReLU = AdamW, LeakyReLU
-''',
+""",
 }
 
 
@@ -92,6 +93,10 @@ def test_differ_compares_values_not_the_details_beside_them(pytorch):
     other = {**native, "precision": {**native["precision"], "matmul_precision": {**mp, "detail": "said another way"}}}
     r = row(D.table({"pytorch": native, "other": other}), "float32 matmul precision")
     assert not r["differ"] and "said another way" in r["values"]["other"]
-    stricter = {**native, "precision": {**native["precision"], "matmul_precision": {"value": "TF32 allowed", "detail": "x"}}}
-    assert row(D.table({"pytorch": native, "other": stricter}), "float32 matmul precision")["differ"] == \
-        (mp["value"] != "TF32 allowed")
+    stricter = {
+        **native,
+        "precision": {**native["precision"], "matmul_precision": {"value": "TF32 allowed", "detail": "x"}},
+    }
+    assert row(D.table({"pytorch": native, "other": stricter}), "float32 matmul precision")["differ"] == (
+        mp["value"] != "TF32 allowed"
+    )

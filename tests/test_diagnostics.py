@@ -1,6 +1,7 @@
 """Gradient diagnostics (opt-in) and the memory estimate: norms per layer and epoch in both
 frameworks, vanishing gradients detected on a deliberately deep narrow net, training unchanged by
 measuring, an obviously too large config refused before allocating, OOM errors in one line."""
+
 import json
 import subprocess
 import sys
@@ -26,16 +27,42 @@ def test_measuring_does_not_change_training(who, tmp_path, trained):
     assert [r["epoch"] for r in rows] == [1, 2] and not diagnostics.read(off)
     assert all(len(r["grad_norm"]) == len(r["weight_norm"]) == 2 and min(r["grad_norm"]) > 0 for r in rows)
     w = np.load(tmp_path / "on" / "weights" / "final.npz")  # after the last epoch, as the last row saw it
-    norms = [np.sqrt(np.sum(np.square(w[f"kernel_{i}"], dtype=np.float64)) + np.sum(np.square(w[f"bias_{i}"], dtype=np.float64)))
-             for i in range(2)]
+    norms = [
+        np.sqrt(
+            np.sum(np.square(w[f"kernel_{i}"], dtype=np.float64)) + np.sum(np.square(w[f"bias_{i}"], dtype=np.float64))
+        )
+        for i in range(2)
+    ]
     assert np.allclose(rows[-1]["weight_norm"], norms, rtol=1e-12)
 
 
 def test_deep_narrow_net_shows_vanishing_gradients_in_both_frameworks_and_the_report(tmp_path):
     out = tmp_path / "c"
-    r = subprocess.run([sys.executable, "-m", "compare.cli", "run", "--epochs", "1", "--seeds", "1", "--set",
-                        f"hidden={DEEP}", "--set", "init=shared", "--set", "diagnostics=true", "--out", str(out)],
-                       env=env(), cwd=REPO, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compare.cli",
+            "run",
+            "--epochs",
+            "1",
+            "--seeds",
+            "1",
+            "--set",
+            f"hidden={DEEP}",
+            "--set",
+            "init=shared",
+            "--set",
+            "diagnostics=true",
+            "--out",
+            str(out),
+        ],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("pytorch-seed0", "keras-seed0"):
         row = diagnostics.read(out / "runs" / name)[0]
@@ -74,8 +101,12 @@ def test_too_large_a_config_is_refused_before_allocating(capsys, tmp_path, data_
         FRAMEWORK, CHECKPOINT_EXT = "pytorch", "pt"
         setup = staticmethod(lambda config, threads: {})
         build = staticmethod(lambda config, env: pytest.fail("allocated a run that cannot fit"))
-    rc = shared_cli.main("pytorch", lambda b, c: NoTraining,
-                         ["--set", "hidden=100000,100000", "--out", str(tmp_path / "r"), "--data-dir", str(data_dir)])
+
+    rc = shared_cli.main(
+        "pytorch",
+        lambda b, c: NoTraining,
+        ["--set", "hidden=100000,100000", "--out", str(tmp_path / "r"), "--data-dir", str(data_dir)],
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "needs about" in err[0] and "lower hidden=100000,100000" in err[0], err
     assert not (tmp_path / "r" / "run.json").exists()
@@ -85,9 +116,14 @@ class OutOfMemoryError(RuntimeError):
     """Named like torch.cuda.OutOfMemoryError."""
 
 
-@pytest.mark.parametrize("exc", [OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-                                 RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate"),
-                                 MemoryError()])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate"),
+        MemoryError(),
+    ],
+)
 def test_an_out_of_memory_error_is_one_line(exc, capsys, tmp_path, data_dir):
     def explode(config, env):
         raise exc
@@ -96,8 +132,10 @@ def test_an_out_of_memory_error_is_one_line(exc, capsys, tmp_path, data_dir):
         FRAMEWORK, CHECKPOINT_EXT = "pytorch", "pt"
         setup = staticmethod(lambda config, threads: {})
         build = staticmethod(explode)
-    rc = shared_cli.main("pytorch", lambda b, c: Boom, ["--set", "hidden=32", "--out", str(tmp_path / "r"),
-                                                         "--data-dir", str(data_dir)])
+
+    rc = shared_cli.main(
+        "pytorch", lambda b, c: Boom, ["--set", "hidden=32", "--out", str(tmp_path / "r"), "--data-dir", str(data_dir)]
+    )
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.startswith("error: out of memory") and "lower batch_size=128" in err

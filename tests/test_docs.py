@@ -1,5 +1,6 @@
 """The published findings cannot drift from their data: every generated block in README.md and docs/
 is what scripts/docs.py computes from the committed data files, and breaking one number is caught."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ def test_an_unknown_block_is_an_error():
 def test_the_command_reference_follows_the_parser(monkeypatch):
     """docs/COMMANDS.md is the parser's: a new flag (or command) the page lacks makes the check fail."""
     from compare import cli
+
     committed = (ROOT / "docs" / "COMMANDS.md").read_text()
     assert docs.render(committed, docs.all_blocks(), "COMMANDS.md") == committed
     build = cli.build_parser
@@ -49,6 +51,7 @@ def test_the_command_reference_follows_the_parser(monkeypatch):
         sub = next(a for a in p._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
         sub.choices["run"].add_argument("--brand-new-flag", help="not documented yet")
         return p
+
     monkeypatch.setattr(cli, "build_parser", with_new_flag)
     assert "--brand-new-flag" in docs.render(committed, docs.all_blocks(), "COMMANDS.md")
     for name in ("run", "lockstep", "bench", "defaults", "ablate", "presets"):

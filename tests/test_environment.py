@@ -1,4 +1,5 @@
 """The pins: one exact set, described identically by requirements.txt and environment.yml."""
+
 import re
 from importlib import metadata
 

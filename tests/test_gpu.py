@@ -1,5 +1,6 @@
 """On a CUDA GPU (opt-in: `./test.sh -m gpu`; scripts/gpu_check.sh runs these): the device paths
 train, deterministic mode repeats bit for bit, and the fast path equals the step-synchronous one."""
+
 import json
 import subprocess
 import sys
@@ -15,8 +16,12 @@ TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 
 @pytest.fixture(scope="module", autouse=True)
 def cuda():
-    r = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-                       capture_output=True, text=True, env=env())
+    r = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        env=env(),
+    )
     if r.stdout.strip() != "True":
         pytest.skip("no CUDA GPU visible to PyTorch")
 
@@ -29,8 +34,18 @@ def _same(a, b):
 
 def test_pytorch_deterministic_on_gpu_repeats_and_fast_path_is_identical(tmp_path):
     for name, sync in (("a", "epoch"), ("b", "epoch"), ("c", "step")):
-        train("pytorch", tmp_path / name, "--device", "cuda", "--epochs", "1", "--set", "deterministic=true",
-              "--set", f"host_sync={sync}")
+        train(
+            "pytorch",
+            tmp_path / name,
+            "--device",
+            "cuda",
+            "--epochs",
+            "1",
+            "--set",
+            "deterministic=true",
+            "--set",
+            f"host_sync={sync}",
+        )
     run = json.loads((tmp_path / "a" / "run.json").read_text())
     assert run["environment"]["device"] == "cuda" and run["environment"]["device_free_bytes"] > 0
     assert _same(tmp_path / "a", tmp_path / "b")

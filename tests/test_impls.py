@@ -1,25 +1,25 @@
 """The two implementations on real data, each in its own process."""
+
 import ast
 import json
 import math
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from conftest import ONE_EPOCH, REPO
-from helpers import IMPLS, env, metrics, predict, python, train
+from helpers import metrics, predict, python, train
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 
 
 def defs(path):
     """Public top-level functions and classes in order (a _private helper belongs to one side only)."""
-    return [n.name for n in ast.parse(path.read_text()).body
-            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    return [
+        n.name
+        for n in ast.parse(path.read_text()).body
+        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")
+    ]
 
 
 def test_packages_mirror_each_other():
@@ -45,10 +45,12 @@ def imports(path):
 
 
 def test_compare_imports_no_framework():
-    out = python("import sys, compare, compare.cli; import importlib, pkgutil\n"
-                 "for m in pkgutil.iter_modules(compare.__path__): importlib.import_module('compare.' + m.name)\n"
-                 "import shared.runner, shared.cli\n"
-                 "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'torchvision') if m in sys.modules))")
+    out = python(
+        "import sys, compare, compare.cli; import importlib, pkgutil\n"
+        "for m in pkgutil.iter_modules(compare.__path__): importlib.import_module('compare.' + m.name)\n"
+        "import shared.runner, shared.cli\n"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'keras', 'jax', 'torchvision') if m in sys.modules))"
+    )
     assert out.strip() == "[]"
 
 
@@ -57,8 +59,11 @@ PACKAGES = ("shared", "compare", "pytorch_impl", "keras_impl")
 
 def import_graph() -> dict[str, set[str]]:
     """module -> the project modules it imports, at any depth of its code (lazy imports count too)."""
-    files = {(f"{pkg}.{f.stem}" if f.stem != "__init__" else pkg): f
-             for pkg in PACKAGES for f in sorted((REPO / pkg).glob("*.py"))}
+    files = {
+        (f"{pkg}.{f.stem}" if f.stem != "__init__" else pkg): f
+        for pkg in PACKAGES
+        for f in sorted((REPO / pkg).glob("*.py"))
+    }
     graph = {}
     for me, f in files.items():
         edges = set()
@@ -80,7 +85,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[m] = "open"
         for e in sorted(graph[m]):
             if state.get(e) == "open":
-                found.append(path[path.index(e):] + [e])
+                found.append(path[path.index(e) :] + [e])
             elif e not in state:
                 visit(e, path + [e])
         state[m] = "done"
@@ -110,8 +115,10 @@ def test_standard_preset_reaches_85_percent_in_3_epochs(who, tmp_path):
     assert rows[-1]["test_acc"] >= 0.85, rows[-1]
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "completed"
-    print(f"{who}: test acc after 3 epochs {rows[-1]['test_acc']:.4f}, epoch seconds "
-          f"{[round(r['train_seconds'], 2) for r in rows]}")
+    print(
+        f"{who}: test acc after 3 epochs {rows[-1]['test_acc']:.4f}, epoch seconds "
+        f"{[round(r['train_seconds'], 2) for r in rows]}"
+    )
 
 
 @pytest.mark.slow
@@ -162,9 +169,12 @@ def test_huge_learning_rate_diverges_cleanly(who, tmp_path):
     assert "diverged" in r.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "head=softmax"], "head='softmax' is not allowed"),
-])  # an absent device: tests/test_bad_input.py, for both implementations and the harness
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", "head=softmax"], "head='softmax' is not allowed"),
+    ],
+)  # an absent device: tests/test_bad_input.py, for both implementations and the harness
 def test_bad_input_is_refused_before_training(args, message, tmp_path):
     r = train("pytorch", tmp_path / "run", *args, check=False)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
@@ -235,17 +245,18 @@ def test_torchvision_and_keras_loaders_match_ours(tmp_path):
     import shutil
     from conftest import real_data_dir
     from shared import data as fdata
+
     ours = fdata.load(real_data_dir())
     np.savez(tmp_path / "ours.npz", a=ours.train_images, b=ours.train_labels, c=ours.test_images, d=ours.test_labels)
     raw = tmp_path / "tv" / "FashionMNIST" / "raw"  # torchvision reads the extracted files
     raw.mkdir(parents=True)
-    for name, key in fdata.KEYS.items():
+    for name in fdata.KEYS:
         (raw / name).write_bytes(fdata.read_idx_bytes(real_data_dir() / f"{name}.gz"))
     python(f"""
 import numpy as np, torchvision
-o = np.load(r"{tmp_path / 'ours.npz'}")
-tr = torchvision.datasets.FashionMNIST(r"{tmp_path / 'tv'}", train=True, download=False)
-te = torchvision.datasets.FashionMNIST(r"{tmp_path / 'tv'}", train=False, download=False)
+o = np.load(r"{tmp_path / "ours.npz"}")
+tr = torchvision.datasets.FashionMNIST(r"{tmp_path / "tv"}", train=True, download=False)
+te = torchvision.datasets.FashionMNIST(r"{tmp_path / "tv"}", train=False, download=False)
 assert np.array_equal(tr.data.numpy(), o["a"]) and np.array_equal(tr.targets.numpy(), o["b"])
 assert np.array_equal(te.data.numpy(), o["c"]) and np.array_equal(te.targets.numpy(), o["d"])
 """)
@@ -256,7 +267,7 @@ import os
 os.environ["KERAS_HOME"] = r"{kh}"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
-o = np.load(r"{tmp_path / 'ours.npz'}")
+o = np.load(r"{tmp_path / "ours.npz"}")
 (a, b), (c, d) = keras.datasets.fashion_mnist.load_data()
 for x, y in ((a, "a"), (b, "b"), (c, "c"), (d, "d")):
     assert np.array_equal(x, o[y]), y
@@ -278,8 +289,20 @@ def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path, trained):
 @pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
 def test_float64_and_every_keras_backend(who, tmp_path):
     run = tmp_path / "run"
-    train(who, run, "--epochs", "1", "--set", "dtype=float64", "--set", "init=shared", "--set", "hidden=64,64",
-          "--set", "batch_size=500")  # 120 steps: 83% here
+    train(
+        who,
+        run,
+        "--epochs",
+        "1",
+        "--set",
+        "dtype=float64",
+        "--set",
+        "init=shared",
+        "--set",
+        "hidden=64,64",
+        "--set",
+        "batch_size=500",
+    )  # 120 steps: 83% here
     meta = json.loads((run / "run.json").read_text())
     assert meta["config"]["dtype"] == "float64" and meta["environment"]["tf32"] is False
     if who.startswith("keras"):
@@ -288,8 +311,10 @@ def test_float64_and_every_keras_backend(who, tmp_path):
     assert final["kernel_0"].dtype == np.float64
     init = np.load(run / "weights" / "initial.npz")
     from shared import config as cfg
-    assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard", ["hidden=64,64"]))[0][0]), \
+
+    assert np.array_equal(init["kernel_0"], cfg.shared_init(cfg.resolve("standard", ["hidden=64,64"]))[0][0]), (
         "shared init loaded exactly"
+    )
     assert metrics(run)[0]["test_acc"] > 0.8
 
 
@@ -335,6 +360,7 @@ print(json.dumps({{"kinds": sorted(layers), "built": built, "refused": refused}}
 def test_translate_covers_exactly_the_plans_kinds_and_refuses_others(impl):
     """Every kind the plan emits has a translation; an unknown kind is an error, never a silent LogSoftmax."""
     from shared import plan
+
     out = json.loads(python(TRANSLATE.format(impl=impl)).strip().splitlines()[-1])
     assert out["kinds"] == sorted(plan.KINDS)
     assert set(out["built"]) == set(plan.KINDS) and "LogSoftmax" not in (out["built"]["sigmoid"], out["built"]["dense"])

@@ -1,6 +1,7 @@
 """The porting features (batch norm, dropout, weight decay, clipping, schedules, AdamW, label smoothing):
 one framework-free plan, two translations that agree to 1e-10 in float64 when everything is matched,
 and causes named one at a time when not."""
+
 import json
 
 import numpy as np
@@ -13,8 +14,7 @@ from compare import ablate, lockstep
 from shared import config as cfg
 from shared import plan, weights
 
-ALL = ["batchnorm=true", "dropout=0.2", "weight_decay=5e-4", "clip_norm=1", "lr_schedule=cosine",
-       "label_smoothing=0.1"]
+ALL = ["batchnorm=true", "dropout=0.2", "weight_decay=5e-4", "clip_norm=1", "lr_schedule=cosine", "label_smoothing=0.1"]
 SMALL = ["hidden=32,16", "threads=1"]
 
 
@@ -28,17 +28,36 @@ def test_the_plan_lists_the_layers_in_order():
     kinds = lambda *sets: [l.kind for l in plan.network(cfg.resolve("standard", list(sets)))]
     assert kinds() == ["dense", "leaky_relu", "dense", "leaky_relu", "dense"]
     assert kinds("batchnorm=true", "dropout=0.5", "hidden=7", "head=seed") == [
-        "dense", "batchnorm", "leaky_relu", "dropout", "dense", "sigmoid", "log_softmax"]
-    assert [l.width for l in plan.network(cfg.resolve("standard", ["hidden=7,5", "dropout=0.1"]))
-            if l.kind == "dropout"] == [7, 5]
+        "dense",
+        "batchnorm",
+        "leaky_relu",
+        "dropout",
+        "dense",
+        "sigmoid",
+        "log_softmax",
+    ]
+    assert [
+        l.width for l in plan.network(cfg.resolve("standard", ["hidden=7,5", "dropout=0.1"])) if l.kind == "dropout"
+    ] == [7, 5]
 
 
 def test_the_cnn_plan_and_its_parameters():
     """model=cnn: conv+LeakyReLU+pool per channels entry, flatten, Dense; neutral kernel shapes and the
     parameter count as written out by hand (3x3 kernels, 'same' padding, 28 -> 14 -> 7)."""
     c = cfg.resolve("standard", ["model=cnn", "head=seed"])
-    assert [l.kind for l in plan.network(c)] == ["reshape", "conv", "leaky_relu", "maxpool", "conv", "leaky_relu",
-                                                 "maxpool", "flatten", "dense", "sigmoid", "log_softmax"]
+    assert [l.kind for l in plan.network(c)] == [
+        "reshape",
+        "conv",
+        "leaky_relu",
+        "maxpool",
+        "conv",
+        "leaky_relu",
+        "maxpool",
+        "flatten",
+        "dense",
+        "sigmoid",
+        "log_softmax",
+    ]
     assert [k for k, _ in plan.weight_shapes(c)] == [(3, 3, 1, 16), (3, 3, 16, 32), (7 * 7 * 32, 10)]
     assert plan.param_count(c) == (9 * 16 + 16) + (9 * 16 * 32 + 32) + (7 * 7 * 32 * 10 + 10) == 20490
     assert [a.shape for a in cfg.shared_init(c)[1]] == [(3, 3, 16, 32), (32,)]
@@ -50,10 +69,25 @@ def test_cnn_float64_matched_agrees_through_the_neutral_layouts(tmp_path, data_d
     images (augment_impl=shared): the outputs, gradients and weights after the steps agree to 1e-10 in
     float64, which holds only if kernels are transposed, PyTorch flattens its feature maps in Keras'
     (row, column, channel) order and both sides train on the same pixels."""
-    c = cfg.resolve("standard", ["model=cnn", "channels=4,8", "threads=1", "batch_size=64", "dtype=float64",
-                                 "init=shared", "ops=exact", "update_rule=torch", "head=seed",
-                                 "augment=flip,rotate,translate"])
-    t = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir))) for who in ("pytorch", "keras")}
+    c = cfg.resolve(
+        "standard",
+        [
+            "model=cnn",
+            "channels=4,8",
+            "threads=1",
+            "batch_size=64",
+            "dtype=float64",
+            "init=shared",
+            "ops=exact",
+            "update_rule=torch",
+            "head=seed",
+            "augment=flip,rotate,translate",
+        ],
+    )
+    t = {
+        who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, 3, 1, str(data_dir)))
+        for who in ("pytorch", "keras")
+    }
     assert t["pytorch"]["act_0"].shape == t["keras"]["act_0"].shape == (64, 28, 28, 4)  # NHWC on both
     assert t["pytorch"]["w_0_0_k"].shape == (3, 3, 1, 4)
     d = lockstep.divergence(t["keras"], t["pytorch"])
@@ -87,17 +121,33 @@ def test_shared_dropout_masks_are_a_pure_function_of_seed_epoch_step_layer():
     assert not np.array_equal(a[0][:, :200], a[1])  # each layer draws its own
 
 
-def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_path, data_dir):
+@pytest.mark.parametrize("backends", [("keras",), pytest.param(("keras-jax", "keras-torch"), marks=pytest.mark.slow)])
+def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(backends, tmp_path, data_dir):
     """Batch norm (training and evaluation), shared dropout masks, coupled decay, global clipping, a
     cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps.
     (Keras' torch backend computes float64 matmul, mean, the loss reduction and a maximum of two 0-d
-    tensors in float32; the exact ops avoid them.) Resuming with these features: test_reliability's chaos."""
-    c = cfg.resolve("standard", [*ALL, *SMALL, "batch_size=2600", "dtype=float64", "init=shared", "ops=exact", "update_rule=torch",
-                                 *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items())])
+    tensors in float32; the exact ops avoid them; those two backends: -m slow.) Resuming with these features: test_reliability's chaos."""
+    c = cfg.resolve(
+        "standard",
+        [
+            *ALL,
+            *SMALL,
+            "batch_size=2600",
+            "dtype=float64",
+            "init=shared",
+            "ops=exact",
+            "update_rule=torch",
+            *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items()),
+        ],
+    )
     assert plan.feature_differences(c) == {}  # nothing left to each library
-    steps = plan.steps_per_epoch(c) + 2  # over an epoch boundary (24 steps of 2600, the last short): the per-epoch schedule steps
-    traces = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
-              for who in ("pytorch", "keras", "keras-jax", "keras-torch")}
+    steps = (
+        plan.steps_per_epoch(c) + 2
+    )  # over an epoch boundary (24 steps of 2600, the last short): the per-epoch schedule steps
+    traces = {
+        who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
+        for who in ("pytorch", *backends)
+    }
     ref = traces.pop("pytorch")
     assert any(k.startswith(f"bn_{steps}_") for k in ref), "the batch-norm state is compared too"
     for who, t in traces.items():
@@ -106,7 +156,9 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(tmp_pa
         assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
 
 
-@pytest.mark.parametrize("precision", ["mixed_precision=bfloat16", pytest.param("dtype=bfloat16", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "precision", ["mixed_precision=bfloat16", pytest.param("dtype=bfloat16", marks=pytest.mark.slow)]
+)
 def test_below_float32_matched_casts_the_same_operations(tmp_path, data_dir, precision):
     """Below float32 the floor is one unit of the compute precision, each side's layer dtypes are read
     from its running program, and matched mode casts the same operations on both sides: the written-out
@@ -115,17 +167,28 @@ def test_below_float32_matched_casts_the_same_operations(tmp_path, data_dir, pre
     bfloat16 by its own kernel, 3e-2 apart; PyTorch's bias promoted the sum to float32)."""
     c = cfg.resolve("standard", [precision, *SMALL])
     mixed = c.mixed_precision != "off"
-    s = lockstep.lockstep(c, ["tensorflow"], ["float32" if mixed else "bfloat16"], 3, 1, tmp_path / "ls", str(data_dir),
-                          cells=["native", "matched"], log=lambda m: None)
+    s = lockstep.lockstep(
+        c,
+        ["tensorflow"],
+        ["float32" if mixed else "bfloat16"],
+        3,
+        1,
+        tmp_path / "ls",
+        str(data_dir),
+        cells=["native", "matched"],
+        log=lambda m: None,
+    )
     e = s["results"][0]
     assert (e["name"], e["unit"]) == (("mixed bfloat16", "bfloat16") if mixed else ("bfloat16", "bfloat16"))
-    assert 2 ** -11 < e["floor"]["rel_l2"][0] < 2 ** -7  # one bfloat16 unit per weight, not one of float32 (~6e-8)
+    assert 2**-11 < e["floor"]["rel_l2"][0] < 2**-7  # one bfloat16 unit per weight, not one of float32 (~6e-8)
     pairs = {p["cell"]: p for p in e["pairs"]}
     ref = pairs["native"]["precision"]["pytorch"]
     assert ref["layers"][0] == "Linear: bfloat16" and ref["weights"] == ("float32" if mixed else "bfloat16")
     matched = pairs["matched"]["precision"]
     assert matched["pytorch"]["layers"][0] == "ExactDense: bfloat16"
-    assert [l.split(": ")[1] for l in matched["pytorch"]["layers"]] == [l.split(": ")[1] for l in matched["keras"]["layers"]]
+    assert [l.split(": ")[1] for l in matched["pytorch"]["layers"]] == [
+        l.split(": ")[1] for l in matched["keras"]["layers"]
+    ]
     assert matched["pytorch"]["loss"] == matched["keras"]["loss"] == ("float32" if mixed else "bfloat16")
     assert max(pairs["matched"]["step1_gradients"]) < 2 * lockstep.eps("bfloat16"), pairs["matched"]["step1_gradients"]
     assert "precision" in lockstep.render_md(s) and "ExactDense" in lockstep.render_md(s)
@@ -137,7 +200,10 @@ def test_a_trace_does_not_depend_on_what_its_process_traced_before(tmp_path, dat
     c = cfg.resolve("standard", ["dropout=0.2", "batchnorm=true", *SMALL, "batch_size=2600", "init=shared"])
     before = cfg.from_dict({"lr": 0.2, "seed": 3}, c)
     lockstep.run_sides("keras", [(before, tmp_path / "first", None), (c, tmp_path / "second", 1)], 4, 2, str(data_dir))
-    second, alone = (lockstep._load(d) for d in (tmp_path / "second", lockstep.run_side("keras", c, tmp_path / "alone", 4, 2, str(data_dir), 1)))
+    second, alone = (
+        lockstep._load(d)
+        for d in (tmp_path / "second", lockstep.run_side("keras", c, tmp_path / "alone", 4, 2, str(data_dir), 1))
+    )
     first = lockstep._load(tmp_path / "first")
     assert second.keys() == alone.keys() and not np.array_equal(first["loss"], second["loss"])
     assert all(np.array_equal(second[k], alone[k]) for k in second if k != "_meta")
@@ -147,7 +213,9 @@ def test_native_causes_are_named_one_at_a_time(tmp_path, data_dir):
     """Everything matched but one difference: the step and the place where it first shows are named."""
     c = cfg.resolve("standard", ["dropout=0.2", "batchnorm=true", *SMALL])
     cells = ["dropout masks alone", "batch-norm running variance alone"]
-    s = lockstep.lockstep(c, ["tensorflow"], ["float64"], 4, 2, tmp_path / "ls", str(data_dir), cells=cells, log=lambda m: None)
+    s = lockstep.lockstep(
+        c, ["tensorflow"], ["float64"], 4, 2, tmp_path / "ls", str(data_dir), cells=cells, log=lambda m: None
+    )
     pairs = {p["cell"]: p for p in s["results"][0]["pairs"]}
     masks, var = pairs["dropout masks alone"], pairs["batch-norm running variance alone"]
     assert masks["verdict"].startswith("real") and masks["where"]["step"] == 1
@@ -165,9 +233,13 @@ def test_pytorch_idioms_are_what_pytorch_impl_does():
     c = cfg.resolve("porting", ["optimizer=sgd", "weight_decay=1e-4", "lr_schedule_unit=native"])
     spelled = plan.pytorch_canonical(c)
     assert set(spelled) == set(plan.PYTORCH_IDIOMS)
-    own = json.loads(python("import json\nfrom pytorch_impl import model as M\n"
-                            "print(json.dumps({'bn_running_var': M.OWN_BN_VAR, 'clip_scope': M.OWN_CLIP, "
-                            "'lr_schedule_unit': M.OWN_UNIT, 'weight_decay_form': M.OWN_DECAY['sgd']}))"))
+    own = json.loads(
+        python(
+            "import json\nfrom pytorch_impl import model as M\n"
+            "print(json.dumps({'bn_running_var': M.OWN_BN_VAR, 'clip_scope': M.OWN_CLIP, "
+            "'lr_schedule_unit': M.OWN_UNIT, 'weight_decay_form': M.OWN_DECAY['sgd']}))"
+        )
+    )
     assert spelled == own
     assert lockstep.canonical("pytorch", c).to_dict() == cfg.from_dict({**spelled, "update_rule": "torch"}, c).to_dict()
     assert lockstep.canonical("keras", c) is c
@@ -177,8 +249,15 @@ def test_ablation_cells_follow_the_features():
     plain = ablate.cells(cfg.resolve("standard"))
     assert not any("dropout" in name for name in plain)
     porting = ablate.cells(cfg.resolve("porting"))
-    for name in ("matched dropout masks", "matched batch-norm momentum and epsilon", "matched batch-norm running variance",
-                 "matched clipping scope", "matched schedule unit", "matched AdamW default decay", "matched Adam epsilon"):
+    for name in (
+        "matched dropout masks",
+        "matched batch-norm momentum and epsilon",
+        "matched batch-norm running variance",
+        "matched clipping scope",
+        "matched schedule unit",
+        "matched AdamW default decay",
+        "matched Adam epsilon",
+    ):
         assert name in porting, name
     assert "matched weight-decay form" not in porting  # AdamW is decoupled in both libraries
     assert porting["all matched"]["dropout_masks"] == "shared" and porting["native"].get("dropout_masks") is None
@@ -194,6 +273,7 @@ def test_neutral_weights_carry_batch_norm(tmp_path):
     assert len(back) == 2 and all(np.array_equal(a, b) for x, y in zip(bn, back) for a, b in zip(x, y))
     got = compare.load_weights(tmp_path)
     assert set(got) == {f"{k}_{i}" for k in ("kernel", "bias") for i in range(3)} | {
-        f"bn_{j}_{p}" for j in range(2) for p in weights.BN_PARTS}
+        f"bn_{j}_{p}" for j in range(2) for p in weights.BN_PARTS
+    }
     weights.save(tmp_path / "plain.npz", layers)
     assert weights.load_bn(tmp_path / "plain.npz") == []

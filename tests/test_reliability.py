@@ -1,6 +1,7 @@
 """Reliability: random kills (also inside checkpoint and record writes) then resume, bit for bit;
 SIGINT/SIGTERM stop cleanly; one live writer per directory; damaged checkpoints; the harness
 killed mid-comparison. The long fault-injection run is opt-in: ./test.sh -m chaos."""
+
 import json
 import os
 import random
@@ -23,7 +24,18 @@ from shared import weights
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 # the porting preset: native dropout, batch norm, AdamW, clipping and a cosine schedule, so a resume
 # must also restore the random generators, the running statistics and the schedule's position
-SMALL = ["--epochs", "4", "--preset", "porting", "--set", "threads=1", "--set", "hidden=64,64", "--set", "batch_size=512"]
+SMALL = [
+    "--epochs",
+    "4",
+    "--preset",
+    "porting",
+    "--set",
+    "threads=1",
+    "--set",
+    "hidden=64,64",
+    "--set",
+    "batch_size=512",
+]
 
 
 def strip(rows):
@@ -37,8 +49,13 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def start(who, out, *args, extra_env=None, **kw):
     module, *extra = IMPLS[who]
-    return subprocess.Popen([sys.executable, "-m", module, "--out", str(out), "--quiet", *extra, *args],
-                            env={**env(), **(extra_env or {})}, cwd=REPO, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", module, "--out", str(out), "--quiet", *extra, *args],
+        env={**env(), **(extra_env or {})},
+        cwd=REPO,
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(cond, timeout=300):
@@ -85,8 +102,15 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int, write_first: bool = F
         in_write = (log["random_moment"] + log["inside_write"] + write_first) % 2 == 1
         left = epochs - epochs_done(run)
         writes = 4 + 4 * left + (not (run / "status.json").exists())  # run, status, per epoch 4, final 2
-        p = start(who, run, *SMALL, "--resume", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                  extra_env={"FMNIST_PARITY_KILL_IN_WRITE": str(rng.randint(1, writes))} if in_write else None)
+        p = start(
+            who,
+            run,
+            *SMALL,
+            "--resume",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            extra_env={"FMNIST_PARITY_KILL_IN_WRITE": str(rng.randint(1, writes))} if in_write else None,
+        )
         try:
             _, err = p.communicate(timeout=None if in_write else rng.uniform(startup / 2, startup + left * epoch_s))
             rc = p.returncode
@@ -123,8 +147,14 @@ def test_random_kills_then_resume_is_bit_identical(who, kind, tmp_path):
 def small_disk(where: Path, kib: int) -> bool:
     """Mount a tmpfs of `kib` KiB at `where` (root only): a real disk that fills up. False if not allowed."""
     where.mkdir(parents=True, exist_ok=True)
-    return os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)], capture_output=True).returncode == 0
+    return (
+        os.geteuid() == 0
+        and shutil.which("mount") is not None
+        and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(where)], capture_output=True
+        ).returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize("who", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])  # PyTorch's was the defect
@@ -138,8 +168,14 @@ def test_a_full_disk_ends_in_one_line_and_resume_continues_bit_for_bit(who, tmp_
     real = small_disk(run / "checkpoints", 320)
     try:
         ckpt = f"epoch-0002.{'pt' if who == 'pytorch' else 'npz'}"
-        p = start(who, run, *SMALL_2, extra_env=None if real else {"FMNIST_PARITY_FULL_DISK_AT": ckpt},
-                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = start(
+            who,
+            run,
+            *SMALL_2,
+            extra_env=None if real else {"FMNIST_PARITY_FULL_DISK_AT": ckpt},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         _, err = p.communicate(timeout=600)
         lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
         assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
@@ -172,8 +208,14 @@ def test_sigint_and_sigterm_stop_cleanly(who, sig, tmp_path):
     run = tmp_path / "run"
     if who == "pytorch":
         typed = ["train", "--framework", "pytorch", "--out", str(run), "--quiet", *SMALL]
-        p = subprocess.Popen([sys.executable, "-m", "compare.cli", *typed], env=env(), cwd=REPO, text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "compare.cli", *typed],
+            env=env(),
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     else:
         p = start(who, run, *SMALL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for(lambda: epochs_done(run) >= 1)
@@ -187,8 +229,14 @@ def test_sigint_and_sigterm_stop_cleanly(who, sig, tmp_path):
     if who == "pytorch":
         hint = lines[0].split("resume with: ")[1]
         assert hint == shlex.join(["fmnist-parity", *typed, "--resume"]), hint
-        r = subprocess.run([sys.executable, "-m", "compare.cli", *shlex.split(hint)[1:]], env=env(), cwd=REPO,
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "compare.cli", *shlex.split(hint)[1:]],
+            env=env(),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stderr[-2000:]
     else:
         assert "python -m keras_impl" in lines[0]  # no user command to name: the module's own
@@ -198,9 +246,18 @@ def test_sigint_and_sigterm_stop_cleanly(who, sig, tmp_path):
 
 def test_a_second_live_writer_is_refused_naming_the_holder(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from shared import rundir; "
-                               f"rundir.lock({str(run)!r}); print('locked', flush=True); time.sleep(120)"],
-                              env=env(), cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from shared import rundir; "
+            f"rundir.lock({str(run)!r}); print('locked', flush=True); time.sleep(120)",
+        ],
+        env=env(),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         r = train("pytorch", run, "--epochs", "1", "--resume", check=False)
@@ -219,10 +276,12 @@ def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path, trained):
     run = tmp_path / "run"
     shutil.copytree(full, run)
     ck = sorted((run / "checkpoints").glob("epoch-*.pt"))
+
     def reopen():  # as if killed after the last epoch's checkpoint, before the run was marked complete
         st = json.loads((run / "status.json").read_text())
         (run / "status.json").write_text(json.dumps({**st, "state": "running"}))
         (run / "weights" / "final.npz").unlink()
+
     reopen()
     ck[-1].write_bytes(ck[-1].read_bytes()[:1000])  # truncated on disk
     r = train("pytorch", run, *args, "--resume", check=False)
@@ -251,18 +310,34 @@ def test_keras_checkpoint_damage_without_digest_falls_back(tmp_path, trained):
 
 
 def fmp(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "compare.cli", *args], env=env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=900, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "compare.cli", *args],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        **kw,
+    )
 
 
+@pytest.mark.slow  # the harness killed twice over a whole comparison: about 50 s
 def test_comparison_survives_sigterm_and_a_killed_harness(tmp_path, trained):
     args = ["run", "--epochs", "2", "--seeds", "1", "--set", "hidden=64,64", "--set", "threads=1"]
     out = tmp_path / "c"
     # the uninterrupted runs: the same config trained directly (the harness runs exactly that command)
-    ref = {name: trained(name.split("-")[0], "--epochs", "2", "--set", "hidden=64,64", "--set", "threads=1")
-           for name in ("pytorch-seed0", "keras-seed0")}
-    harness = lambda: subprocess.Popen([sys.executable, "-m", "compare.cli", *args, "--out", str(out)], env=env(),
-                                       cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ref = {
+        name: trained(name.split("-")[0], "--epochs", "2", "--set", "hidden=64,64", "--set", "threads=1")
+        for name in ("pytorch-seed0", "keras-seed0")
+    }
+    harness = lambda: subprocess.Popen(
+        [sys.executable, "-m", "compare.cli", *args, "--out", str(out)],
+        env=env(),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     torch_run, keras_run = out / "runs" / "pytorch-seed0", out / "runs" / "keras-seed0"
     # 1. SIGTERM mid-way through the first run: the harness stops its child and says how to resume
     p = harness()
@@ -287,7 +362,8 @@ def test_comparison_survives_sigterm_and_a_killed_harness(tmp_path, trained):
     b = json.loads((out / "summary.json").read_text())
     assert [x["state"] for x in b["runs"]] == ["completed", "completed"]
     assert {k: v["values"] for k, v in b["accuracy"].items()} == {
-        name.split("-")[0]: [metrics(run)[-1]["test_acc"]] for name, run in ref.items()}
+        name.split("-")[0]: [metrics(run)[-1]["test_acc"]] for name, run in ref.items()
+    }
     for name, run in ref.items():
         assert strip(metrics(run)) == strip(metrics(out / "runs" / name))
         assert same_weights(run / "weights" / "final.npz", out / "runs" / name / "weights" / "final.npz")

@@ -1,5 +1,6 @@
 """Results where people look: compare.load as a DataFrame, the TensorBoard export read back with
 TensorBoard's own reader, the data set-up step's decision."""
+
 import json
 import sys
 
@@ -37,12 +38,12 @@ def test_tensorboard_export_reads_back_with_tensorboard(tmp_path):
     out = python(f"""
 import sys, json
 from compare.tensorboard import export, no_tensorflow
-export({str(comp)!r}, {str(tmp_path / 'tb')!r})
-export({str(comp)!r}, {str(tmp_path / 'tb')!r})  # again: replaces, does not duplicate
+export({str(comp)!r}, {str(tmp_path / "tb")!r})
+export({str(comp)!r}, {str(tmp_path / "tb")!r})  # again: replaces, does not duplicate
 no_tensorflow()
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 m = EventMultiplexer()
-m.AddRunsFromDirectory({str(tmp_path / 'tb')!r})
+m.AddRunsFromDirectory({str(tmp_path / "tb")!r})
 m.Reload()
 from tensorboard.util import tensor_util
 # TensorBoard's writer stores scalars as scalar-class tensors (what its scalars dashboard reads)
@@ -54,6 +55,7 @@ print(json.dumps({{"got": got, "frameworks": [x for x in ('torch', 'tensorflow',
     assert res["frameworks"] == [], "the export imported a framework"
     meta = json.loads((comp / "comparison.json").read_text())
     from compare.tensorboard import TAGS
+
     assert sorted(res["got"]) == sorted(f"{c}/seed{s}" for c in meta["contestants"] for s in meta["seeds"])
     for c in meta["contestants"]:
         for s in meta["seeds"]:
@@ -64,15 +66,23 @@ print(json.dumps({{"got": got, "frameworks": [x for x in ('torch', 'tensorflow',
                 assert got[tag] == [[m["epoch"], float(np.float32(m[key]))] for m in rows], tag
 
 
-MACHINES = {"root": {"root": True, "sudo": False, "apt": True},
-            "sudo": {"root": False, "sudo": True, "apt": True},
-            "user": {"root": False, "sudo": False, "apt": True},
-            "no apt": {"root": True, "sudo": False, "apt": False}}
+MACHINES = {
+    "root": {"root": True, "sudo": False, "apt": True},
+    "sudo": {"root": False, "sudo": True, "apt": True},
+    "user": {"root": False, "sudo": False, "apt": True},
+    "no apt": {"root": True, "sudo": False, "apt": False},
+}
 
 
-@pytest.mark.parametrize("machine,action,needle", [
-    ("root", "install", "apt-get"), ("sudo", "install", "sudo"),
-    ("user", "advise", "sudo apt-get install dataset-fashion-mnist"), ("no apt", "advise", "--data-dir")])
+@pytest.mark.parametrize(
+    "machine,action,needle",
+    [
+        ("root", "install", "apt-get"),
+        ("sudo", "install", "sudo"),
+        ("user", "advise", "sudo apt-get install dataset-fashion-mnist"),
+        ("no apt", "advise", "--data-dir"),
+    ],
+)
 def test_data_setup_decides_how_to_get_the_package(machine, action, needle):
     got, commands, message = ensure_data.decide(False, False, MACHINES[machine])
     assert got == action and ("installing" in message if action == "install" else "to fix it run" in message)
@@ -86,8 +96,11 @@ def test_data_setup_decides_how_to_get_the_package(machine, action, needle):
 def test_data_setup_installs_when_nothing_is_found(monkeypatch, no_implicit_sources, capsys):
     ran = []
     monkeypatch.setattr(ensure_data, "facts", lambda: MACHINES["root"])
-    monkeypatch.setattr(ensure_data.subprocess, "run", lambda cmd, **kw: ran.append(cmd) or
-                        type("R", (), {"returncode": 1, "stderr": "E: no network"})())
+    monkeypatch.setattr(
+        ensure_data.subprocess,
+        "run",
+        lambda cmd, **kw: ran.append(cmd) or type("R", (), {"returncode": 1, "stderr": "E: no network"})(),
+    )
     assert ensure_data.main(["run", "--offline"]) == 2  # the (fake) install failed: one line says so
     assert ran[-1][:2] == ["apt-get", "install"] and "dataset-fashion-mnist" in ran[-1]
     err = capsys.readouterr().err.strip().splitlines()
@@ -96,6 +109,7 @@ def test_data_setup_installs_when_nothing_is_found(monkeypatch, no_implicit_sour
 
 def test_report_shows_sensible_precision_and_json_keeps_it(tmp_path):
     from compare import report
+
     comp = fixture_comparison(tmp_path / "c")
     s = report.write_report(comp)
     md = (comp / "report.md").read_text()
@@ -106,17 +120,21 @@ def test_report_shows_sensible_precision_and_json_keeps_it(tmp_path):
     assert cells[1] == "2.1" and cells[2] == "4.2"
     saved = json.loads((comp / "summary.json").read_text())
     assert saved["timing"]["keras"]["samples_per_second"]["mean"] == s["timing"]["keras"]["samples_per_second"]["mean"]
-    assert saved["timing"]["keras"]["samples_per_second"]["mean"] != round(saved["timing"]["keras"]["samples_per_second"]["mean"])
+    assert saved["timing"]["keras"]["samples_per_second"]["mean"] != round(
+        saved["timing"]["keras"]["samples_per_second"]["mean"]
+    )
 
 
-def test_test_setup_prints_the_data_folder_or_says_what_to_do_in_one_line(monkeypatch, no_implicit_sources,
-                                                                          capsys, tmp_path, data_dir):
+def test_test_setup_prints_the_data_folder_or_says_what_to_do_in_one_line(
+    monkeypatch, no_implicit_sources, capsys, tmp_path, data_dir
+):
     monkeypatch.setattr(ensure_data, "BESIDE", tmp_path / "beside")  # no folder beside this checkout
     monkeypatch.setattr(ensure_data, "facts", lambda: MACHINES["user"])  # cannot install either
     assert ensure_data.main(["--print-dir", "--offline"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip().splitlines() == [
-        "Fashion-MNIST not found and not downloadable; to fix it run: sudo apt-get install dataset-fashion-mnist"]
+        "Fashion-MNIST not found and not downloadable; to fix it run: sudo apt-get install dataset-fashion-mnist"
+    ]
     monkeypatch.setattr(ensure_data, "BESIDE", data_dir)  # the folder CI lays beside the checkout
     assert ensure_data.main(["--print-dir", "--offline"]) == 0
     assert capsys.readouterr().out.strip() == str(data_dir.resolve())

@@ -1,5 +1,6 @@
 """The fast training paths give the same numbers as the step-by-step reference path, and
 `fmnist-parity bench` runs and writes its results (no wall-clock assertions: machines are shared)."""
+
 import json
 import subprocess
 import sys
@@ -32,10 +33,15 @@ def test_pytorch_per_epoch_host_sync_is_bit_identical(tmp_path, trained):
 
 # JAX and torch at batch 512 (118 steps: 3 full calls of 32 steps, then a short one with the short last batch):
 # their train_on_batch reference pays Python per step
-@pytest.mark.parametrize("who,extra", [("keras", []),
-                                      pytest.param("keras", ["--set", "steps_per_execution=1"], marks=pytest.mark.slow),
-                                      pytest.param("keras-jax", ["--set", "batch_size=512"], marks=pytest.mark.slow),
-                                      pytest.param("keras-torch", ["--set", "batch_size=512"], marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "who,extra",
+    [
+        ("keras", []),
+        pytest.param("keras", ["--set", "steps_per_execution=1"], marks=pytest.mark.slow),
+        pytest.param("keras-jax", ["--set", "batch_size=512"], marks=pytest.mark.slow),
+        pytest.param("keras-torch", ["--set", "batch_size=512"], marks=pytest.mark.slow),
+    ],
+)
 def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path, trained):
     (step, epoch), same_weights = _run_both(who, tmp_path, trained, *extra)
     assert same_weights  # the same train_step runs, inside fit's loop instead of one call per batch
@@ -47,9 +53,26 @@ def test_keras_fit_path_matches_train_on_batch(who, extra, tmp_path, trained):
 
 def test_bench_runs_and_writes_its_results(tmp_path):
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", "compare.cli", "bench", "--contestants", "pytorch,pytorch-step-sync,keras",
-           "--samples", "1024", "--reps", "2", "--warmup", "0", "--batch-sizes", "128,512", "--set", "threads=1",
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compare.cli",
+        "bench",
+        "--contestants",
+        "pytorch,pytorch-step-sync,keras",
+        "--samples",
+        "1024",
+        "--reps",
+        "2",
+        "--warmup",
+        "0",
+        "--batch-sizes",
+        "128,512",
+        "--set",
+        "threads=1",
+        "--out",
+        str(out),
+    ]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "bench.json").read_text())
@@ -69,9 +92,30 @@ def test_bench_runs_and_writes_its_results(tmp_path):
 def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
     """model=cnn: no matrix-product floor, ratios to PyTorch's CNN; the augmentation's own cost is kept."""
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", "compare.cli", "bench", "--contestants", "pytorch,keras", "--samples", "256",
-           "--reps", "1", "--warmup", "0", "--batch-sizes", "128", "--set", "threads=1", "--set", "model=cnn",
-           "--set", "augment=rotate", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "compare.cli",
+        "bench",
+        "--contestants",
+        "pytorch,keras",
+        "--samples",
+        "256",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        "--batch-sizes",
+        "128",
+        "--set",
+        "threads=1",
+        "--set",
+        "model=cnn",
+        "--set",
+        "augment=rotate",
+        "--out",
+        str(out),
+    ]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads((out / "bench.json").read_text())
@@ -82,8 +126,18 @@ def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
     assert "Augmentation rotate (the shared one" in md and "images: pytorch " in md and ", keras " in md
     # a contestant the config refuses (the compiled step writes out the MLP's SGD) is a row, not a crash
     from compare import bench
-    skipped = bench.run_contestant("pytorch-compile-step", cfg.resolve("standard", ["model=cnn"]), [128], 256, 1, 0,
-                                   "unused", tmp_path, log=lambda m: None)
+
+    skipped = bench.run_contestant(
+        "pytorch-compile-step",
+        cfg.resolve("standard", ["model=cnn"]),
+        [128],
+        256,
+        1,
+        0,
+        "unused",
+        tmp_path,
+        log=lambda m: None,
+    )
     assert skipped["error"].startswith("not for this config") and "compile=step" in skipped["error"]
     # stopped during the third of three contestants: the two measured are on disk, marked partial
     assert s["partial"] is False and "Partial" not in (out / "bench.md").read_text()
@@ -93,10 +147,20 @@ def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
         if name not in real:
             raise KeyboardInterrupt
         return real[name]
+
     monkeypatch.setattr(bench, "run_contestant", measured_or_stopped)
     with pytest.raises(KeyboardInterrupt):
-        bench.bench(cfg.resolve("standard", ["model=cnn"]), ["pytorch", "keras", "keras-jax"], [128], 256, 1, 0,
-                    "unused", tmp_path / "stopped", log=lambda m: None)
+        bench.bench(
+            cfg.resolve("standard", ["model=cnn"]),
+            ["pytorch", "keras", "keras-jax"],
+            [128],
+            256,
+            1,
+            0,
+            "unused",
+            tmp_path / "stopped",
+            log=lambda m: None,
+        )
     part = json.loads((tmp_path / "stopped" / "bench.json").read_text())
     assert part["partial"] is True and [x["name"] for x in part["results"]] == ["pytorch", "keras"]
     assert "Partial: 2 of 3 contestants measured" in (tmp_path / "stopped" / "bench.md").read_text()
@@ -141,14 +205,24 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("backend,dtype,tol", [
-    ("eager", "float64", 1e-12),  # Dynamo traces the step whole (fullgraph): our SGD step equals torch.optim.SGD's
-    pytest.param("inductor", "float64", 1e-10, marks=pytest.mark.slow),  # Inductor's kernels (a minute to compile)
-    pytest.param("inductor", "float32", 1e-5, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "backend,dtype,tol",
+    [
+        ("eager", "float64", 1e-12),  # Dynamo traces the step whole (fullgraph): our SGD step equals torch.optim.SGD's
+        pytest.param("inductor", "float64", 1e-10, marks=pytest.mark.slow),  # Inductor's kernels (a minute to compile)
+        pytest.param("inductor", "float32", 1e-5, marks=pytest.mark.slow),
+    ],
+)
 def test_compiled_step_matches_eager_sgd(backend, dtype, tol):
     """compile=step (bench contestant pytorch-compile-step) writes SGD out to compile forward, backward and
     update as one graph: the same losses, weights and momentum buffers as eager torch.optim.SGD, across
     a checkpoint, within a stated float tolerance."""
-    r = subprocess.run([sys.executable, "-c", COMPILED_STEP, backend, dtype, str(tol)], env=env(), cwd=REPO,
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-c", COMPILED_STEP, backend, dtype, str(tol)],
+        env=env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]

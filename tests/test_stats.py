@@ -1,4 +1,5 @@
 """The parity statistics checked against scipy on fixed inputs."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -40,12 +41,14 @@ def test_not_enough_evidence_says_how_many_seeds():
     assert v["outcome"] == S.UNDECIDED
     n = v["seeds_needed"]
     assert n > 3
+
     # the claim holds: with n seeds, the same means and spread pass TOST; with n - 1 they do not
     def tost_p(k):
         rng = np.random.default_rng(0)
         z = rng.standard_normal(k)
         z = (z - z.mean()) / z.std(ddof=1)
         return S.tost(np.mean(a) + np.std(a, ddof=1) * z, np.mean(b) + np.std(b, ddof=1) * z, 0.01)["p"]
+
     assert tost_p(n) < 0.05 <= tost_p(n - 1)
     assert f"about {n} seeds per framework" in S.sentence(v, "A", "B")
 
@@ -100,10 +103,12 @@ def test_paired_seeds_needed_holds():
         z = np.random.default_rng(0).standard_normal(k)
         z = (z - z.mean()) / z.std(ddof=1)
         return S.tost(d.mean() + d.std(ddof=1) * z, np.zeros(k), 0.004, paired=True)["p"]
+
     assert n > 3 and tost_p(n) < 0.05 <= tost_p(n - 1)
 
 
 # The study's vocabulary: effect() on per-seed paired differences
+
 
 def test_effect_words_follow_the_interval_and_tost():
     up = S.effect([0.004, 0.005, 0.0045, 0.0042], margin=0.01)
@@ -126,6 +131,7 @@ def test_effect_without_evidence_says_which_seeds_decide():
         z = np.random.default_rng(1).standard_normal(k)
         z = (z - z.mean()) / z.std(ddof=1)
         return S.effect(e["mean"] + e["sd"] * z, 0.01)["word"] != S.NO_EVIDENCE
+
     assert decided(n) and not decided(n - 1)
     assert f"~{n} paired seeds would decide" in S.says(e)
     assert S.effect([0.01], 0.01)["word"] == S.NO_EVIDENCE and "at least 2" in S.says(S.effect([0.01], 0.01))
@@ -133,7 +139,7 @@ def test_effect_without_evidence_says_which_seeds_decide():
 
 def test_cause_needs_an_established_effect_and_a_discriminating_match():
     native = S.effect([-0.0097, -0.0082, -0.0059], 0.01)  # CLAIMS.md: vflip's effect, Keras minus PyTorch
-    wide = S.effect([0.012, -0.010, 0.002], 0.01)          # matched, 4.5 pp wide: contains the native value
+    wide = S.effect([0.012, -0.010, 0.002], 0.01)  # matched, 4.5 pp wide: contains the native value
     assert native["word"] == S.LOWERS and S.cause(native, wide)["word"] == S.SUSPECTED
     tight = S.effect([0.0004, -0.0003, 0.0001], 0.01)
     assert S.cause(native, tight)["word"] == S.CAUSE

@@ -1,4 +1,5 @@
 """Why the frameworks differ: lockstep, the live defaults table, ablation (real data, short runs)."""
+
 import json
 import shlex
 import os
@@ -24,22 +25,30 @@ def real_data_env(data_dir, monkeypatch):
 
 
 def matched_divergence(tmp_path, data_dir, label, *sets):
-    c = cfg.resolve("standard", ["dtype=float64", "init=shared", "ops=exact", "update_rule=torch", "hidden=64,64",
-                                 "threads=1", *sets])
+    c = cfg.resolve(
+        "standard",
+        ["dtype=float64", "init=shared", "ops=exact", "update_rule=torch", "hidden=64,64", "threads=1", *sets],
+    )
     with ThreadPoolExecutor(2) as pool:  # the two sides at once, as lockstep runs them
-        a, b = pool.map(lambda who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, STEPS, 10, str(data_dir))),
-                        (label, "pytorch"))
+        a, b = pool.map(
+            lambda who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, STEPS, 10, str(data_dir))),
+            (label, "pytorch"),
+        )
     return lockstep.divergence(a, b)
 
 
 # SGD with the logits head is also the all-features test's (test_porting), the seed head the CNN's:
 # two of the four run by default, all four with -m slow
-@pytest.mark.parametrize("sets", [
-    pytest.param(("optimizer=sgd", "head=logits"), marks=pytest.mark.slow),
-    ("optimizer=sgd", "head=seed", "nesterov=true"),
-    ("optimizer=adam", "lr=0.001", "head=logits"),
-    pytest.param(("optimizer=adam", "lr=0.001", "head=seed"), marks=pytest.mark.slow),
-], ids=["sgd-logits", "sgd-nesterov-seed", "adam-logits", "adam-seed"])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        pytest.param(("optimizer=sgd", "head=logits"), marks=pytest.mark.slow),
+        ("optimizer=sgd", "head=seed", "nesterov=true"),
+        ("optimizer=adam", "lr=0.001", "head=logits"),
+        pytest.param(("optimizer=adam", "lr=0.001", "head=seed"), marks=pytest.mark.slow),
+    ],
+    ids=["sgd-logits", "sgd-nesterov-seed", "adam-logits", "adam-seed"],
+)
 def test_matched_float64_lockstep_agrees(tmp_path, data_dir, sets):
     d = matched_divergence(tmp_path, data_dir, "keras", *sets)
     assert d["steps"] == STEPS and d["snap_steps"][-1] == STEPS
@@ -49,8 +58,17 @@ def test_matched_float64_lockstep_agrees(tmp_path, data_dir, sets):
 
 def test_lockstep_finds_the_float32_constants_in_keras_tensorflow(tmp_path, data_dir):
     """Native float64 (standard preset): the cause is found, named and shown to vanish when matched."""
-    s = lockstep.lockstep(cfg.resolve("standard"), ["tensorflow"], ["float64"], 12, 4, tmp_path / "ls",
-                          str(data_dir), cells=["native", "matched"], log=lambda m: None)
+    s = lockstep.lockstep(
+        cfg.resolve("standard"),
+        ["tensorflow"],
+        ["float64"],
+        12,
+        4,
+        tmp_path / "ls",
+        str(data_dir),
+        cells=["native", "matched"],
+        log=lambda m: None,
+    )
     native, matched = s["results"][0]["pairs"]
     assert native["cell"] == "native" and native["verdict"].startswith("real difference")
     assert matched["verdict"].startswith("agree") and matched["final_max_rel"] <= lockstep.MATCHED_TOL
@@ -62,13 +80,25 @@ def test_lockstep_finds_the_float32_constants_in_keras_tensorflow(tmp_path, data
     layer2 = native["forward"]["keras"][1]
     assert layer2["hypotheses"]["exact"] > 1e-11 > layer2["hypotheses"]["slope rounded to float32"]
     assert native["forward"]["pytorch"][1]["best"] == "exact"
-    assert (tmp_path / "ls" / "lockstep.png").stat().st_size > 0 and "Lockstep" in (tmp_path / "ls" / "lockstep.md").read_text()
+    assert (tmp_path / "ls" / "lockstep.png").stat().st_size > 0 and "Lockstep" in (
+        tmp_path / "ls" / "lockstep.md"
+    ).read_text()
     assert not list((tmp_path / "ls").glob(".lockstep-*")), "traces are removed unless --keep-traces"
 
 
 def test_lockstep_catches_a_deliberate_slope_mismatch(tmp_path, data_dir):
-    s = lockstep.lockstep(cfg.resolve("standard"), ["tensorflow"], ["float64"], 8, 4, tmp_path / "ls", str(data_dir),
-                          keras_sets=["negative_slope=0.02"], cells=["matched"], log=lambda m: None)
+    s = lockstep.lockstep(
+        cfg.resolve("standard"),
+        ["tensorflow"],
+        ["float64"],
+        8,
+        4,
+        tmp_path / "ls",
+        str(data_dir),
+        keras_sets=["negative_slope=0.02"],
+        cells=["matched"],
+        log=lambda m: None,
+    )
     pair = s["results"][0]["pairs"][0]
     assert pair["verdict"].startswith("real difference")
     assert "The LeakyReLU slopes differ: keras uses 0.02, pytorch 0.01" in " ".join(pair["explanation"])
@@ -76,8 +106,17 @@ def test_lockstep_catches_a_deliberate_slope_mismatch(tmp_path, data_dir):
 
 def test_lockstep_shows_adams_epsilon_placement(tmp_path, data_dir):
     base = cfg.resolve("standard", ["optimizer=adam", "lr=0.001", "eps=1e-4"])
-    s = lockstep.lockstep(base, ["tensorflow"], ["float64"], 6, 3, tmp_path / "ls", str(data_dir),
-                          cells=["exact ops", "matched"], log=lambda m: None)  # without native: exact ops always runs
+    s = lockstep.lockstep(
+        base,
+        ["tensorflow"],
+        ["float64"],
+        6,
+        3,
+        tmp_path / "ls",
+        str(data_dir),
+        cells=["exact ops", "matched"],
+        log=lambda m: None,
+    )  # without native: exact ops always runs
     pairs = {p["cell"]: p for p in s["results"][0]["pairs"]}
     assert pairs["matched"]["final_max_rel"] <= lockstep.MATCHED_TOL
     # each framework's own definition, computed exactly, still differs: the definition is the cause
@@ -100,20 +139,23 @@ def test_one_ulp_perturbation_is_one_rounding():
 
 def lockstep_perturb(layers, dtype):
     from shared.lockstep import perturb
+
     return perturb(layers, dtype, 1)
 
 
 def probe(label, patch=""):
     module, rest = harness.CONTESTANTS[label][:2], harness.CONTESTANTS[label][2:]
-    code = ("import sys, json\n"
-            f"sys.argv = ['x', 'defaults', *{rest!r}]\n"
-            "from shared.environment import quiet_frameworks; quiet_frameworks()\n"
-            f"from {module[1]}.cli import load_impl\n"
-            "from shared import config\n"
-            f"load_impl({(rest[1] if rest else None)!r}, config.RunConfig(device='cpu'))\n"
-            f"{patch}\n"
-            f"from {module[1]} import defaults\n"
-            "print(json.dumps(defaults.probe(), default=str))\n")
+    code = (
+        "import sys, json\n"
+        f"sys.argv = ['x', 'defaults', *{rest!r}]\n"
+        "from shared.environment import quiet_frameworks; quiet_frameworks()\n"
+        f"from {module[1]}.cli import load_impl\n"
+        "from shared import config\n"
+        f"load_impl({(rest[1] if rest else None)!r}, config.RunConfig(device='cpu'))\n"
+        f"{patch}\n"
+        f"from {module[1]} import defaults\n"
+        "print(json.dumps(defaults.probe(), default=str))\n"
+    )
     return json.loads(python(code).strip().splitlines()[-1])
 
 
@@ -129,14 +171,22 @@ def test_defaults_table_follows_the_installed_library():
     mixed = rows["mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)"]["values"]
     assert all(v.startswith("bfloat16") and v.endswith("float32") for v in mixed.values()), mixed
     assert set(rows["mixed precision: the weights live in"]["values"].values()) == {"float32"}
-    assert all(v.endswith(", 0.5") for v in rows["float16 loss scaling: growth interval, growth, back-off (measured)"]["values"].values())
+    assert all(
+        v.endswith(", 0.5")
+        for v in rows["float16 loss scaling: growth interval, growth, back-off (measured)"]["values"].values()
+    )
     # change what the probes see: Keras' LeakyReLU default and Adam epsilon default
-    patched = probe("keras", "import keras\n"
-                             "keras.layers.LeakyReLU.__init__.__defaults__ = (0.01,)\n"
-                             "d = list(keras.optimizers.Adam.__init__.__defaults__); d[3] = 1e-8\n"
-                             "keras.optimizers.Adam.__init__.__defaults__ = tuple(d)\n")
+    patched = probe(
+        "keras",
+        "import keras\n"
+        "keras.layers.LeakyReLU.__init__.__defaults__ = (0.01,)\n"
+        "d = list(keras.optimizers.Adam.__init__.__defaults__); d[3] = 1e-8\n"
+        "keras.optimizers.Adam.__init__.__defaults__ = tuple(d)\n",
+    )
     rows = {r["what"]: r for r in defaults.table({"pytorch": torch_probe, "keras": patched})["rows"]}
-    assert rows["LeakyReLU slope (layer)"]["values"]["keras"] == "0.01" and not rows["LeakyReLU slope (layer)"]["differ"]
+    assert (
+        rows["LeakyReLU slope (layer)"]["values"]["keras"] == "0.01" and not rows["LeakyReLU slope (layer)"]["differ"]
+    )
     assert rows["Adam epsilon"]["values"]["keras"] == "1e-08" and not rows["Adam epsilon"]["differ"]
 
 
@@ -150,7 +200,11 @@ def test_every_measure_command_parses_and_names_real_cells():
         args = parser.parse_args(argv[1:])
         if args.func in (cli.cmd_ablate, cli.cmd_lockstep):
             config = cfg.resolve(args.preset, args.set, {})  # refuses combinations that do nothing
-            known = ablate.cells(config) if args.func is cli.cmd_ablate else {**lockstep.CELLS, **lockstep.alone_cells(config)}
+            known = (
+                ablate.cells(config)
+                if args.func is cli.cmd_ablate
+                else {**lockstep.CELLS, **lockstep.alone_cells(config)}
+            )
             assert {c.strip() for c in args.cells.split(",")} <= set(known), (what, command, list(known))
 
 
@@ -173,10 +227,19 @@ def test_ablation_cells_and_paired_effects(tmp_path, data_dir):
     assert list(plan) == ["native", "matched init", "matched LeakyReLU slope", "matched update rule", "all matched"]
     assert plan["native"]["negative_slope"] == "native" and plan["all matched"]["negative_slope"] == 0.01
     assert "Adam epsilon" not in " ".join(plan) and "matched Adam epsilon" in ablate.cells(
-        cfg.resolve("standard", ["optimizer=adam"]))
+        cfg.resolve("standard", ["optimizer=adam"])
+    )
     logs = []
-    s = ablate.ablate(config, [0, 1], ["pytorch", "keras"], tmp_path / "ab", str(data_dir), 0.01,
-                      only=["matched LeakyReLU slope"], log=logs.append)
+    s = ablate.ablate(
+        config,
+        [0, 1],
+        ["pytorch", "keras"],
+        tmp_path / "ab",
+        str(data_dir),
+        0.01,
+        only=["matched LeakyReLU slope"],
+        log=logs.append,
+    )
     assert [r["cell"] for r in s["rows"]] == ["native", "matched LeakyReLU slope"]
     row = s["rows"][1]
     assert row["accuracy"]["pytorch"]["n"] == 2 and row["accuracy"]["keras"]["n"] == 2
@@ -191,8 +254,16 @@ def test_ablation_cells_and_paired_effects(tmp_path, data_dir):
     assert (tmp_path / "ab" / "ablation.png").exists() and "Ablation" in (tmp_path / "ab" / "ablation.md").read_text()
     # a second call resumes: nothing is trained again
     logs.clear()
-    ablate.ablate(config, [0, 1], ["pytorch", "keras"], tmp_path / "ab", str(data_dir), 0.01,
-                  only=["matched LeakyReLU slope"], log=logs.append)
+    ablate.ablate(
+        config,
+        [0, 1],
+        ["pytorch", "keras"],
+        tmp_path / "ab",
+        str(data_dir),
+        0.01,
+        only=["matched LeakyReLU slope"],
+        log=logs.append,
+    )
     assert sum("already finished" in m for m in logs) == 8 and not any("starting" in m for m in logs)
 
 
