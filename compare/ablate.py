@@ -21,7 +21,7 @@ from compare.render import render_md as md
 from compare.summary import summarize as summarize_cell
 from compare import stats as S
 from shared import config as cfg
-from shared import plan
+from shared import training
 from shared.atomic import atomic_write
 
 
@@ -36,10 +36,10 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
         "LeakyReLU slope": {"negative_slope": slope},
         "update rule": {"update_rule": "torch"},
     }
-    if config.optimizer in ("adam", "adamw"):
+    if config.optimizer in ("adam", "adamw", "rmsprop"):
         native["eps"] = "native"
-        switches["Adam epsilon"] = {"eps": eps}
-    switches.update(plan.feature_differences(config))  # batch norm, dropout masks, decay, clipping, schedule
+        switches["RMSprop epsilon" if config.optimizer == "rmsprop" else "Adam epsilon"] = {"eps": eps}
+    switches.update(training.differences(config))  # batch norm, dropout masks, decay, clipping, schedule
     out = {"native": native}
     for name, sw in switches.items():
         out[f"matched {name}"] = {**native, **sw}

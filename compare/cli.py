@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from shared import config as cfg
-from shared import plan
+from shared import training
 from shared import data as fdata
 from shared.cli import RESUME_ENV, Stopped, stop_on_signals
 from shared.parsing import Parser
@@ -68,7 +68,7 @@ def cmd_presets(args) -> int:
     for name, p in cfg.PRESETS.items():
         c = p.config()
         opt = f"{c.optimizer} lr {c.lr}" + (f" momentum {c.momentum}" if c.optimizer == "sgd" else "")
-        extras = [k for k in plan.FEATURE_KEYS if getattr(c, k) != cfg.DEFAULTS_OF[k]]
+        extras = [k for k in training.FEATURE_KEYS if getattr(c, k) != cfg.DEFAULTS_OF[k]]
         summary = (
             f"{' - '.join(map(str, c.layer_sizes()))}, head {c.head}, {opt}, batch {c.batch_size}, "
             f"{c.scaling} inputs, {c.epochs} epochs, seed {c.seed}" + "".join(f", {k} {getattr(c, k)}" for k in extras)

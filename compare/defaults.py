@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -14,10 +15,32 @@ from pathlib import Path
 
 from compare.harness import HarnessError, subcommand
 from shared import data as fdata
+from shared import training
 from shared.atomic import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 PROBED = ("torch", "keras", "tensorflow", "jax", "jaxlib", "numpy")  # a probe reads these libraries' defaults
+
+
+def rmsprop_form(steps: list) -> str:
+    """Which RMSprop definition two measured steps follow (the probe's set-up: training.RMSPROP_PROBE,
+    learning rate 1 then 0.5): epsilon outside or inside the square root, the learning rate applied at
+    the update or inside the momentum buffer. The four forms, computed here in float64, are far apart."""
+    p = training.RMSPROP_PROBE
+    g, rho, eps, mu = p["g"], p["rho"], p["eps"], p["momentum"]
+    v1 = (1 - rho) * g * g
+    v2 = rho * v1 + (1 - rho) * g * g
+    forms = {}
+    for where_eps, den in (
+        ("sqrt(v) + eps", lambda v: math.sqrt(v) + eps),
+        ("sqrt(v + eps)", lambda v: math.sqrt(v + eps)),
+    ):
+        d1, d2 = g / den(v1), g / den(v2)
+        forms[f"g / ({where_eps}), lr at the update"] = [-d1, -0.5 * (mu * d1 + d2)]
+        forms[f"g / ({where_eps}), lr inside the momentum"] = [-d1, -(mu * d1 + 0.5 * d2)]
+    off = {f: max(abs(a - b) / abs(b) for a, b in zip(steps, s)) for f, s in forms.items()}
+    best = min(off, key=off.get)
+    return best if off[best] < 1e-6 else f"none of the known forms (steps {steps})"
 
 
 def _g(x) -> str:
@@ -105,6 +128,31 @@ ROWS = [
         "Adam epsilon placement (effective/configured at step 1)",
         lambda p: _g(p["adam_eps_step1"]),
         "Keras adds epsilon before the bias correction: 1/sqrt(1-beta2^t) larger early on",
+        "update_rule",
+    ),
+    (
+        "RMSprop learning rate",
+        lambda p: _g(p["rmsprop"]["lr"]),
+        "an unset learning rate differs by 10x",
+        "lr (always explicit)",
+    ),
+    (
+        "RMSprop rho (PyTorch: alpha)",
+        lambda p: _g(p["rmsprop"]["rho"]),
+        "the mean square forgets 10x slower in PyTorch: steps stay larger for longer early on",
+        "rho (native: each default)",
+    ),
+    (
+        "RMSprop epsilon",
+        lambda p: _g(p["rmsprop"]["eps"]),
+        "matters where sqrt(v) is tiny",
+        "eps (native: each default)",
+    ),
+    (
+        "RMSprop update form (measured)",
+        lambda p: rmsprop_form(p["rmsprop"]["steps"]),
+        "epsilon inside the square root damps small gradients far more; with momentum and a schedule the "
+        "learning rate enters the buffer at different times",
         "update_rule",
     ),
     (
@@ -295,6 +343,7 @@ ROWS = [
 # project always sets it, or the table itself is the measurement). tests/test_why.py parses every one.
 ABLATE, LOCKSTEP = "fmnist-parity ablate", "fmnist-parity lockstep --dtypes float64"
 ADAM = "--set optimizer=adam --set lr=0.001"
+RMSPROP = "--set optimizer=rmsprop --set lr=0.001 --set momentum=0"
 MEASURE = {
     "dense kernel initialiser": f'{ABLATE} --cells "matched init"',
     "dense bias initialiser": f'{ABLATE} --cells "matched init"',
@@ -306,6 +355,9 @@ MEASURE = {
     "momentum update form": f'{LOCKSTEP} --set lr_schedule=step --set lr_step_epochs=1 --steps 600 --cells "native,same definition"',
     "Adam epsilon": f'{ABLATE} {ADAM} --cells "matched Adam epsilon"',
     "Adam epsilon placement (effective/configured at step 1)": f'{LOCKSTEP} {ADAM} --cells "exact ops,matched"',
+    "RMSprop rho (PyTorch: alpha)": f'{ABLATE} {RMSPROP} --cells "matched RMSprop rho"',
+    "RMSprop epsilon": f'{ABLATE} {RMSPROP} --set eps=native --cells "matched RMSprop epsilon"',
+    "RMSprop update form (measured)": f'{LOCKSTEP} {RMSPROP} --set rho=0.99 --cells "native,exact ops,same definition,matched"',
     "loss input": "fmnist-parity defaults",
     "loss when the true class has probability 0": "fmnist-parity defaults",
     "BatchNorm momentum (each library's meaning)": f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
@@ -506,7 +558,8 @@ NEEDS = {
     "dropout_masks": ("dropout", lambda c: c.get("dropout")),
     "weight_decay_form": ("weight_decay", lambda c: c.get("weight_decay")),
     "weight_decay": ("optimizer", lambda c: c.get("optimizer") == "adamw"),
-    "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw")),
+    "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw", "rmsprop")),
+    "rho": ("optimizer", lambda c: c.get("optimizer") == "rmsprop"),
     "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")),
     "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
     "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),

@@ -30,12 +30,12 @@ from compare.harness import HarnessError, keras_label, last_line, subcommand
 from compare.render import render_md as md
 from shared import config as cfg
 from shared import lockstep as trace_format
-from shared import plan
+from shared import training
 from shared.atomic import atomic_write
 
 REFERENCE = "pytorch"
 # name -> (config overrides, what stays different between the two sides); "definitions" are the
-# optimizer's update rule and every porting feature each library defines its own way (shared/plan.py)
+# optimizer's update rule and every porting feature each library defines its own way (shared/training.py)
 CELLS = {
     "native": (
         {"ops": "native", "update_rule": "native"},
@@ -56,13 +56,13 @@ def canonical(label: str, c: cfg.RunConfig) -> cfg.RunConfig:
     serves both spellings (e.g. the matched cell and 'batch-norm running variance alone')."""
     if label != REFERENCE:
         return c
-    over = {**plan.pytorch_canonical(c), **({"update_rule": "torch"} if c.update_rule == "native" else {})}
+    over = {**training.pytorch_canonical(c), **({"update_rule": "torch"} if c.update_rule == "native" else {})}
     return cfg.from_dict(over, c) if over else c
 
 
 def cell_overrides(cell: str, config: cfg.RunConfig) -> dict:
     over = dict(CELLS[cell][0])
-    return {**over, **plan.features_matched(config)} if cell in DEFINITIONS else over
+    return {**over, **training.matched(config)} if cell in DEFINITIONS else over
 
 
 def alone_cells(config: cfg.RunConfig) -> dict[str, dict]:
@@ -72,7 +72,7 @@ def alone_cells(config: cfg.RunConfig) -> dict[str, dict]:
     native = {
         "update rule": {"update_rule": "native"},
         "library arithmetic": {"ops": "native"},
-        **{name: {k: getattr(config, k) for k in over} for name, over in plan.feature_differences(config).items()},
+        **{name: {k: getattr(config, k) for k in over} for name, over in training.differences(config).items()},
     }
     return {f"{name} alone": {**matched, **over} for name, over in native.items()}
 
@@ -436,7 +436,7 @@ def lockstep(
     out.mkdir(parents=True, exist_ok=True)
     work = out / "traces" if keep_traces else Path(tempfile.mkdtemp(prefix=".lockstep-", dir=out))
     labels = [keras_label(b) for b in backends]
-    alone = alone_cells(config) if plan.feature_differences(config) else {}
+    alone = alone_cells(config) if training.differences(config) else {}
     cells = cells or [*CELLS, *alone]  # by default: the four cells, then each difference alone
     summary = {
         "steps": steps,

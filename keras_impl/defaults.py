@@ -10,6 +10,8 @@ import inspect
 import keras
 import numpy as np
 
+from shared import training
+
 SIZES = (784, 200, 200, 10)
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
 # installed library (a signature default, an attribute, its config), "measured" by running a tiny probe
@@ -31,6 +33,8 @@ SOURCES = {
     "momentum_form": "measured",
     "adam_eps": "read",
     "adam_eps_step1": "measured",
+    "rmsprop": "read",
+    "rmsprop.steps": "measured",
     "loss": "measured",
     "loss.input": "read",
     "fit": "measured",
@@ -170,6 +174,24 @@ def adam_eps_probe() -> float:
     opt = keras.optimizers.Adam(learning_rate=lr, epsilon=eps)
     opt.apply([keras.ops.convert_to_tensor([g])], [w])
     return float((lr * g / -float(keras.ops.convert_to_numpy(w)[0]) - g) / eps)
+
+
+def rmsprop_probe() -> dict:
+    """RMSprop's defaults (read) and two steps (measured) on w = 0 with the constant gradient
+    RMSPROP_PROBE["g"], learning rate 1 then 0.5: where epsilon and the learning rate enter
+    (compare/defaults.py reads the form from the steps)."""
+    p = training.RMSPROP_PROBE
+    w = keras.Variable(np.zeros(1, "float64"), dtype="float64")
+    opt = keras.optimizers.RMSprop(learning_rate=1.0, rho=p["rho"], epsilon=p["eps"], momentum=p["momentum"])
+    steps = []
+    for lr in (1.0, 0.5):
+        opt.learning_rate = lr
+        before = float(keras.ops.convert_to_numpy(w)[0])
+        opt.apply([keras.ops.convert_to_tensor(np.array([p["g"]]), dtype="float64")], [w])
+        steps.append(float(keras.ops.convert_to_numpy(w)[0]) - before)
+    o = keras.optimizers.RMSprop
+    return {"lr": arg(o, "learning_rate"), "rho": arg(o, "rho"), "eps": arg(o, "epsilon"),
+            "momentum": arg(o, "momentum"), "steps": steps}  # fmt: skip
 
 
 def loss_probe() -> dict:
@@ -466,6 +488,7 @@ def probe() -> dict:
         "momentum_form": momentum_form(),
         "adam_eps": arg(keras.optimizers.Adam, "epsilon"),
         "adam_eps_step1": adam_eps_probe(),
+        "rmsprop": rmsprop_probe(),
         "loss": loss_probe(),
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),

@@ -11,10 +11,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from shared import plan
+from shared import plan, training
 
 DTYPES = {"float32": "float32", "float64": "float64", "bfloat16": "bfloat16"}
-OWN_RULE = "keras"  # this framework's own definition of the optimizer updates
 
 
 def library_default(cls, name):
@@ -28,10 +27,6 @@ def negative_slope(config) -> float:
         if config.negative_slope == "native"
         else config.negative_slope
     )
-
-
-def adam_eps(config) -> float:
-    return library_default(keras.optimizers.Adam, "epsilon") if config.eps == "native" else config.eps
 
 
 def _const(value, like):
@@ -122,9 +117,29 @@ class FlattenNHWC(keras.layers.Flatten):
 
 
 OWN_BN_VAR = "biased"  # BatchNormalization's moving variance takes the biased batch variance
-OWN_DECAY = {"sgd": "decoupled", "adam": "decoupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
-OWN_CLIP = "per_variable"  # an optimizer's clipnorm clips each variable's gradient on its own
-OWN_UNIT = "step"  # a LearningRateSchedule is called with the optimizer's step count
+
+
+def idioms() -> training.Idioms:
+    """Keras' own training choices where a config says native, as data (shared/training.py applies them)."""
+    opt = keras.optimizers
+    return training.Idioms(
+        rule="keras",  # keras.optimizers' own update definitions
+        # what optimizer(weight_decay=...) does: w -= lr*wd*w before the update, for every optimizer
+        decay_form={"sgd": "decoupled", "adam": "decoupled", "adamw": "decoupled", "rmsprop": "decoupled"},
+        clip_scope="per_variable",  # an optimizer's clipnorm clips each variable's gradient on its own
+        schedule_unit="step",  # a LearningRateSchedule is called with the optimizer's step count
+        eps={
+            k: library_default(cls, "epsilon")
+            for k, cls in (("adam", opt.Adam), ("adamw", opt.AdamW), ("rmsprop", opt.RMSprop))
+        },
+        adamw_decay=library_default(opt.AdamW, "weight_decay"),
+        rho=library_default(opt.RMSprop, "rho"),
+    )
+
+
+def training_plan(config) -> training.Training:
+    """The training specs of `config` with Keras' own choices where it says native."""
+    return training.resolve(config, idioms())
 
 
 def bn_new_weight(config) -> float:
@@ -140,96 +155,113 @@ def bn_eps(config) -> float:
     return library_default(keras.layers.BatchNormalization, "epsilon") if config.bn_eps == "native" else config.bn_eps
 
 
-def written_out(config) -> bool:
-    """ops=exact, or an optimizer definition this library does not ship: the WrittenOut optimizer."""
-    return config.ops == "exact" or (OWN_RULE if config.update_rule == "native" else config.update_rule) != OWN_RULE
+def _batchnorm(layer, config, dtype, l2):
+    running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
+    if config.ops == "exact" or running_var != OWN_BN_VAR:
+        return ExactBatchNorm(bn_new_weight(config), bn_eps(config), running_var, dtype=dtype)
+    momentum = (
+        library_default(keras.layers.BatchNormalization, "momentum")
+        if config.bn_momentum == "native"
+        else 1 - config.bn_momentum
+    )
+    return keras.layers.BatchNormalization(
+        momentum=momentum, epsilon=bn_eps(config), dtype=dtype, gamma_regularizer=l2(), beta_regularizer=l2()
+    )
+
+
+def _leaky_relu(layer, config, dtype, l2):
+    slope = negative_slope(config)
+    exact = config.ops == "exact"
+    return ExactLeakyReLU(slope, dtype=dtype) if exact else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
+
+
+def _dropout(layer, config, dtype, l2):
+    if plan.shared_masks(config):
+        return SharedDropout(config.batch_size, dtype=dtype)
+    return keras.layers.Dropout(config.dropout, dtype=dtype)
+
+
+# Every layer kind of the plan (plan.KINDS) -> its Keras layer (a test checks the keys are exactly those);
+# dtype: the layer's dtype policy; l2(): the coupled-decay regularizer, or None
+LAYERS = {
+    # native init: glorot_uniform kernel, zero bias
+    "dense": lambda l, c, dtype, l2: (ExactDense if c.ops == "exact" else keras.layers.Dense)(
+        l.width, dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
+    ),
+    # NHWC; the library's convolution in the tensor's dtype under ops=exact too
+    "conv": lambda l, c, dtype, l2: keras.layers.Conv2D(
+        l.width, l.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
+    ),
+    "batchnorm": _batchnorm,
+    "leaky_relu": _leaky_relu,
+    "dropout": _dropout,
+    "maxpool": lambda l, c, dtype, l2: keras.layers.MaxPooling2D(plan.POOL, dtype=dtype),
+    # the flat pixels as NHWC images
+    "reshape": lambda l, c, dtype, l2: keras.layers.Reshape((plan.IMAGE, plan.IMAGE, 1), dtype=dtype),
+    "flatten": lambda l, c, dtype, l2: FlattenNHWC(dtype=dtype),  # (row, column, channel): the neutral order
+    "sigmoid": lambda l, c, dtype, l2: keras.layers.Activation("sigmoid", dtype=dtype),  # the lab report's head
+    "log_softmax": lambda l, c, dtype, l2: keras.layers.Activation(keras.activations.log_softmax, dtype=dtype),
+}
 
 
 def translate(layer, config):
     """One layer of the framework-free plan (shared/plan.py) as a Keras layer."""
-    dtype = autocast(config)  # a dtype policy: the run's dtype, or mixed_* (float32 variables, lower-precision compute)
-    exact = config.ops == "exact"
+    if layer.kind not in LAYERS:
+        raise ValueError(f"no Keras translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
+    dtype = dtype_policy(
+        config
+    )  # a dtype policy: the run's dtype, or mixed_* (float32 variables, lower-precision compute)
     # coupled decay with the library's optimizer: Keras' idiom is an L2 penalty l*sum(w^2) in the loss,
     # gradient 2*l*w, so l = wd/2 (and the reported training loss includes the penalty)
-    coupled = not written_out(config) and decay_form(config) == "coupled"
-    l2 = (lambda: keras.regularizers.L2(decay_value(config) / 2)) if coupled else (lambda: None)
-    if layer.kind == "dense":  # native init: glorot_uniform kernel, zero bias
-        return (ExactDense if exact else keras.layers.Dense)(
-            layer.width, dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
-        )
-    if layer.kind == "conv":  # NHWC; the library's convolution in the tensor's dtype under ops=exact too
-        return keras.layers.Conv2D(
-            layer.width, layer.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
-        )
-    if layer.kind == "maxpool":
-        return keras.layers.MaxPooling2D(plan.POOL, dtype=dtype)
-    if layer.kind == "reshape":  # the flat pixels as NHWC images
-        return keras.layers.Reshape((plan.IMAGE, plan.IMAGE, 1), dtype=dtype)
-    if layer.kind == "flatten":  # (row, column, channel): the neutral order
-        return FlattenNHWC(dtype=dtype)
-    if layer.kind == "batchnorm":
-        running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
-        if exact or running_var != OWN_BN_VAR:
-            return ExactBatchNorm(bn_new_weight(config), bn_eps(config), running_var, dtype=dtype)
-        momentum = (
-            library_default(keras.layers.BatchNormalization, "momentum")
-            if config.bn_momentum == "native"
-            else 1 - config.bn_momentum
-        )
-        return keras.layers.BatchNormalization(
-            momentum=momentum, epsilon=bn_eps(config), dtype=dtype, gamma_regularizer=l2(), beta_regularizer=l2()
-        )
-    if layer.kind == "leaky_relu":
-        slope = negative_slope(config)
-        return (
-            ExactLeakyReLU(slope, dtype=dtype) if exact else keras.layers.LeakyReLU(negative_slope=slope, dtype=dtype)
-        )
-    if layer.kind == "dropout":
-        return (
-            SharedDropout(config.batch_size, dtype=dtype)
-            if plan.shared_masks(config)
-            else keras.layers.Dropout(config.dropout, dtype=dtype)
-        )
-    if layer.kind == "sigmoid":  # the lab report's head
-        return keras.layers.Activation("sigmoid", dtype=dtype)
-    if layer.kind == "log_softmax":
-        return keras.layers.Activation(keras.activations.log_softmax, dtype=dtype)
-    raise ValueError(f"no Keras translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
+    t = training_plan(config)
+    coupled = not t.optimizer.written_out and t.decay.form == "coupled"
+    l2 = (lambda: keras.regularizers.L2(t.decay.value / 2)) if coupled else (lambda: None)
+    return LAYERS[layer.kind](layer, config, dtype, l2)
 
 
 def build_model(config) -> keras.Sequential:
     """The plan's layers in order: 784 -> hidden... -> 10 (see shared/plan.py). conv_layout: Keras'
     convolutions compute in NHWC (image_data_format channels_last) either way."""
     return keras.Sequential(
-        [keras.Input((784,), dtype=DTYPES[config.dtype]), *(translate(layer, config) for layer in plan.network(config))]
+        [
+            keras.Input((plan.PIXELS,), dtype=DTYPES[config.dtype]),
+            *(translate(layer, config) for layer in plan.network(config)),
+        ]
     )
 
 
-def loss_fn(config):
-    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
-    label smoothing: only the one-hot CategoricalCrossentropy has it, so the labels are one-hot encoded)."""
-    if config.ops == "exact":
-        return MeanLoss(
-            nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing)
-        )
-    if config.head == "seed":
-        return nll_loss
-    if config.label_smoothing:
-        cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
-        return lambda y_true, logits: cce(
-            ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), 10, dtype=logits.dtype), logits
-        )
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def _one_hot_smoothed(s):
+    """Label smoothing: only the one-hot CategoricalCrossentropy has it, so the labels are one-hot encoded."""
+    cce = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=s.smoothing)
+    return lambda y_true, logits: cce(
+        ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), plan.CLASSES, dtype=logits.dtype), logits
+    )
 
 
-def autocast(config) -> str:
+# The loss of each head (training.HEADS): (the library's, the per-sample one written out for ops=exact)
+LOSSES = {
+    "seed": (lambda s: nll_loss, lambda s: nll_loss),
+    "logits": (
+        lambda s: _one_hot_smoothed(s) if s.smoothing else keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        lambda s: functools.partial(_cross_entropy, smoothing=s.smoothing),
+    ),
+}
+
+
+def loss_fn(s: training.Loss):
+    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits."""
+    library, written = LOSSES[s.head]
+    return MeanLoss(written(s)) if s.exact else library(s)
+
+
+def dtype_policy(config) -> str:
     """The Keras dtype policy: mixed_bfloat16/mixed_float16 keep float32 variables and compute each
     layer in the lower precision (Keras' per-layer choice, where PyTorch's autocast chooses per
     operation); otherwise the run's dtype for both."""
     return f"mixed_{config.mixed_precision}" if config.mixed_precision != "off" else config.dtype
 
 
-def loss_scaler(config, optimizer):
+def loss_scale_optimizer(config, optimizer):
     """mixed_precision=float16: the optimizer wrapped in Keras' LossScaleOptimizer with its own defaults
     (what compile() does by itself under mixed_float16, made explicit); bfloat16 needs none."""
     return keras.optimizers.LossScaleOptimizer(optimizer) if config.mixed_precision == "float16" else optimizer
@@ -274,19 +306,6 @@ def mean(values):
     return ops.divide(ops.sum(values), _const(ops.shape(values)[0], values)) if len(ops.shape(values)) else values
 
 
-def decay_value(config) -> float:
-    return (
-        library_default(keras.optimizers.AdamW, "weight_decay")
-        if config.weight_decay == "native"
-        else config.weight_decay
-    )
-
-
-def decay_form(config) -> str | None:
-    """coupled or decoupled (native: this library's idiom for the optimizer), None without decay."""
-    return plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
-
-
 def clip_exact(grads, norm_max: float, scope: str):
     """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in PyTorch."""
     c = _const(norm_max, grads[0])
@@ -299,26 +318,81 @@ def clip_exact(grads, norm_max: float, scope: str):
     return [ops.multiply(g, ops.divide(c, big(ops.sqrt(sq(g))))) for g in grads]
 
 
-class WrittenOut(keras.optimizers.Optimizer):
-    """SGD (momentum, nesterov), Adam and AdamW written out in either framework's definition (`rule`):
-      SGD   torch: b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
-            keras: m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
-      Adam  torch: w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
-            keras: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
-    (m, v the usual moving averages). Before the update, in this order: gradients clipped (clip_exact),
-    then weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the
-    exact schedule's (shared/plan.lr_table) under ops=exact, else the schedule's. Every constant is
-    converted straight to the variable's dtype."""
+# The written-out updates, one per (update family, rule): put(x, value) writes a state in place; m, v
+# the optimizer's two state tensors per weight; t the step (1-based) and lr as tensors; k(x) a Python
+# number in the weight's dtype. The same lines as pytorch_impl/model.py's.
 
-    def __init__(self, config, rule: str, learning_rate=None, **kwargs):
-        super().__init__(
-            learning_rate=config.lr if learning_rate is None else learning_rate, name="written_out", **kwargs
-        )
-        self.config, self.rule = config, rule
-        unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
-        self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
-        self.form = decay_form(config)
-        self.wd = decay_value(config) if config.weight_decay else 0.0
+
+def _sgd_torch(put, w, g, m, v, t, lr, o, k):  # b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
+    put(m, m * k(o.momentum) + g)
+    put(w, w - lr * (g + k(o.momentum) * m if o.nesterov else m))
+
+
+def _sgd_keras(put, w, g, m, v, t, lr, o, k):  # m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
+    put(m, m * k(o.momentum) - g * lr)
+    put(w, w + (m * k(o.momentum) - g * lr if o.nesterov else m))
+
+
+def _adam_moments(put, g, m, v, t, o, k):
+    """m, v moved towards g and g^2; the bias corrections 1 - b1^t and 1 - b2^t."""
+    put(m, m + (g - m) * k(1 - o.beta1))
+    put(v, v + (g * g - v) * k(1 - o.beta2))
+    return 1 - ops.power(k(o.beta1), t), 1 - ops.power(k(o.beta2), t)
+
+
+def _adam_torch(put, w, g, m, v, t, lr, o, k):  # w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+    bc1, bc2 = _adam_moments(put, g, m, v, t, o, k)
+    put(w, w - (lr / bc1) * m / (ops.sqrt(v) / ops.sqrt(bc2) + k(o.eps)))
+
+
+def _adam_keras(put, w, g, m, v, t, lr, o, k):  # w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+    bc1, bc2 = _adam_moments(put, g, m, v, t, o, k)
+    put(w, w - m * (lr * ops.sqrt(bc2) / bc1) / (ops.sqrt(v) + k(o.eps)))
+
+
+def _rmsprop_torch(
+    put, w, g, m, v, t, lr, o, k
+):  # v = rho*v + (1-rho)*g^2; d = g/(sqrt(v) + eps); b = mu*b + d; w -= lr*b
+    put(v, v * k(o.rho) + g * g * k(1 - o.rho))
+    d = g / (ops.sqrt(v) + k(o.eps))
+    if o.momentum:
+        put(m, m * k(o.momentum) + d)
+    put(w, w - lr * (m if o.momentum else d))
+
+
+def _rmsprop_keras(
+    put, w, g, m, v, t, lr, o, k
+):  # v = rho*v + (1-rho)*g^2; d = lr*g/sqrt(v + eps); b = mu*b + d; w -= b
+    put(v, v * k(o.rho) + g * g * k(1 - o.rho))
+    d = lr * g / ops.sqrt(v + k(o.eps))
+    if o.momentum:
+        put(m, m * k(o.momentum) + d)
+    put(w, w - (m if o.momentum else d))
+
+
+UPDATES = {
+    ("sgd", "torch"): _sgd_torch,
+    ("sgd", "keras"): _sgd_keras,
+    ("adam", "torch"): _adam_torch,
+    ("adam", "keras"): _adam_keras,
+    ("rmsprop", "torch"): _rmsprop_torch,
+    ("rmsprop", "keras"): _rmsprop_keras,
+}
+
+
+class WrittenOut(keras.optimizers.Optimizer):
+    """Every optimizer of shared/training.py written out in either framework's definition (UPDATES, by
+    the spec's family and rule). Before the update, in this order: gradients clipped (clip_exact), then
+    weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the exact
+    schedule's (training.lr_table) under ops=exact, else the schedule's. Every constant is converted
+    straight to the variable's dtype."""
+
+    def __init__(self, t: training.Training, learning_rate=None, **kwargs):
+        lr = t.optimizer.lr if learning_rate is None else learning_rate
+        super().__init__(learning_rate=lr, name="written_out", **kwargs)
+        self.spec = t
+        self.table = training.lr_table(t.schedule) if t.schedule.exact else None
+        self.update = UPDATES[(t.optimizer.family, t.optimizer.rule)]
 
     def build(self, variables):
         if self.built:
@@ -327,45 +401,28 @@ class WrittenOut(keras.optimizers.Optimizer):
         self.slots = [[self.add_variable_from_reference(v, name) for name in ("m", "v")] for v in variables]
 
     def _clip_gradients(self, grads):
-        c = self.config
-        return clip_exact(grads, c.clip_norm, plan.own(c, "clip_scope", OWN_CLIP)) if c.clip_norm else grads
+        c = self.spec.clip
+        return clip_exact(grads, c.norm, c.scope) if c.norm else grads
 
     def _lr(self, w, learning_rate):
         if self.table is not None:
             step = ops.minimum(self.iterations, len(self.table) - 1)
             return ops.take(ops.convert_to_tensor(self.table, dtype=w.dtype), step)
-        if self.config.lr_schedule != "constant":
+        if self.spec.schedule.kind != "constant":
             return ops.cast(learning_rate, w.dtype)  # the library schedule's value
-        return _const(self.config.lr, w)
+        return _const(self.spec.optimizer.lr, w)
 
     def update_step(self, g, w, learning_rate):
-        c = self.config
+        t = self.spec
         m, v = self.slots[self._get_variable_index(w)]
         k = lambda x: _const(x, w)
         lr = self._lr(w, learning_rate)
         g = ops.cast(g, w.dtype)
-        if self.form == "coupled":
-            g = g + w * k(self.wd)
-        elif self.form == "decoupled":
-            self.assign(w, w - w * (lr * k(self.wd)))
-        if c.optimizer == "sgd":
-            b = m
-            if self.rule == "torch":
-                self.assign(b, b * k(c.momentum) + g)
-                self.assign(w, w - lr * (g + k(c.momentum) * b if c.nesterov else b))
-            else:
-                self.assign(b, b * k(c.momentum) - g * lr)
-                self.assign(w, w + (b * k(c.momentum) - g * lr if c.nesterov else b))
-            return
-        t = ops.cast(self.iterations + 1, w.dtype)
-        eps = k(adam_eps(c))
-        self.assign(m, m + (g - m) * k(1 - c.beta1))
-        self.assign(v, v + (g * g - v) * k(1 - c.beta2))
-        bc1, bc2 = 1 - ops.power(k(c.beta1), t), 1 - ops.power(k(c.beta2), t)
-        if self.rule == "torch":
-            self.assign(w, w - (lr / bc1) * m / (ops.sqrt(v) / ops.sqrt(bc2) + eps))
-        else:
-            self.assign(w, w - m * (lr * ops.sqrt(bc2) / bc1) / (ops.sqrt(v) + eps))
+        if t.decay.form == "coupled":
+            g = g + w * k(t.decay.value)
+        elif t.decay.form == "decoupled":
+            self.assign(w, w - w * (lr * k(t.decay.value)))
+        self.update(self.assign, w, g, m, v, ops.cast(self.iterations + 1, w.dtype), lr, t.optimizer, k)
 
 
 class _PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
@@ -381,43 +438,63 @@ class _PerEpoch(keras.optimizers.schedules.LearningRateSchedule):
         return {"inner": keras.optimizers.schedules.serialize(self.inner), "steps": self.steps}
 
 
-def build_schedule(config):
-    """The learning rate for the optimizer: a number, or a library schedule (CosineDecay; ExponentialDecay
-    with staircase=True for steps), counted in optimizer steps, or in epochs through _PerEpoch."""
-    if config.lr_schedule == "constant" or config.ops == "exact":
-        return config.lr
-    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
-    S = keras.optimizers.schedules
-    if config.lr_schedule == "cosine":
-        inner = S.CosineDecay(config.lr, decay_steps=plan.schedule_length(config, unit))
-    else:
-        inner = S.ExponentialDecay(
-            config.lr, decay_steps=plan.step_every(config, unit), decay_rate=config.lr_step_gamma, staircase=True
-        )
-    return inner if unit == "step" else _PerEpoch(inner, plan.steps_per_epoch(config))
+# The library's schedule of each kind (training.SCHEDULES), counted in optimizer steps
+SCHEDULES = {
+    "constant": lambda s: s.lr,
+    "cosine": lambda s: keras.optimizers.schedules.CosineDecay(s.lr, decay_steps=s.length),
+    "step": lambda s: keras.optimizers.schedules.ExponentialDecay(
+        s.lr, decay_steps=s.every, decay_rate=s.gamma, staircase=True
+    ),
+}
 
 
-def build_optimizer(config, model) -> keras.optimizers.Optimizer:
-    """The library's optimizer (its own definition, ops=native), else the written-out one. Weight decay:
-    an optimizer's weight_decay is decoupled (w -= lr*wd*w before the update); coupled decay is the
-    layers' L2 penalty (translate). Clipping: clipnorm per variable, global_clipnorm jointly."""
-    lr = build_schedule(config)
-    if written_out(config):
-        return WrittenOut(config, OWN_RULE if config.update_rule == "native" else config.update_rule, learning_rate=lr)
-    form = decay_form(config)
-    extra = {"weight_decay": decay_value(config)} if form == "decoupled" else {}
-    if config.clip_norm:
-        scope = plan.own(config, "clip_scope", OWN_CLIP)
-        extra["clipnorm" if scope == "per_variable" else "global_clipnorm"] = config.clip_norm
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, nesterov=config.nesterov, **extra)
-    cls = keras.optimizers.AdamW if config.optimizer == "adamw" else keras.optimizers.Adam
-    if cls is keras.optimizers.AdamW and "weight_decay" not in extra:
-        extra["weight_decay"] = decay_value(config) if config.weight_decay else 0.0
-    return cls(learning_rate=lr, beta_1=config.beta1, beta_2=config.beta2, epsilon=adam_eps(config), **extra)
+def learning_rate(s: training.Schedule):
+    """The learning rate for the optimizer: a number (constant, or ops=exact, whose WrittenOut applies the
+    exact table itself), or the library's schedule, counted in optimizer steps, or in epochs (_PerEpoch)."""
+    if s.exact or s.kind == "constant":
+        return s.lr
+    inner = SCHEDULES[s.kind](s)
+    return inner if s.unit == "step" else _PerEpoch(inner, s.steps_per_epoch)
 
 
-def clip_gradients(config, model) -> None:
+def _extra(t) -> dict:
+    """What every Keras optimizer takes: decoupled weight decay (its own form), clipping by norm per
+    variable (clipnorm) or jointly (global_clipnorm). Coupled decay is the layers' L2 penalty (translate)."""
+    extra = {"weight_decay": t.decay.value} if t.decay.form == "decoupled" else {}
+    if t.clip.norm:
+        extra["clipnorm" if t.clip.scope == "per_variable" else "global_clipnorm"] = t.clip.norm
+    return extra
+
+
+def _adam(t, lr):
+    o, opt = t.optimizer, keras.optimizers
+    extra = _extra(t) if t.optimizer.kind == "adam" else {"weight_decay": t.decay.value, **_extra(t)}
+    cls = opt.AdamW if o.kind == "adamw" else opt.Adam
+    return cls(learning_rate=lr, beta_1=o.beta1, beta_2=o.beta2, epsilon=o.eps, **extra)
+
+
+# The library's optimizer of each kind (training.OPTIMIZERS), its own definition (ops=native)
+OPTIMIZERS = {
+    "sgd": lambda t, lr: keras.optimizers.SGD(
+        learning_rate=lr, momentum=t.optimizer.momentum, nesterov=t.optimizer.nesterov, **_extra(t)
+    ),
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": lambda t, lr: keras.optimizers.RMSprop(
+        learning_rate=lr, rho=t.optimizer.rho, momentum=t.optimizer.momentum, epsilon=t.optimizer.eps, **_extra(t)
+    ),
+}
+
+
+def build_optimizer(t: training.Training, model) -> keras.optimizers.Optimizer:
+    """The library's optimizer (its own definition, ops=native), else the written-out one."""
+    lr = learning_rate(t.schedule)
+    if t.optimizer.written_out:
+        return WrittenOut(t, learning_rate=lr)
+    return OPTIMIZERS[t.optimizer.kind](t, lr)
+
+
+def clip_gradients(t: training.Training, model) -> None:
     """Nothing to do between the gradients and the update: Keras clips inside the optimizer (clipnorm /
     global_clipnorm, or WrittenOut._clip_gradients), PyTorch's loop calls clip_grad_norm_ itself."""
 

@@ -87,16 +87,17 @@ def setup(config, threads: int) -> dict:
         )
     env.update(tf32=config.tf32, deterministic=config.deterministic)
     keras.config.set_floatx(config.dtype)
-    keras.config.set_dtype_policy(M.autocast(config))  # every run sets it: a worker's runs share the process
+    keras.config.set_dtype_policy(M.dtype_policy(config))  # every run sets it: a worker's runs share the process
     keras.utils.set_random_seed(config.seed)
     return env
 
 
 def build(config, env: dict) -> State:
     net = M.build_model(config)
-    opt = M.loss_scaler(config, M.build_optimizer(config, net))
-    loss = M.loss_fn(config)
-    jit = compile_step(config)
+    spec = M.training_plan(config)
+    opt = M.loss_scale_optimizer(config, M.build_optimizer(spec, net))
+    loss = M.loss_fn(spec.loss)
+    jit = jit_compile(config)
     # Keras' torch backend runs one step per call only (it refuses steps_per_execution > 1)
     env["steps_per_execution"] = 1 if keras.backend.backend() == "torch" else config.steps_per_execution
     net.compile(
@@ -113,7 +114,7 @@ def build(config, env: dict) -> State:
     return State(config, env["device"], net, opt, loss)
 
 
-def compile_step(config):
+def jit_compile(config):
     """How the training step is compiled: Keras compiles fit()'s whole train step (forward, loss,
     gradients, update) as one function already; this picks jit_compile (XLA) for it. compile=step is
     therefore compile=on here."""
@@ -121,7 +122,7 @@ def compile_step(config):
 
 
 def augment(
-    images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float, seed: int, chunk: int = 2000
+    images: np.ndarray, names: list[str], rotate_degrees: float, translate_fraction: float, seed: int
 ) -> np.ndarray:
     """augment_impl=native: Keras' preprocessing layers with their defaults (bilinear sampling, reflected
     fill, the angle as a fraction of a full turn), a batch of images per call as in a model or tf.data
@@ -134,6 +135,7 @@ def augment(
     }
     pipe = [make(seed + i) for i, (n, make) in enumerate(steps.items()) if n in names]  # shared/augment.py's order
     out = np.empty(images.shape, np.float64)
+    chunk = 2000  # images per call
     for s in range(0, len(images), chunk):
         x = keras.ops.convert_to_tensor(images[s : s + chunk, :, :, None].astype(np.float32))  # NHWC
         for layer in pipe:

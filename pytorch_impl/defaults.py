@@ -12,6 +12,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from shared import training
+
 SIZES = (784, 200, 200, 10)
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
 # installed library (a signature default, an attribute, its source), "measured" by running a tiny probe
@@ -32,6 +34,8 @@ SOURCES = {
     "momentum_form": "measured",
     "adam_eps": "read",
     "adam_eps_step1": "measured",
+    "rmsprop": "read",
+    "rmsprop.steps": "measured",
     "loss": "measured",
     "loss.input": "idiom",
     "fit": "read",
@@ -72,11 +76,11 @@ def init_bounds() -> dict:
     return {"kernel": kernels, "bias": biases}
 
 
-def init_names(module=nn.Linear) -> dict:
+def init_names(layer=nn.Linear) -> dict:
     """The initialiser calls in a layer class's reset_parameters (nn.Linear, nn.Conv2d), read from its source."""
     import re
 
-    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(module.reset_parameters))
+    calls = re.findall(r"init\.(\w+_)\(self\.(weight|bias)(.*)\)", inspect.getsource(layer.reset_parameters))
     names = {target: f"{call.rstrip('_')}({rest.lstrip(', ')})" for call, target, rest in calls}
     return {"kernel": names.get("weight", "not found"), "bias": names.get("bias", "not found")}
 
@@ -164,6 +168,25 @@ def adam_eps_probe() -> float:
     w.grad = torch.full((1,), g, dtype=torch.float64)
     opt.step()
     return float((lr * g / -float(w.detach()) - g) / eps)
+
+
+def rmsprop_probe() -> dict:
+    """RMSprop's defaults (read) and two steps (measured) on w = 0 with the constant gradient
+    RMSPROP_PROBE["g"], learning rate 1 then 0.5: where epsilon and the learning rate enter
+    (compare/defaults.py reads the form from the steps)."""
+    p = training.RMSPROP_PROBE
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.RMSprop([w], lr=1.0, alpha=p["rho"], eps=p["eps"], momentum=p["momentum"])
+    steps = []
+    for lr in (1.0, 0.5):
+        opt.param_groups[0]["lr"] = lr
+        before = float(w.detach())
+        w.grad = torch.full((1,), p["g"], dtype=torch.float64)
+        opt.step()
+        steps.append(float(w.detach()) - before)
+    o = torch.optim.RMSprop
+    return {"lr": arg(o, "lr"), "rho": arg(o, "alpha"), "eps": arg(o, "eps"), "momentum": arg(o, "momentum"),
+            "steps": steps}  # fmt: skip
 
 
 def loss_probe() -> dict:
@@ -346,6 +369,7 @@ def probe() -> dict:
         "momentum_form": momentum_form(),
         "adam_eps": arg(torch.optim.Adam, "eps"),
         "adam_eps_step1": adam_eps_probe(),
+        "rmsprop": rmsprop_probe(),
         "loss": loss_probe(),
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),

@@ -13,10 +13,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from shared import plan
+from shared import plan, training
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-OWN_RULE = "torch"  # this framework's own definition of the optimizer updates
 
 
 def library_default(cls, name):
@@ -28,10 +27,6 @@ def negative_slope(config) -> float:
     return (
         library_default(nn.LeakyReLU, "negative_slope") if config.negative_slope == "native" else config.negative_slope
     )
-
-
-def adam_eps(config) -> float:
-    return library_default(torch.optim.Adam, "eps") if config.eps == "native" else config.eps
 
 
 def _const(value, like):
@@ -124,9 +119,29 @@ class FlattenNHWC(nn.Module):
 
 
 OWN_BN_VAR = "unbiased"  # nn.BatchNorm1d's running variance takes the unbiased batch variance
-OWN_DECAY = {"sgd": "coupled", "adam": "coupled", "adamw": "decoupled"}  # optimizer(weight_decay=...)
-OWN_CLIP = "global"  # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
-OWN_UNIT = "epoch"  # a scheduler advances when the loop calls scheduler.step(): once per epoch
+
+
+def idioms() -> training.Idioms:
+    """PyTorch's own training choices where a config says native, as data (shared/training.py applies them)."""
+    opt = torch.optim
+    return training.Idioms(
+        rule="torch",  # torch.optim's own update definitions
+        # what optimizer(weight_decay=...) does: added to the gradient, except AdamW's
+        decay_form={"sgd": "coupled", "adam": "coupled", "adamw": "decoupled", "rmsprop": "coupled"},
+        clip_scope="global",  # torch.nn.utils.clip_grad_norm_ clips all gradients jointly
+        schedule_unit="epoch",  # a scheduler advances when the loop calls scheduler.step(): once per epoch
+        eps={
+            k: library_default(cls, "eps")
+            for k, cls in (("adam", opt.Adam), ("adamw", opt.AdamW), ("rmsprop", opt.RMSprop))
+        },
+        adamw_decay=library_default(opt.AdamW, "weight_decay"),
+        rho=library_default(opt.RMSprop, "alpha"),
+    )
+
+
+def training_plan(config) -> training.Training:
+    """The training specs of `config` with PyTorch's own choices where it says native."""
+    return training.resolve(config, idioms())
 
 
 def bn_new_weight(config) -> float:
@@ -138,39 +153,40 @@ def bn_eps(config) -> float:
     return library_default(nn.BatchNorm1d, "eps") if config.bn_eps == "native" else config.bn_eps
 
 
-def written_out(config) -> bool:
-    """ops=exact, or an optimizer definition this library does not ship: the WrittenOut optimizer."""
-    return config.ops == "exact" or (OWN_RULE if config.update_rule == "native" else config.update_rule) != OWN_RULE
+def _batchnorm(layer, config):
+    running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
+    if config.ops == "exact" or running_var != OWN_BN_VAR:
+        return ExactBatchNorm(layer.width, bn_new_weight(config), bn_eps(config), running_var)
+    return nn.BatchNorm1d(layer.width, eps=bn_eps(config), momentum=bn_new_weight(config))
+
+
+def _leaky_relu(layer, config):
+    slope = negative_slope(config)
+    return ExactLeakyReLU(slope) if config.ops == "exact" else nn.LeakyReLU(negative_slope=slope)
+
+
+# Every layer kind of the plan (plan.KINDS) -> its PyTorch module (a test checks the keys are exactly those)
+LAYERS = {
+    # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
+    "dense": lambda l, c: (ExactDense if c.ops == "exact" else nn.Linear)(l.fan_in, l.width),
+    # NCHW; the library's convolution in the tensor's dtype under ops=exact too
+    "conv": lambda l, c: nn.Conv2d(l.fan_in, l.width, l.kernel, padding="same"),
+    "batchnorm": _batchnorm,
+    "leaky_relu": _leaky_relu,
+    "dropout": lambda l, c: SharedDropout() if plan.shared_masks(c) else nn.Dropout(c.dropout),
+    "maxpool": lambda l, c: nn.MaxPool2d(plan.POOL),
+    "reshape": lambda l, c: nn.Unflatten(1, (1, plan.IMAGE, plan.IMAGE)),  # the flat pixels as NCHW images
+    "flatten": lambda l, c: FlattenNHWC(),
+    "sigmoid": lambda l, c: nn.Sigmoid(),  # the lab report's head
+    "log_softmax": lambda l, c: nn.LogSoftmax(dim=1),
+}
 
 
 def translate(layer, config) -> nn.Module:
     """One layer of the framework-free plan (shared/plan.py) as a PyTorch module."""
-    exact = config.ops == "exact"
-    if layer.kind == "dense":  # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
-        return (ExactDense if exact else nn.Linear)(layer.fan_in, layer.width)
-    if layer.kind == "conv":  # NCHW; the library's convolution in the tensor's dtype under ops=exact too
-        return nn.Conv2d(layer.fan_in, layer.width, layer.kernel, padding="same")
-    if layer.kind == "maxpool":
-        return nn.MaxPool2d(plan.POOL)
-    if layer.kind == "reshape":  # the flat pixels as NCHW images
-        return nn.Unflatten(1, (1, plan.IMAGE, plan.IMAGE))
-    if layer.kind == "flatten":
-        return FlattenNHWC()
-    if layer.kind == "batchnorm":
-        running_var = plan.own(config, "bn_running_var", OWN_BN_VAR)
-        if exact or running_var != OWN_BN_VAR:
-            return ExactBatchNorm(layer.width, bn_new_weight(config), bn_eps(config), running_var)
-        return nn.BatchNorm1d(layer.width, eps=bn_eps(config), momentum=bn_new_weight(config))
-    if layer.kind == "leaky_relu":
-        slope = negative_slope(config)
-        return ExactLeakyReLU(slope) if exact else nn.LeakyReLU(negative_slope=slope)
-    if layer.kind == "dropout":
-        return SharedDropout() if plan.shared_masks(config) else nn.Dropout(config.dropout)
-    if layer.kind == "sigmoid":  # the lab report's head
-        return nn.Sigmoid()
-    if layer.kind == "log_softmax":
-        return nn.LogSoftmax(dim=1)
-    raise ValueError(f"no PyTorch translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
+    if layer.kind not in LAYERS:
+        raise ValueError(f"no PyTorch translation for layer kind {layer.kind!r} (plan.KINDS: {', '.join(plan.KINDS)})")
+    return LAYERS[layer.kind](layer, config)
 
 
 def build_model(config) -> nn.Sequential:
@@ -181,21 +197,21 @@ def build_model(config) -> nn.Sequential:
     return net.to(memory_format=torch.channels_last) if config.conv_layout == "nhwc" else net
 
 
-def loss_fn(config):
-    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits (with
-    label smoothing: F.cross_entropy's own argument, on class indices)."""
-    if config.ops == "exact":
-        return MeanLoss(
-            nll_loss if config.head == "seed" else functools.partial(_cross_entropy, smoothing=config.label_smoothing),
-            DTYPES[config.dtype],
-        )
-    if config.head == "seed":
-        return nll_loss
-    return (
-        functools.partial(F.cross_entropy, label_smoothing=config.label_smoothing)
-        if config.label_smoothing
-        else F.cross_entropy
-    )
+# The loss of each head (training.HEADS): (the library's, the per-sample one written out for ops=exact)
+LOSSES = {
+    "seed": (lambda s: nll_loss, lambda s: nll_loss),
+    # label smoothing: F.cross_entropy's own argument, on class indices
+    "logits": (
+        lambda s: functools.partial(F.cross_entropy, label_smoothing=s.smoothing) if s.smoothing else F.cross_entropy,
+        lambda s: functools.partial(_cross_entropy, smoothing=s.smoothing),
+    ),
+}
+
+
+def loss_fn(s: training.Loss):
+    """Mean per-sample loss: NLL of the log-probabilities (seed) or cross-entropy on logits."""
+    library, written = LOSSES[s.head]
+    return MeanLoss(written(s), DTYPES[s.dtype]) if s.exact else library(s)
 
 
 def autocast(config, device: torch.device):
@@ -206,7 +222,7 @@ def autocast(config, device: torch.device):
     return torch.autocast(device.type, dtype=getattr(torch, config.mixed_precision))
 
 
-def loss_scaler(config, device: torch.device):
+def grad_scaler(config, device: torch.device):
     """mixed_precision=float16: torch.amp.GradScaler with its own defaults (dynamic loss scaling, which
     float16's narrow range needs); bfloat16 has float32's range and needs none."""
     return torch.amp.GradScaler(device.type) if config.mixed_precision == "float16" else None
@@ -249,17 +265,6 @@ def mean(values):
     return values.sum() / _const(values.shape[0], values) if values.ndim else values
 
 
-def decay_value(config) -> float:
-    return (
-        library_default(torch.optim.AdamW, "weight_decay") if config.weight_decay == "native" else config.weight_decay
-    )
-
-
-def decay_form(config) -> str | None:
-    """coupled or decoupled (native: this library's idiom for the optimizer), None without decay."""
-    return plan.own(config, "weight_decay_form", OWN_DECAY[config.optimizer]) if config.weight_decay else None
-
-
 def clip_exact(grads, norm_max: float, scope: str):
     """g * c / max(norm, c), the norm over all gradients (global) or per tensor: written out as in Keras."""
     c = _const(norm_max, grads[0])
@@ -269,103 +274,153 @@ def clip_exact(grads, norm_max: float, scope: str):
     return [g * (c / torch.maximum(torch.sqrt((g * g).sum()), c)) for g in grads]
 
 
-class WrittenOut(torch.optim.Optimizer):
-    """SGD (momentum, nesterov), Adam and AdamW written out in either framework's definition (`rule`):
-      SGD   torch: b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
-            keras: m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
-      Adam  torch: w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
-            keras: w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
-    (m, v the usual moving averages). Before the update, in this order: gradients clipped (clip_exact),
-    then weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the
-    exact schedule's (shared/plan.lr_table) under ops=exact, else the scheduler's. Every constant is a
-    Python float, applied in the tensor's dtype."""
+# The written-out updates, one per (update family, rule): put(x, value) writes a state in place; m, v
+# the optimizer's two state tensors per weight; t the step (1-based) and lr as tensors; k(x) a Python
+# number in the weight's dtype. The same lines as keras_impl/model.py's.
 
-    def __init__(self, params, config, rule: str):
-        super().__init__(params, {"lr": config.lr})
-        self.config, self.rule = config, rule
-        unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
-        self.table = plan.lr_table(config, unit) if config.ops == "exact" and config.lr_schedule != "constant" else None
-        self.form = decay_form(config)
-        self.wd = decay_value(config) if config.weight_decay else 0.0
+
+def _sgd_torch(put, w, g, m, v, t, lr, o, k):  # b = mu*b + g;  w -= lr * (g + mu*b if nesterov else b)
+    put(m, m * k(o.momentum) + g)
+    put(w, w - lr * (g + k(o.momentum) * m if o.nesterov else m))
+
+
+def _sgd_keras(put, w, g, m, v, t, lr, o, k):  # m = mu*m - lr*g;  w += (mu*m - lr*g if nesterov else m)
+    put(m, m * k(o.momentum) - g * lr)
+    put(w, w + (m * k(o.momentum) - g * lr if o.nesterov else m))
+
+
+def _adam_moments(put, g, m, v, t, o, k):
+    """m, v moved towards g and g^2; the bias corrections 1 - b1^t and 1 - b2^t."""
+    put(m, m + (g - m) * k(1 - o.beta1))
+    put(v, v + (g * g - v) * k(1 - o.beta2))
+    return 1 - torch.pow(k(o.beta1), t), 1 - torch.pow(k(o.beta2), t)
+
+
+def _adam_torch(put, w, g, m, v, t, lr, o, k):  # w -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+    bc1, bc2 = _adam_moments(put, g, m, v, t, o, k)
+    put(w, w - (lr / bc1) * m / (v.sqrt() / bc2.sqrt() + k(o.eps)))
+
+
+def _adam_keras(put, w, g, m, v, t, lr, o, k):  # w -= lr*sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)
+    bc1, bc2 = _adam_moments(put, g, m, v, t, o, k)
+    put(w, w - m * (lr * bc2.sqrt() / bc1) / (v.sqrt() + k(o.eps)))
+
+
+def _rmsprop_torch(
+    put, w, g, m, v, t, lr, o, k
+):  # v = rho*v + (1-rho)*g^2; d = g/(sqrt(v) + eps); b = mu*b + d; w -= lr*b
+    put(v, v * k(o.rho) + g * g * k(1 - o.rho))
+    d = g / (v.sqrt() + k(o.eps))
+    if o.momentum:
+        put(m, m * k(o.momentum) + d)
+    put(w, w - lr * (m if o.momentum else d))
+
+
+def _rmsprop_keras(
+    put, w, g, m, v, t, lr, o, k
+):  # v = rho*v + (1-rho)*g^2; d = lr*g/sqrt(v + eps); b = mu*b + d; w -= b
+    put(v, v * k(o.rho) + g * g * k(1 - o.rho))
+    d = lr * g / (v + k(o.eps)).sqrt()
+    if o.momentum:
+        put(m, m * k(o.momentum) + d)
+    put(w, w - (m if o.momentum else d))
+
+
+UPDATES = {
+    ("sgd", "torch"): _sgd_torch,
+    ("sgd", "keras"): _sgd_keras,
+    ("adam", "torch"): _adam_torch,
+    ("adam", "keras"): _adam_keras,
+    ("rmsprop", "torch"): _rmsprop_torch,
+    ("rmsprop", "keras"): _rmsprop_keras,
+}
+
+
+class WrittenOut(torch.optim.Optimizer):
+    """Every optimizer of shared/training.py written out in either framework's definition (UPDATES, by
+    the spec's family and rule). Before the update, in this order: gradients clipped (clip_exact), then
+    weight decay, coupled (g += wd*w) or decoupled (w -= lr*wd*w; AdamW). The learning rate is the exact
+    schedule's (training.lr_table) under ops=exact, else the scheduler's. Every constant is a Python
+    float, applied in the tensor's dtype."""
+
+    def __init__(self, params, t: training.Training):
+        super().__init__(params, {"lr": t.optimizer.lr})
+        self.spec = t
+        self.table = training.lr_table(t.schedule) if t.schedule.exact else None
+        self.update = UPDATES[(t.optimizer.family, t.optimizer.rule)]
 
     @torch.no_grad()
     def step(self):
-        c = self.config
+        t, put = self.spec, lambda x, value: x.copy_(value)
         for group in self.param_groups:
             params = [w for w in group["params"] if w.grad is not None]
             grads = [w.grad.to(w.dtype) for w in params]
-            if c.clip_norm:
-                grads = clip_exact(grads, c.clip_norm, plan.own(c, "clip_scope", OWN_CLIP))
+            if t.clip.norm:
+                grads = clip_exact(grads, t.clip.norm, t.clip.scope)
             for w, g in zip(params, grads):
                 if not self.state[w]:
                     self.state[w].update(t=0, m=torch.zeros_like(w), v=torch.zeros_like(w))
                 s = self.state[w]
-                m, v = s["m"], s["v"]
                 k = lambda x: _const(x, w)
                 s["t"] += 1
-                lr = float(self.table[min(s["t"], len(self.table)) - 1]) if self.table is not None else group["lr"]
-                if self.form == "coupled":
-                    g = g + w * k(self.wd)
-                elif self.form == "decoupled":
-                    w.copy_(w - w * (k(lr) * k(self.wd)))
-                if c.optimizer == "sgd":
-                    b = m
-                    if self.rule == "torch":
-                        b.copy_(b * k(c.momentum) + g)
-                        w.copy_(w - k(lr) * (g + k(c.momentum) * b if c.nesterov else b))
-                    else:
-                        b.copy_(b * k(c.momentum) - g * k(lr))
-                        w.copy_(w + (b * k(c.momentum) - g * k(lr) if c.nesterov else b))
-                    continue
-                t = k(s["t"])
-                eps = k(adam_eps(c))
-                m.copy_(m + (g - m) * k(1 - c.beta1))
-                v.copy_(v + (g * g - v) * k(1 - c.beta2))
-                bc1, bc2 = 1 - torch.pow(k(c.beta1), t), 1 - torch.pow(k(c.beta2), t)
-                if self.rule == "torch":
-                    w.copy_(w - (k(lr) / bc1) * m / (v.sqrt() / bc2.sqrt() + eps))
-                else:
-                    w.copy_(w - m * (k(lr) * bc2.sqrt() / bc1) / (v.sqrt() + eps))
+                lr = k(float(self.table[min(s["t"], len(self.table)) - 1]) if self.table is not None else group["lr"])
+                if t.decay.form == "coupled":
+                    g = g + w * k(t.decay.value)
+                elif t.decay.form == "decoupled":
+                    put(w, w - w * (lr * k(t.decay.value)))
+                self.update(put, w, g, s["m"], s["v"], k(s["t"]), lr, t.optimizer, k)
 
 
-def build_schedule(config, optimizer):
-    """(scheduler, unit) for a library schedule, or (None, None): constant, or ops=exact (whose
-    WrittenOut optimizer reads the exact schedule itself). Stepped by train.py every `unit`."""
-    if config.lr_schedule == "constant" or config.ops == "exact":
-        return None, None
-    unit = plan.own(config, "lr_schedule_unit", OWN_UNIT)
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=plan.schedule_length(config, unit)), unit
-    return torch.optim.lr_scheduler.StepLR(
-        optimizer, step_size=plan.step_every(config, unit), gamma=config.lr_step_gamma
-    ), unit
+# The library's schedule of each kind (training.SCHEDULES), stepped by train.py every spec.unit
+SCHEDULES = {
+    "constant": lambda s, opt: None,
+    "cosine": lambda s, opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.length),
+    "step": lambda s, opt: torch.optim.lr_scheduler.StepLR(opt, step_size=s.every, gamma=s.gamma),
+}
 
 
-def build_optimizer(config, model) -> torch.optim.Optimizer:
-    """The library's optimizer (its own definition, ops=native), else the written-out one. Weight decay:
-    SGD/Adam's weight_decay is coupled, AdamW's decoupled; decoupled SGD has no class of its own, so
-    w -= lr*wd*w runs before SGD's step (AdamW's form)."""
-    if written_out(config):
-        return WrittenOut(
-            model.parameters(), config, OWN_RULE if config.update_rule == "native" else config.update_rule
-        )
-    form = decay_form(config)
-    wd = decay_value(config) if form else 0.0
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=wd if form == "coupled" else 0.0,
-        )
-        if form == "decoupled":
-            opt.register_step_pre_hook(lambda o, args, kwargs: _decay(o, wd))
-        return opt
-    cls = torch.optim.AdamW if form == "decoupled" else torch.optim.Adam
-    return cls(
-        model.parameters(), lr=config.lr, betas=(config.beta1, config.beta2), eps=adam_eps(config), weight_decay=wd
-    )
+def build_scheduler(s: training.Schedule, optimizer):
+    """The library scheduler that train.py steps every `s.unit`, or None: a constant rate, or ops=exact
+    (whose WrittenOut optimizer applies the exact table itself)."""
+    return None if s.exact else SCHEDULES[s.kind](s, optimizer)
+
+
+def _coupled(t) -> float:
+    """The weight_decay argument of a PyTorch optimizer whose own decay is coupled (SGD, Adam, RMSprop)."""
+    return t.decay.value if t.decay.form == "coupled" else 0.0
+
+
+def _decoupled(opt, t):
+    """Decoupled decay for an optimizer with no class of its own: w -= lr*wd*w before its step (AdamW's form)."""
+    if t.decay.form == "decoupled":
+        opt.register_step_pre_hook(lambda o, args, kwargs: _decay(o, t.decay.value))
+    return opt
+
+
+def _adam(t, params):  # Adam's weight_decay is coupled, AdamW's decoupled
+    o = t.optimizer
+    cls = torch.optim.AdamW if t.decay.form == "decoupled" else torch.optim.Adam
+    return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=t.decay.value)
+
+
+# The library's optimizer of each kind (training.OPTIMIZERS), its own definition (ops=native)
+OPTIMIZERS = {
+    "sgd": lambda t, params: _decoupled(
+        torch.optim.SGD(params, lr=t.optimizer.lr, momentum=t.optimizer.momentum, nesterov=t.optimizer.nesterov,
+                        weight_decay=_coupled(t)), t),
+    "adam": _adam,
+    "adamw": _adam,
+    "rmsprop": lambda t, params: _decoupled(
+        torch.optim.RMSprop(params, lr=t.optimizer.lr, alpha=t.optimizer.rho, eps=t.optimizer.eps,
+                            momentum=t.optimizer.momentum, weight_decay=_coupled(t)), t),
+}  # fmt: skip
+
+
+def build_optimizer(t: training.Training, model) -> torch.optim.Optimizer:
+    """The library's optimizer (its own definition, ops=native), else the written-out one."""
+    if t.optimizer.written_out:
+        return WrittenOut(model.parameters(), t)
+    return OPTIMIZERS[t.optimizer.kind](t, model.parameters())
 
 
 @torch.no_grad()
@@ -375,15 +430,17 @@ def _decay(opt, wd: float) -> None:
             w.mul_(1 - group["lr"] * wd)
 
 
-def clip_gradients(config, model) -> None:
+# The library's clipping of each scope, between backward() and step()
+CLIPS = {
+    "global": lambda model, norm: torch.nn.utils.clip_grad_norm_(model.parameters(), norm),
+    "per_variable": lambda model, norm: [torch.nn.utils.clip_grad_norm_([w], norm) for w in model.parameters()],
+}
+
+
+def clip_gradients(t: training.Training, model) -> None:
     """The library's clipping between backward() and step() (the WrittenOut optimizer clips itself)."""
-    if not config.clip_norm or written_out(config):
-        return
-    if plan.own(config, "clip_scope", OWN_CLIP) == "global":
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-    else:
-        for w in model.parameters():
-            torch.nn.utils.clip_grad_norm_([w], config.clip_norm)
+    if t.clip.norm and not t.optimizer.written_out:
+        CLIPS[t.clip.scope](model, t.clip.norm)
 
 
 def dense_layers(model) -> list:

@@ -32,7 +32,8 @@ class State:
     scheduler: object = None  # a library LR scheduler, stepped every `unit` (epoch or step), or None
     unit: str | None = None
     step: object = None  # compile=step: the whole training step, compiled (compile_step)
-    scaler: object = None  # mixed_precision=float16: the GradScaler (M.loss_scaler)
+    scaler: object = None  # mixed_precision=float16: the GradScaler (M.grad_scaler)
+    spec: object = None  # the training specs (shared/training.py) the optimizer, loss and clipping follow
 
 
 def setup(config, threads: int) -> dict:
@@ -82,11 +83,14 @@ def build(config, env: dict) -> State:
     forward = torch.compile(net, mode=mode) if config.compile == "on" else net
     env["compiled"] = config.compile in ("on", "step")
     env["host_sync"] = config.host_sync  # the loop this run used (Keras' can differ from its config)
-    opt = M.build_optimizer(config, net)
-    state = State(config, device, net, opt, M.loss_fn(config), forward, *M.build_schedule(config, opt))
+    spec = M.training_plan(config)
+    opt = M.build_optimizer(spec, net)
+    scheduler = M.build_scheduler(spec.schedule, opt)
+    unit = spec.schedule.unit if scheduler else None
+    state = State(config, device, net, opt, M.loss_fn(spec.loss), forward, scheduler, unit, spec=spec)
     if config.compile == "step":
         state.step = torch.compile(compile_step(state), mode=mode, fullgraph=True)
-    state.scaler = M.loss_scaler(config, device)
+    state.scaler = M.grad_scaler(config, device)
     return state
 
 
@@ -239,12 +243,12 @@ def _step(state: State, xb, yb):
     state.optimizer.zero_grad(set_to_none=True)
     if state.scaler is None:
         loss.backward()
-        M.clip_gradients(state.config, state.model)
+        M.clip_gradients(state.spec, state.model)
         state.optimizer.step()
     else:  # float16: the scaled loss's gradients, unscaled before clipping; a step with inf/nan is skipped
         state.scaler.scale(loss).backward()
         state.scaler.unscale_(state.optimizer)
-        M.clip_gradients(state.config, state.model)
+        M.clip_gradients(state.spec, state.model)
         state.scaler.step(state.optimizer)
         state.scaler.update()
     if state.unit == "step":

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.data import SIDE  # the images are SIDE x SIDE
+
 NAMES = ("flip", "vflip", "rotate", "translate")
-SIDE = 28
 CENTRE = (SIDE - 1) / 2
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from shared import augment as faugment
+from shared import data as fdata
+from shared import training
 
 
 class ConfigError(ValueError):
@@ -22,7 +24,7 @@ CHOICES = {
     "augment_impl": ("shared", "native"),
     "conv_layout": ("native", "nhwc"),
     "head": ("seed", "logits"),
-    "optimizer": ("sgd", "adam", "adamw"),
+    "optimizer": tuple(training.OPTIMIZERS),
     "scaling": ("unit", "standardize"),
     "init": ("native", "shared"),
     "dtype": ("float32", "float64", "bfloat16"),
@@ -42,7 +44,7 @@ CHOICES = {
     "lr_schedule_unit": ("native", "epoch", "step"),
 }
 NATIVE = "native"  # for these numbers: each framework's own library default
-NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay")
+NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay", "rho")
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,13 @@ class RunConfig:
     head: str = "logits"  # seed: Sigmoid -> LogSoftmax -> NLL (the lab report); logits: cross-entropy
     optimizer: str = "sgd"
     lr: float = 0.05
-    momentum: float = 0.9  # SGD only
+    momentum: float = 0.9  # SGD and RMSprop
     nesterov: bool = False  # SGD only
     beta1: float = 0.9  # Adam only
     beta2: float = 0.999  # Adam only
-    eps: float = 1e-7  # Adam only, on both sides; "native": each library's default (1e-8 / 1e-7)
+    eps: float = 1e-7  # Adam and RMSprop, on both sides; "native": each library's default (1e-8 / 1e-7)
+    rho: float = "native"  # RMSprop: decay of the mean square (PyTorch's alpha); native: each library's
+    # default (0.99 / 0.9)
     batch_size: int = 128
     epochs: int = 15
     seed: int = 0
@@ -129,7 +133,7 @@ class RunConfig:
 
     def layer_sizes(self) -> list[int]:
         """The MLP's widths, input to output (model=mlp)."""
-        return [784, *self.hidden, 10]
+        return [fdata.PIXELS, *self.hidden, len(fdata.CLASSES)]
 
 
 def validate(c: RunConfig) -> None:
@@ -178,6 +182,7 @@ def validate(c: RunConfig) -> None:
         ("beta1", 0 <= c.beta1 < 1, "in [0, 1)"),
         ("beta2", 0 <= c.beta2 < 1, "in [0, 1)"),
         ("eps", num("eps") or 0 < c.eps, "> 0 or native"),
+        ("rho", num("rho") or 0 <= c.rho < 1, "in [0, 1) or native"),
         ("batch_size", 1 <= c.batch_size <= 60000, "between 1 and 60000"),
         ("epochs", 1 <= c.epochs <= 100000, "between 1 and 100000"),
         ("seed", 0 <= c.seed < 2**32, "between 0 and 2**32-1"),
@@ -256,6 +261,7 @@ def _check_combinations(c: RunConfig) -> None:
             "lr_step_epochs/lr_step_gamma",
             "lr_schedule=step",
         ),
+        (c.rho != d["rho"], c.optimizer == "rmsprop", "rho", "optimizer=rmsprop"),
         (
             c.label_smoothing > 0,
             c.head == "logits",

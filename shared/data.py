@@ -31,31 +31,35 @@ import numpy as np
 
 from shared.atomic import atomic_write
 
+# The data set's shape, one home: what the official files hold (each file's shape is checked on load)
+TRAIN_ROWS, TEST_ROWS, SIDE = 60000, 10000, 28
+PIXELS = SIDE * SIDE
+
 # name -> (sha256 of the decompressed IDX file, md5 of the upstream .gz, IDX magic, shape)
 FILES = {
     "train-images-idx3-ubyte": (
         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
         0x0803,
-        (60000, 28, 28),
+        (TRAIN_ROWS, SIDE, SIDE),
     ),
     "train-labels-idx1-ubyte": (
         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         "25c81989df183df01b3e8a0aad5dffbe",
         0x0801,
-        (60000,),
+        (TRAIN_ROWS,),
     ),
     "t10k-images-idx3-ubyte": (
         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "bef4ecab320f06d8554ea6380940ec79",
         0x0803,
-        (10000, 28, 28),
+        (TEST_ROWS, SIDE, SIDE),
     ),
     "t10k-labels-idx1-ubyte": (
         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
         "bb300cfdad3c16e7a12a480ee83cd310",
         0x0801,
-        (10000,),
+        (TEST_ROWS,),
     ),
 }
 KEYS = {

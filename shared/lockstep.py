@@ -169,7 +169,7 @@ def trace(
         "perturb_seed": perturb_seed,
         "environment": env,
         "slope": impl.M.negative_slope(config),
-        "eps": impl.M.adam_eps(config),  # the values really used
+        "eps": impl.M.training_plan(config).optimizer.eps,  # the values really used
         "precision": impl.precision(state, first),
     }  # the dtype each layer computed in, read from the program
     atomic_write(out / "trace.json", lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))

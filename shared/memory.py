@@ -5,22 +5,19 @@ reported the same way). Framework-free; the implementation only says how much it
 from __future__ import annotations
 
 from shared import config as cfg
-from shared import plan
+from shared import plan, training
+from shared.data import PIXELS, TEST_ROWS as N_TEST, TRAIN_ROWS as N_TRAIN
 
 ITEMSIZE = {"float32": 4, "float64": 8, "bfloat16": 2}
-N_TRAIN, N_TEST, PIXELS = 60000, 10000, 784
-# Optimizer state per weight, in copies of the weights: SGD keeps a momentum buffer when it has momentum,
-# Adam and AdamW a first and a second moment each. One entry per optimizer the config accepts (tested).
-STATE_COPIES = {"sgd": lambda c: 1 if c.momentum > 0 else 0, "adam": lambda c: 2, "adamw": lambda c: 2}
 
 
 def estimate(config: cfg.RunConfig) -> dict:
-    """Bytes, by part: weights; gradients + optimizer state (STATE_COPIES); the
+    """Bytes, by part: weights; gradients + optimizer state (shared/training.py OPTIMIZERS); the
     activations of one training batch (pre-activation, activation and their gradients) and of the
     full-test-set evaluation (forward only); the train and test images on the device."""
     size = ITEMSIZE[config.dtype]
     params = plan.param_count(config)
-    states = STATE_COPIES[config.optimizer](config)
+    states = training.state_copies(config.optimizer, config.momentum)
     units = plan.activation_units(config)
     parts = {
         "weights": params * size,

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, SMALL_2
 from helpers import env, metrics, train
-from shared import config as cfg, diagnostics, memory
+from shared import config as cfg, diagnostics, memory, training
 from shared import cli as shared_cli
 
 DEEP = ",".join(["32"] * 16)  # 16 LeakyReLU layers, U(+-1/sqrt(fan_in)) init (PyTorch's bounds): gradients vanish
@@ -90,7 +90,10 @@ def test_memory_estimate_counts_what_a_run_holds():
     for name in ("adam", "adamw"):  # two moments each (AdamW was once counted as one)
         opt = memory.estimate(cfg.from_dict({"optimizer": name, "lr": 0.001}, c))["parts"]
         assert opt["gradients and optimizer state"] == params * 4 * 3, name
-    assert set(memory.STATE_COPIES) == set(cfg.CHOICES["optimizer"])  # every optimizer the config accepts
+    for momentum, copies in ((0.9, 2), (0.0, 1)):  # RMSprop: the mean square, and with momentum its buffer
+        opt = memory.estimate(cfg.from_dict({"optimizer": "rmsprop", "lr": 0.001, "momentum": momentum}, c))["parts"]
+        assert opt["gradients and optimizer state"] == params * 4 * (1 + copies), momentum
+    assert set(training.OPTIMIZERS) == set(cfg.CHOICES["optimizer"])  # every optimizer the config accepts
     f64 = memory.estimate(cfg.from_dict({"dtype": "float64"}, c))
     assert f64["total"] == 2 * memory.estimate(c)["total"] - (60000 + 10000) * 8  # labels stay int64
     assert est["data on the device"] == 70000 * 784 * 4 + 70000 * 8

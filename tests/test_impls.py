@@ -9,29 +9,46 @@ import pytest
 
 from conftest import ONE_EPOCH, REPO
 from helpers import metrics, predict, python, train
+from shared import twins
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
 
 
 def defs(path):
-    """Public top-level functions and classes in order (a _private helper belongs to one side only)."""
-    return [
-        n.name
-        for n in ast.parse(path.read_text()).body
-        if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")
-    ]
+    """Public top-level functions ('name(parameters)') and classes ('class Name') in order (a _private
+    helper belongs to one side only)."""
+    out = []
+    for n in ast.parse(path.read_text()).body:
+        if isinstance(n, ast.FunctionDef) and not n.name.startswith("_"):
+            out.append(f"{n.name}({', '.join(a.arg for a in n.args.args)})")
+        elif isinstance(n, ast.ClassDef) and not n.name.startswith("_"):
+            out.append(f"class {n.name}")
+    return out
 
 
-def test_packages_mirror_each_other():
+def test_packages_mirror_each_other_and_keep_the_twin_contract():
     torch_files = sorted(p.name for p in (REPO / "pytorch_impl").glob("*.py"))
     keras_files = sorted(p.name for p in (REPO / "keras_impl").glob("*.py"))
     # pipeline.py is the report's torchvision DataLoader: PyTorch-only by nature
     assert [f for f in torch_files if f != "pipeline.py"] == keras_files
-    for name in ("model.py", "train.py", "cli.py", "defaults.py"):
-        assert defs(REPO / "pytorch_impl" / name) == defs(REPO / "keras_impl" / name), name
+    for name in twins.CONTRACT:  # names, order and parameter names (shared/twins.py)
+        for pkg in ("pytorch_impl", "keras_impl"):
+            assert defs(REPO / pkg / name) == twins.expected(pkg, name), f"{pkg}/{name}"
+    assert set(twins.CONTRACT) == {"model.py", "train.py", "defaults.py", "cli.py"}
     for pkg, other in (("pytorch_impl", "keras_impl"), ("keras_impl", "pytorch_impl")):
         for f in (REPO / pkg).glob("*.py"):
             assert other not in imports(f), f"{f} imports {other}"
+
+
+def test_the_contract_check_can_fail(tmp_path):
+    """A twin with a parameter renamed, or one function moved, no longer keeps the contract."""
+    src = (REPO / "keras_impl" / "model.py").read_text()
+    renamed = tmp_path / "renamed.py"
+    renamed.write_text(src.replace("def translate(layer, config)", "def translate(spec, config)"))
+    assert defs(renamed) != twins.expected("keras_impl", "model.py")
+    moved = tmp_path / "moved.py"
+    moved.write_text(src.replace("def bn_eps(config)", "def _bn_eps(config)") + "\n\ndef bn_eps(config):\n    pass\n")
+    assert defs(moved) != twins.expected("keras_impl", "model.py")
 
 
 def imports(path):

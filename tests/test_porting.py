@@ -12,7 +12,7 @@ from conftest import REPO
 from helpers import python
 from compare import ablate, lockstep
 from shared import config as cfg
-from shared import plan, weights
+from shared import plan, training, weights
 
 ALL = ["batchnorm=true", "dropout=0.2", "weight_decay=5e-4", "clip_norm=1", "lr_schedule=cosine", "label_smoothing=0.1"]
 SMALL = ["hidden=32,16", "threads=1"]
@@ -98,15 +98,15 @@ def test_cnn_float64_matched_agrees_through_the_neutral_layouts(tmp_path, data_d
 
 def test_exact_schedules_step_in_their_unit():
     c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
-    spe = plan.steps_per_epoch(c)
-    per_epoch, per_step = plan.lr_table(c, "epoch"), plan.lr_table(c, "step")
+    spe = training.steps_per_epoch(c)
+    per_epoch, per_step = (training.lr_table(training.schedule(c, unit)) for unit in ("epoch", "step"))
     assert len(per_epoch) == len(per_step) == 3 * spe
     assert per_epoch[0] == per_step[0] == c.lr
     assert np.all(per_epoch[:spe] == c.lr) and per_epoch[spe] == pytest.approx(c.lr * (1 + np.cos(np.pi / 3)) / 2)
     assert per_step[1] < c.lr and np.all(np.diff(per_step) < 0)  # falls every step
     s = cfg.resolve("standard", ["lr_schedule=step", "lr_step_epochs=2", "lr_step_gamma=0.5", "epochs=5"])
     for unit in ("epoch", "step"):  # the same staircase, whichever unit counts it
-        t = plan.lr_table(s, unit)
+        t = training.lr_table(training.schedule(s, unit))
         assert t[2 * spe - 1] == s.lr and t[2 * spe] == s.lr * 0.5 and t[4 * spe] == s.lr * 0.25
 
 
@@ -137,12 +137,12 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(backen
             "init=shared",
             "ops=exact",
             "update_rule=torch",
-            *(f"{k}={v}" for k, v in plan.features_matched(cfg.resolve("standard", ALL)).items()),
+            *(f"{k}={v}" for k, v in training.matched(cfg.resolve("standard", ALL)).items()),
         ],
     )
-    assert plan.feature_differences(c) == {}  # nothing left to each library
+    assert training.differences(c) == {}  # nothing left to each library
     steps = (
-        plan.steps_per_epoch(c) + 2
+        training.steps_per_epoch(c) + 2
     )  # over an epoch boundary (24 steps of 2600, the last short): the per-epoch schedule steps
     traces = {
         who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
@@ -228,16 +228,17 @@ def test_native_causes_are_named_one_at_a_time(tmp_path, data_dir):
 
 
 def test_pytorch_idioms_are_what_pytorch_impl_does():
-    """lockstep spells PyTorch's native choices out (plan.PYTORCH_IDIOMS) to share traces: they must be
-    the PyTorch translation's own."""
+    """lockstep spells PyTorch's native choices out (training.PYTORCH_IDIOMS) to share traces: they must be
+    the PyTorch translation's own (its idioms() and its batch norm)."""
     c = cfg.resolve("porting", ["optimizer=sgd", "weight_decay=1e-4", "lr_schedule_unit=native"])
-    spelled = plan.pytorch_canonical(c)
-    assert set(spelled) == set(plan.PYTORCH_IDIOMS)
+    spelled = training.pytorch_canonical(c)
+    assert set(spelled) == set(training.PYTORCH_IDIOMS)
     own = json.loads(
         python(
             "import json\nfrom pytorch_impl import model as M\n"
-            "print(json.dumps({'bn_running_var': M.OWN_BN_VAR, 'clip_scope': M.OWN_CLIP, "
-            "'lr_schedule_unit': M.OWN_UNIT, 'weight_decay_form': M.OWN_DECAY['sgd']}))"
+            "i = M.idioms()\n"
+            "print(json.dumps({'bn_running_var': M.OWN_BN_VAR, 'clip_scope': i.clip_scope, "
+            "'lr_schedule_unit': i.schedule_unit, 'weight_decay_form': i.decay_form['sgd']}))"
         )
     )
     assert spelled == own
