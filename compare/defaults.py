@@ -15,6 +15,7 @@ from pathlib import Path
 
 from compare.harness import HarnessError, subcommand
 from shared import data as fdata
+from shared import config as cfg
 from shared import training
 from shared.atomic import atomic_write
 
@@ -551,21 +552,15 @@ def differ_blocks(t: dict, config: dict) -> list[tuple]:
 
 
 # a difference that only exists when a feature is on: (the key that switches it on, is it on?)
+# key -> (its switch, whether a config (a dict) turns it on): shared/training.py's table of the choice
+# keys, and the keys that are their own switch here
 NEEDS = {
-    "bn_momentum": ("batchnorm", lambda c: c.get("batchnorm")),
-    "bn_eps": ("batchnorm", lambda c: c.get("batchnorm")),
-    "bn_running_var": ("batchnorm", lambda c: c.get("batchnorm")),
-    "dropout_masks": ("dropout", lambda c: c.get("dropout")),
-    "weight_decay_form": ("weight_decay", lambda c: c.get("weight_decay")),
-    "weight_decay": ("optimizer", lambda c: c.get("optimizer") == "adamw"),
-    "eps": ("optimizer", lambda c: c.get("optimizer") in ("adam", "adamw", "rmsprop")),
-    "rho": ("optimizer", lambda c: c.get("optimizer") == "rmsprop"),
-    "clip_scope": ("clip_norm", lambda c: c.get("clip_norm")),
-    "clip_norm": ("clip_norm", lambda c: c.get("clip_norm")),
-    "lr_schedule_unit": ("lr_schedule", lambda c: c.get("lr_schedule") != "constant"),
-    "label_smoothing": ("label_smoothing", lambda c: c.get("label_smoothing")),
-    "mixed_precision": ("mixed_precision", lambda c: c.get("mixed_precision", "off") != "off"),
-    "channels": ("model", lambda c: c.get("model") == "cnn"),
+    **{k: (switch, on) for k, (switch, on, _) in {**training.NEEDS, **training.NATIVE_NEEDS}.items()},
+    "eps": ("optimizer", lambda get: get("optimizer") in ("adam", "adamw", "rmsprop")),
+    "clip_norm": ("clip_norm", lambda get: get("clip_norm") > 0),
+    "label_smoothing": ("label_smoothing", lambda get: get("label_smoothing") > 0),
+    "mixed_precision": ("mixed_precision", lambda get: get("mixed_precision") != "off"),
+    "channels": ("model", lambda get: get("model") == "cnn"),
 }
 
 
@@ -574,7 +569,8 @@ def in_this_run(row: dict, config: dict) -> str:
     key = row["config_key"].split(" ")[0]
     if key not in config:
         return "-"
-    if key in NEEDS and not NEEDS[key][1](config):
+    get = lambda k: config.get(k, cfg.DEFAULTS_OF.get(k))  # a record from before a key existed: its default
+    if key in NEEDS and not NEEDS[key][1](get):
         switch = NEEDS[key][0]
         return f"not used ({switch}={json.dumps(config.get(switch)).strip(chr(34))})"
     v = config[key]

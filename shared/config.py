@@ -228,47 +228,10 @@ DEFAULTS_OF = {}  # filled below: the dataclass defaults, to tell a key that was
 def _check_combinations(c: RunConfig) -> None:
     """Keys that only mean something together with another: refuse them alone, saying what to add."""
     d = DEFAULTS_OF
-    needs = [
-        (c.dropout_masks != d["dropout_masks"], c.dropout > 0, "dropout_masks", "dropout > 0, e.g. --set dropout=0.2"),
-        (
-            any(getattr(c, k) != d[k] for k in ("bn_momentum", "bn_eps", "bn_running_var")),
-            c.batchnorm,
-            "bn_momentum/bn_eps/bn_running_var",
-            "batchnorm=true",
-        ),
-        (
-            c.weight_decay_form != d["weight_decay_form"],
-            c.weight_decay != 0,
-            "weight_decay_form",
-            "weight_decay > 0, e.g. --set weight_decay=5e-4",
-        ),
-        (
-            c.weight_decay == NATIVE,
-            c.optimizer == "adamw",
-            "weight_decay=native",
-            "optimizer=adamw (only AdamW has a library default decay); give a number",
-        ),
-        (c.clip_scope != d["clip_scope"], c.clip_norm > 0, "clip_scope", "clip_norm > 0, e.g. --set clip_norm=1"),
-        (
-            c.lr_schedule_unit != d["lr_schedule_unit"],
-            c.lr_schedule != "constant",
-            "lr_schedule_unit",
-            "lr_schedule=cosine or step",
-        ),
-        (
-            c.lr_step_epochs != d["lr_step_epochs"] or c.lr_step_gamma != d["lr_step_gamma"],
-            c.lr_schedule == "step",
-            "lr_step_epochs/lr_step_gamma",
-            "lr_schedule=step",
-        ),
-        (c.rho != d["rho"], c.optimizer == "rmsprop", "rho", "optimizer=rmsprop"),
-        (
-            c.label_smoothing > 0,
-            c.head == "logits",
-            "label_smoothing",
-            "head=logits (the seed head's nll_loss has no smoothing in PyTorch)",
-        ),
-    ]
+    get = lambda key: getattr(c, key)
+    # the choice keys of shared/training.py's table: set (or native, for NATIVE_NEEDS) without their switch
+    needs = [(get(k) != d[k], on(get), k, text) for k, (_, on, text) in training.NEEDS.items()]
+    needs += [(get(k) == NATIVE, on(get), f"{k}=native", text) for k, (_, on, text) in training.NATIVE_NEEDS.items()]
     augment = faugment.names(c)
     bad = [a for a in augment if a not in faugment.NAMES]
     if bad or (not augment and c.augment != "none") or len(set(augment)) < len(augment):

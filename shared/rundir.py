@@ -186,6 +186,19 @@ def lock(directory: Path, what: str = "run directory") -> None:
         tmp.unlink(missing_ok=True)
 
 
+def unlock_if_empty(directory: Path) -> None:
+    """Release `directory` and remove it if it holds nothing but the lock: a writer refused or killed
+    before its first record leaves nothing behind."""
+    directory = Path(directory)
+    fd = _held.pop(str(directory.resolve()), None)
+    if fd is None:
+        return
+    if [p.name for p in directory.iterdir()] == [LOCK]:
+        (directory / LOCK).unlink()
+        directory.rmdir()
+    os.close(fd)
+
+
 @dataclass
 class RunRecord:
     path: Path

@@ -201,6 +201,27 @@ FEATURES = (
     Feature("RMSprop rho", ("rho",), lambda c: c.optimizer == "rmsprop", {"rho": 0.99}),
 )  # fmt: skip
 
+# Which key switches each choice key on: key -> (the switch, whether a config turns it on (`get(key)`
+# reads a value), what to write). Config validation refuses a choice set without its switch; the
+# defaults table says "not used" where the switch is off. weight_decay=native alone needs AdamW (only
+# AdamW has a library default decay): NATIVE_NEEDS.
+NEEDS = {
+    "bn_momentum": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
+    "bn_eps": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
+    "bn_running_var": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
+    "dropout_masks": ("dropout", lambda get: get("dropout") > 0, "dropout > 0, e.g. --set dropout=0.2"),
+    "weight_decay_form": ("weight_decay", lambda get: get("weight_decay") != 0, "weight_decay > 0, e.g. --set weight_decay=5e-4"),
+    "clip_scope": ("clip_norm", lambda get: get("clip_norm") > 0, "clip_norm > 0, e.g. --set clip_norm=1"),
+    "lr_schedule_unit": ("lr_schedule", lambda get: get("lr_schedule") != "constant", "lr_schedule=cosine or step"),
+    "lr_step_epochs": ("lr_schedule", lambda get: get("lr_schedule") == "step", "lr_schedule=step"),
+    "lr_step_gamma": ("lr_schedule", lambda get: get("lr_schedule") == "step", "lr_schedule=step"),
+    "rho": ("optimizer", lambda get: get("optimizer") == "rmsprop", "optimizer=rmsprop"),
+    "label_smoothing": ("head", lambda get: get("head") == "logits", "head=logits (the seed head's nll_loss has no smoothing in PyTorch)"),
+}  # fmt: skip
+NATIVE_NEEDS = {
+    "weight_decay": ("optimizer", lambda get: get("optimizer") == "adamw", "optimizer=adamw (only AdamW has a library default decay); give a number"),
+}  # fmt: skip
+
 # the config keys of the porting features (shared/config.py documents them)
 FEATURE_KEYS = (
     "batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "dropout", "dropout_masks", "weight_decay",

@@ -369,3 +369,23 @@ def test_comparison_survives_sigterm_and_a_killed_harness(tmp_path, trained):
         assert same_weights(run / "weights" / "final.npz", out / "runs" / name / "weights" / "final.npz")
     r = fmp("run", "--epochs", "3", "--seeds", "1", "--out", str(out))
     assert r.returncode == 2 and "holds a comparison with other config" in r.stderr
+
+
+def test_a_refusal_after_the_lock_leaves_no_folder(tmp_path, data_dir, monkeypatch):
+    """Whatever refuses once the run holds its folder (here: building the model) takes the folder it
+    made with it; a folder that existed before is left as it was."""
+    from pytorch_impl import train as impl
+    from shared import config as cfg, runner
+
+    def refuse(config, env):
+        raise runner.RunError("refused while building")
+
+    monkeypatch.setattr(impl, "build", refuse)
+    config = cfg.RunConfig(epochs=1, hidden=(16,), threads=1)
+    with pytest.raises(runner.RunError):
+        runner.run(impl, config, tmp_path / "new", data_dir=data_dir, quiet=True)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(runner.RunError):
+        runner.run(impl, config, tmp_path / "kept", data_dir=data_dir, quiet=True)
+    assert (tmp_path / "kept").is_dir()
