@@ -190,13 +190,12 @@ def unlock_if_empty(directory: Path) -> None:
     """Release `directory` and remove it if it holds nothing but the lock: a writer refused or killed
     before its first record leaves nothing behind."""
     directory = Path(directory)
-    fd = _held.pop(str(directory.resolve()), None)
-    if fd is None:
-        return
-    if [p.name for p in directory.iterdir()] == [LOCK]:
-        (directory / LOCK).unlink()
-        directory.rmdir()
-    os.close(fd)
+    key = str(directory.resolve())
+    if key not in _held or [p.name for p in directory.iterdir()] != [LOCK]:
+        return  # not ours, or it holds a record: kept, and still held for the caller's last words
+    (directory / LOCK).unlink()
+    directory.rmdir()
+    os.close(_held.pop(key))
 
 
 @dataclass
