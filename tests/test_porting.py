@@ -10,7 +10,7 @@ import pytest
 import compare
 from conftest import REPO
 from helpers import python
-from compare import ablate, lockstep
+from compare import ablate, causes, lockstep
 from shared import config as cfg
 from shared import plan, training, weights
 
@@ -90,9 +90,9 @@ def test_cnn_float64_matched_agrees_through_the_neutral_layouts(tmp_path, data_d
     }
     assert t["pytorch"]["act_0"].shape == t["keras"]["act_0"].shape == (64, 28, 28, 4)  # NHWC on both
     assert t["pytorch"]["w_0_0_k"].shape == (3, 3, 1, 4)
-    d = lockstep.divergence(t["keras"], t["pytorch"])
-    assert d["steps"] == 3 and d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
-    assert max(lockstep.step1_gradients(t["keras"], t["pytorch"])) < 1e-12
+    d = causes.divergence(t["keras"], t["pytorch"])
+    assert d["steps"] == 3 and d["final_max_rel"] <= causes.MATCHED_TOL, d["final_max_rel"]
+    assert max(causes.step1_gradients(t["keras"], t["pytorch"])) < 1e-12
     assert d["final_max_rel"] > 0 or not np.array_equal(t["pytorch"]["w_3_0_k"], t["pytorch"]["w_0_0_k"])  # it trained
 
 
@@ -151,8 +151,8 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(backen
     ref = traces.pop("pytorch")
     assert any(k.startswith(f"bn_{steps}_") for k in ref), "the batch-norm state is compared too"
     for who, t in traces.items():
-        d = lockstep.divergence(t, ref)
-        assert d["steps"] == steps and d["final_max_rel"] <= lockstep.MATCHED_TOL, (who, d["final_max_rel"])
+        d = causes.divergence(t, ref)
+        assert d["steps"] == steps and d["final_max_rel"] <= causes.MATCHED_TOL, (who, d["final_max_rel"])
         assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
 
 
@@ -190,7 +190,7 @@ def test_below_float32_matched_casts_the_same_operations(tmp_path, data_dir, pre
         l.split(": ")[1] for l in matched["keras"]["layers"]
     ]
     assert matched["pytorch"]["loss"] == matched["keras"]["loss"] == ("float32" if mixed else "bfloat16")
-    assert max(pairs["matched"]["step1_gradients"]) < 2 * lockstep.eps("bfloat16"), pairs["matched"]["step1_gradients"]
+    assert max(pairs["matched"]["step1_gradients"]) < 2 * causes.eps("bfloat16"), pairs["matched"]["step1_gradients"]
     assert "precision" in lockstep.render_md(s) and "ExactDense" in lockstep.render_md(s)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO
 from helpers import python
-from compare import ablate, lockstep
+from compare import ablate, causes, lockstep
 from compare import defaults as cdefaults
 from shared import config as cfg
 from shared import plan, training
@@ -143,6 +143,6 @@ def test_rmsprop_matched_float64_agrees_to_1e10(rule, tmp_path, data_dir, monkey
     steps = training.steps_per_epoch(c) + 2  # over the epoch boundary, where the step schedule decays
     traces = {who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, steps, steps, str(data_dir)))
               for who in ("pytorch", "keras")}  # fmt: skip
-    d = lockstep.divergence(traces["keras"], traces["pytorch"])
-    assert d["steps"] == steps and d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
+    d = causes.divergence(traces["keras"], traces["pytorch"])
+    assert d["steps"] == steps and d["final_max_rel"] <= causes.MATCHED_TOL, d["final_max_rel"]
     print(rule, "RMSprop matched float64:", d["final_max_rel"])

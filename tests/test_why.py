@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO
 from helpers import python
-from compare import ablate, cli, defaults, harness, lockstep
+from compare import ablate, causes, cli, defaults, harness, lockstep
 from shared import config as cfg
 from shared.atomic import atomic_write
 
@@ -34,7 +34,7 @@ def matched_divergence(tmp_path, data_dir, label, *sets):
             lambda who: lockstep._load(lockstep.run_side(who, c, tmp_path / who, STEPS, 10, str(data_dir))),
             (label, "pytorch"),
         )
-    return lockstep.divergence(a, b)
+    return causes.divergence(a, b)
 
 
 # SGD with the logits head is also the all-features test's (test_porting), the seed head the CNN's:
@@ -52,7 +52,7 @@ def matched_divergence(tmp_path, data_dir, label, *sets):
 def test_matched_float64_lockstep_agrees(tmp_path, data_dir, sets):
     d = matched_divergence(tmp_path, data_dir, "keras", *sets)
     assert d["steps"] == STEPS and d["snap_steps"][-1] == STEPS
-    assert d["final_max_rel"] <= lockstep.MATCHED_TOL, d["final_max_rel"]
+    assert d["final_max_rel"] <= causes.MATCHED_TOL, d["final_max_rel"]
     assert max(d["loss_rel"]) <= 1e-12
 
 
@@ -71,7 +71,7 @@ def test_lockstep_finds_the_float32_constants_in_keras_tensorflow(tmp_path, data
     )
     native, matched = s["results"][0]["pairs"]
     assert native["cell"] == "native" and native["verdict"].startswith("real difference")
-    assert matched["verdict"].startswith("agree") and matched["final_max_rel"] <= lockstep.MATCHED_TOL
+    assert matched["verdict"].startswith("agree") and matched["final_max_rel"] <= causes.MATCHED_TOL
     text = " ".join(native["explanation"])
     # TensorFlow's leaky_relu takes the slope as a float32 attribute: layer 2's input is where it shows
     assert "dense layer 2" in text and "slope rounded to float32 reproduces it" in text
@@ -118,7 +118,7 @@ def test_lockstep_shows_adams_epsilon_placement(tmp_path, data_dir):
         log=lambda m: None,
     )  # without native: exact ops always runs
     pairs = {p["cell"]: p for p in s["results"][0]["pairs"]}
-    assert pairs["matched"]["final_max_rel"] <= lockstep.MATCHED_TOL
+    assert pairs["matched"]["final_max_rel"] <= causes.MATCHED_TOL
     # each framework's own definition, computed exactly, still differs: the definition is the cause
     assert pairs["exact ops"]["verdict"].startswith("real difference")
     text = " ".join(pairs["exact ops"]["explanation"])
