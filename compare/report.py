@@ -96,9 +96,17 @@ def plots(s: dict, out: Path) -> list[tuple[str, str]]:
 
 
 def document(s: dict) -> list[tuple]:
-    meta = s["comparison"]
-    labels = meta["contestants"]
+    """The comparison report, in the order a reader needs it: the verdict, accuracy and curves first."""
     blocks = [("h1", "fmnist-parity: PyTorch vs Keras, side by side")]
+    for section in (verdict_blocks, accuracy_blocks, curve_blocks, timing_blocks, setup_blocks):
+        blocks += section(s)
+    return blocks
+
+
+def verdict_blocks(s: dict) -> list[tuple]:
+    """The verdicts and speed ratios, what the verdict rests on, the network, and runs left out."""
+    meta = s["comparison"]
+    blocks = []
     blocks.append(("h2", "Verdict"))
     for v in s["verdicts"]:
         blocks.append(("p", v["sentence"]))
@@ -163,6 +171,13 @@ def document(s: dict) -> list[tuple]:
                 + "; ".join(f"{r['contestant']} seed {r['seed']}: {r['state']} {r['message']}".strip() for r in bad),
             )
         )
+    return blocks
+
+
+def accuracy_blocks(s: dict) -> list[tuple]:
+    """Final test accuracy per contestant, with the curves' pictures."""
+    labels = s["comparison"]["contestants"]
+    blocks = []
     blocks.append(("h2", "Final test accuracy"))
     blocks.append(
         (
@@ -181,6 +196,12 @@ def document(s: dict) -> list[tuple]:
         )
     )
     blocks.append(("imgs", [("accuracy.png", "Test accuracy per epoch"), ("loss.png", "Test loss per epoch")]))
+    return blocks
+
+
+def curve_blocks(s: dict) -> list[tuple]:
+    """Epoch by epoch, per verdict: losses, accuracies and the gap with its interval."""
+    blocks = []
     for v in s["verdicts"]:
         blocks.append(("h2", f"Curves, epoch by epoch: {v['a']} vs {v['b']}"))
         pa, pb = s["per_epoch"][v["a"]], s["per_epoch"][v["b"]]
@@ -218,6 +239,14 @@ def document(s: dict) -> list[tuple]:
             )
         )
         blocks.append(("img", f"acc_diff_{v['a']}.png", f"Accuracy difference {v['a']} - {v['b']}"))
+    return blocks
+
+
+def timing_blocks(s: dict) -> list[tuple]:
+    """What was timed and how long it took, per contestant."""
+    meta = s["comparison"]
+    labels = meta["contestants"]
+    blocks = []
     blocks.append(("h2", "Timing"))
     if any(r["where"].get("packed") for r in s["runs"]):
         blocks.append(
@@ -302,6 +331,14 @@ def document(s: dict) -> list[tuple]:
         )
     )
     blocks.append(("img", "epoch_time.png", "Epoch time per contestant"))
+    return blocks
+
+
+def setup_blocks(s: dict) -> list[tuple]:
+    """How to reproduce it: the config, environments, data checksums and every run."""
+    meta = s["comparison"]
+    labels = meta["contestants"]
+    blocks = []
     blocks.append(("h2", "Setup"))
     blocks.append(("p", "Reproduce: " + meta.get("reproduce", "")))
     c = meta["config"]

@@ -94,31 +94,40 @@ def resolve_config(args) -> cfg.RunConfig:
     return cfg.resolve(args.preset, args.set, overrides)
 
 
+def _lockstep_main(framework, load_impl, argv):
+    from shared.lockstep import main as lockstep_main
+
+    return lockstep_main(framework, load_impl, argv)
+
+
+def _bench_main(framework, load_impl, argv):
+    from shared.bench import main as bench_main
+
+    return bench_main(framework, load_impl, argv)
+
+
+# the twin's other commands: `python -m <impl> <command> ...`; anything else is a training run
+COMMANDS = {
+    "predict": lambda f, load, argv: predict_main(f, load, argv),
+    "defaults": lambda f, load, argv: defaults_main(f, load, argv),
+    "lockstep": _lockstep_main,
+    "bench": _bench_main,
+    "serve": lambda f, load, argv: serve_main(f, load),
+    "augment": lambda f, load, argv: augment_main(f, load, argv),
+}
+
+
 def main(framework: str, load_impl, argv=None) -> int:
     """Parse, then import the framework (load_impl) only once the input is known to be good."""
     t_start = time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["predict"]:
-        return predict_main(framework, load_impl, argv[1:])
-    if argv[:1] == ["defaults"]:
-        return defaults_main(framework, load_impl, argv[1:])
-    if argv[:1] == ["lockstep"]:
-        from shared.lockstep import main as lockstep_main
-
-        return lockstep_main(framework, load_impl, argv[1:])
-    if argv[:1] == ["bench"]:
-        from shared.bench import main as bench_main
-
-        return bench_main(framework, load_impl, argv[1:])
-    if argv[:1] == ["serve"]:
-        return serve_main(framework, load_impl)
-    if argv[:1] == ["augment"]:
-        return augment_main(framework, load_impl, argv[1:])
+    if argv[:1] and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](framework, load_impl, argv[1:])
     args = parser(framework).parse_args(argv)
     backend = getattr(args, "backend", None)
     stop_on_signals()
     config = None
-    created = rundir.first_missing(args.out)  # a refusal removes what this command created
+    created = rundir.first_missing(args.out)  # a refusal or a crash removes what this command created
     try:
         if args.keep_checkpoints < 0:
             raise cfg.ConfigError(f"--keep-checkpoints {args.keep_checkpoints}: give 0 (keep all) or a positive count")
@@ -130,53 +139,55 @@ def main(framework: str, load_impl, argv=None) -> int:
             impl, config, args.out, args.data_dir, args.resume, args.quiet, backend, args.keep_checkpoints, t_start
         )
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        _mark_failed(args.out, str(e))
-        rundir.remove_unstarted(created)
-        return 2
+        return _ended(args.out, created, f"error: {e}", str(e), 2)
     except (Stopped, KeyboardInterrupt) as e:
-        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the status write
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        epoch = _mark_interrupted(args.out, signal.Signals(signum).name)
-        # the command the user typed (fmnist-parity train ... sets RESUME_ENV before it becomes this process)
-        again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) + (
-            "" if args.resume else " --resume"
-        )
-        print(
-            f"interrupted by {signal.Signals(signum).name}"
-            + (f" after epoch {epoch}" if epoch is not None else "")
-            + f"; resume with: {again}",
-            file=sys.stderr,
-        )
-        return 128 + signum
+        return _interrupted(e.signum if isinstance(e, Stopped) else signal.SIGINT, args, framework, argv)
     except OSError as e:  # an --out that cannot be created or written, a full disk
         epochs = _epochs_kept(args.out)
         if epochs is None:  # nothing of this run was written: another place is the fix
             hint = "choose a location you can write to"
         else:  # the run's checkpoints and records up to the last full epoch are kept
-            again = (os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])) + (
-                "" if args.resume else " --resume"
-            )
             hint = (
                 f"nothing written before is lost (epochs done: {epochs}); free space or fix the permission, "
-                f"then resume with: {again}"
+                f"then resume with: {_resume_command(args, framework, argv)}"
             )
-        print(f"error: {e.filename or args.out}: {e.strerror or e}; {hint}", file=sys.stderr)
-        _mark_failed(args.out, f"{type(e).__name__}: {e}")
-        rundir.remove_unstarted(created)
-        return 2
+        line = f"error: {e.filename or args.out}: {e.strerror or e}; {hint}"
+        return _ended(args.out, created, line, f"{type(e).__name__}: {e}", 2)
     except Exception as e:  # anything else: record it, keep the traceback for the user
         from shared import memory
 
         if memory.is_oom(e):  # the estimate let it through, the device did not: one line all the same
             msg = memory.oom_message(config, e) if config else f"out of memory: {e}"
-            print(f"error: {msg}", file=sys.stderr)
-            _mark_failed(args.out, msg)
-            return 1
+            return _ended(args.out, created, f"error: {msg}", msg, 1)
         traceback.print_exc()
-        _mark_failed(args.out, f"{type(e).__name__}: {e}")
-        return 1
+        return _ended(args.out, created, None, f"{type(e).__name__}: {e}", 1)
+
+
+def _ended(out: Path, created: Path | None, line: str | None, message: str, code: int) -> int:
+    """A run that ended in error: say it in one line (or after the traceback), mark a started run
+    failed, remove what a run that never started created."""
+    if line:
+        print(line, file=sys.stderr)
+    _mark_failed(out, message)
+    rundir.remove_unstarted(created)
+    return code
+
+
+def _resume_command(args, framework: str, argv: list[str]) -> str:
+    """The command the user typed, with --resume (fmnist-parity train ... sets RESUME_ENV before it
+    becomes this process; otherwise the module's own)."""
+    typed = os.environ.get(RESUME_ENV) or shlex.join(["python", "-m", f"{framework}_impl", *argv])
+    return typed + ("" if args.resume else " --resume")
+
+
+def _interrupted(signum: int, args, framework: str, argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the status write
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    name = signal.Signals(signum).name
+    epoch = _mark_interrupted(args.out, name)
+    after = f" after epoch {epoch}" if epoch is not None else ""
+    print(f"interrupted by {name}{after}; resume with: {_resume_command(args, framework, argv)}", file=sys.stderr)
+    return 128 + signum
 
 
 SERVED = "\x1efmnist-parity-served"  # ends a served run's output: SERVED <exit code>

@@ -186,18 +186,6 @@ def lock(directory: Path, what: str = "run directory") -> None:
         tmp.unlink(missing_ok=True)
 
 
-def unlock_if_empty(directory: Path) -> None:
-    """Release `directory` and remove it if it holds nothing but the lock: a writer refused or killed
-    before its first record leaves nothing behind."""
-    directory = Path(directory)
-    key = str(directory.resolve())
-    if key not in _held or [p.name for p in directory.iterdir()] != [LOCK]:
-        return  # not ours, or it holds a record: kept, and still held for the caller's last words
-    (directory / LOCK).unlink()
-    directory.rmdir()
-    os.close(_held.pop(key))
-
-
 @dataclass
 class RunRecord:
     path: Path

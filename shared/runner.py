@@ -149,24 +149,10 @@ def run(
         env.get("device_free_bytes") if on_gpu else memory.host_available(),
         f"the GPU ({env.get('device_name', 'cuda')})" if on_gpu else "this machine's RAM",
     )
-    fresh = not out.exists()
     try:
         rundir.lock(out)
     except rundir.LockedError as e:
         raise RunError(str(e)) from None
-    try:
-        return _train(
-            impl, config, out, data, env, resume, quiet, backend, keep_checkpoints, (t_start, t_data, t_loaded)
-        )
-    except BaseException:
-        if fresh:  # a run refused or killed before its first record leaves no folder behind
-            rundir.unlock_if_empty(out)
-        raise
-
-
-def _train(impl, config, out, data, env, resume, quiet, backend, keep_checkpoints, times) -> int:
-    """run()'s part as the one writer of `out`: build, resume or start, train, evaluate, record."""
-    t_start, t_data, t_loaded = times
     done = prepare_out(out, config, impl.FRAMEWORK, backend, resume)  # again, now as the one writer
     t_build = time.perf_counter()
     mean, std = data.train_pixel_stats

@@ -371,21 +371,21 @@ def test_comparison_survives_sigterm_and_a_killed_harness(tmp_path, trained):
     assert r.returncode == 2 and "holds a comparison with other config" in r.stderr
 
 
-def test_a_refusal_after_the_lock_leaves_no_folder(tmp_path, data_dir, monkeypatch):
-    """Whatever refuses once the run holds its folder (here: building the model) takes the folder it
-    made with it; a folder that existed before is left as it was."""
-    from pytorch_impl import train as impl
-    from shared import config as cfg, runner
+def test_a_crash_before_the_first_record_leaves_no_folder(tmp_path, data_dir, monkeypatch, capsys):
+    """A run that fails once it holds its folder but before its first record (here: building the model
+    raises, as an unsupported setting once did) takes the folders it made with it, and keeps one
+    that existed."""
+    from pytorch_impl import cli, train as impl
+    from shared import cli as shared_cli
 
-    def refuse(config, env):
-        raise runner.RunError("refused while building")
+    def broken(config, env):
+        raise ValueError("broken while building")
 
-    monkeypatch.setattr(impl, "build", refuse)
-    config = cfg.RunConfig(epochs=1, hidden=(16,), threads=1)
-    with pytest.raises(runner.RunError):
-        runner.run(impl, config, tmp_path / "new", data_dir=data_dir, quiet=True)
-    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(impl, "build", broken)
+    argv = ["--epochs", "1", "--set", "hidden=16", "--set", "threads=1", "--data-dir", str(data_dir), "--quiet"]
+    new = tmp_path / "a" / "new"
+    assert shared_cli.main("pytorch", cli.load_impl, [*argv, "--out", str(new)]) == 1
+    assert "broken while building" in capsys.readouterr().err and not (tmp_path / "a").exists()
     (tmp_path / "kept").mkdir()
-    with pytest.raises(runner.RunError):
-        runner.run(impl, config, tmp_path / "kept", data_dir=data_dir, quiet=True)
-    assert (tmp_path / "kept").is_dir()
+    assert shared_cli.main("pytorch", cli.load_impl, [*argv, "--out", str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "run.json").exists()
