@@ -120,6 +120,33 @@ def remove_checkpoint(path: Path) -> None:
     Path(f"{path}.sha256").unlink(missing_ok=True)
 
 
+@dataclass
+class Writer:
+    """A run's record, written by its one live writer (after lock()) in the order a resume relies on:
+    the checkpoint, its seal, the metrics, then the status naming the epoch."""
+
+    out: Path
+    ext: str  # the framework's checkpoint extension
+    keep: int = 0  # checkpoints to keep (0: all)
+
+    def start(self, meta: dict, epochs_done: int) -> None:
+        write_run(self.out, meta)
+        write_status(self.out, "running", "", epochs_done)
+
+    def epoch(self, epoch: int, rows: list[dict], save_checkpoint) -> None:
+        """Record a finished epoch; save_checkpoint(path) writes the framework's checkpoint."""
+        path = checkpoint_path(self.out, epoch, self.ext)
+        save_checkpoint(path)
+        seal_checkpoint(path)
+        write_metrics(self.out, rows)
+        write_status(self.out, "running", "", epoch)
+        if self.keep and epoch > self.keep:
+            remove_checkpoint(checkpoint_path(self.out, epoch - self.keep, self.ext))
+
+    def end(self, state: str, epoch: int, message: str = "") -> None:
+        write_status(self.out, state, message, epoch)
+
+
 class LockedError(RuntimeError):
     """Another live process writes to this directory."""
 

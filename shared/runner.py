@@ -155,22 +155,13 @@ def run(
         raise RunError(str(e)) from None
     done = prepare_out(out, config, impl.FRAMEWORK, backend, resume)  # again, now as the one writer
     t_build = time.perf_counter()
-    mean, std = data.train_pixel_stats
-    x_train, x_test = data.scaled(config.scaling, config.dtype)
-    state = impl.build(config, env)
-    tensors = impl.to_device(
-        state, x_train, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
-    )
-    env["precision"] = impl.precision(
-        state, tensors["x_train"][:2]
-    )  # what each layer, the loss, the weights computed in
-    env["parameters"], env["network"] = impl.param_count(state), plan.describe(config)  # counted in the built model
+    state, tensors, x_test = _build(impl, config, data, env)
     # start-up: the process, imports, device set-up, the lock; data: reading, scaling, building, moving
-    startup_seconds, data_seconds = (
-        (t_data - t_start) + (t_build - t_loaded),
-        (t_loaded - t_data) + (time.perf_counter() - t_build),
-    )
-
+    timing = {
+        "startup_seconds": (t_data - t_start) + (t_build - t_loaded),
+        "data_seconds": (t_loaded - t_data) + (time.perf_counter() - t_build),
+    }
+    record = rundir.Writer(out, impl.CHECKPOINT_EXT, keep_checkpoints)
     rows = []
     epoch = resume_from(impl, state, out, done, quiet) if done else 0
     diag = diagnostics.read(out)[:epoch] if config.diagnostics else []
@@ -181,85 +172,108 @@ def run(
         if config.init == "shared":
             impl.import_weights(state, cfg.shared_init(config))
         weights.save(out / "weights" / "initial.npz", impl.export_weights(state), impl.export_bn(state))
-    rundir.write_run(
-        out,
-        {
-            "framework": impl.FRAMEWORK,
-            "backend": backend,
-            "config": config.to_dict(),
-            "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
-            "environment": env,
-            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-            "timing": {"startup_seconds": startup_seconds, "data_seconds": data_seconds},
-        },
-    )
-    rundir.write_status(out, "running", "", len(rows))
+    record.start(_meta(impl, config, backend, data, env, timing), len(rows))
     label = impl.FRAMEWORK + (f"-{backend}" if backend else "")
-    n = len(x_train)
-
     for epoch in range(len(rows) + 1, config.epochs + 1):
-        idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
-        if config.augment != "none":  # this epoch's pixels: shared (the same on every side) or the library's own
-            x_epoch = fdata.scale(
-                augment.epoch_images_for(impl, data.train_images, config, epoch),
-                config.scaling,
-                mean,
-                std,
-                config.dtype,
-            )
-            tensors = impl.to_device(
-                state, x_epoch, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
-            )
-        bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
-        t0 = time.perf_counter()
-        train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update, epoch)
+        row, bad = _epoch(impl, config, state, tensors, data, x_test, epoch, label, quiet)
         if bad is not None:
-            bar.close()
             where = f"step {bad[0]}" if bad[0] else "a step (fit reads the loss once per epoch)"
             msg = (
                 f"loss became {bad[1]} at epoch {epoch}, {where}; likely causes: the learning rate "
                 f"(lr={config.lr}) is too high for this model, or the head/loss pairing "
                 f"(head={config.head}) produces log(0); the last good checkpoint is epoch {epoch - 1}"
             )
-            rundir.write_status(out, "diverged", msg, epoch - 1)
+            record.end("diverged", epoch - 1, msg)
             _say(False, f"{label}: diverged: {msg}")
             return 3
-        seen = sum(len(i) for i in idx)
-        impl.sync(state)
-        train_seconds = time.perf_counter() - t0
-        bar.close()
-        t1 = time.perf_counter()
-        test_loss, test_acc = impl.evaluate(state, tensors)
-        eval_seconds = time.perf_counter() - t1
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_acc": correct / seen,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "train_seconds": train_seconds,
-                "eval_seconds": eval_seconds,
-                "samples_per_second": seen / train_seconds,
-            }
-        )
+        rows.append(row)
         if config.diagnostics:  # before the checkpoint: a resume never lacks an epoch's row
-            diag.append(diagnostics.measure(impl, state, tensors, n, epoch))
+            diag.append(diagnostics.measure(impl, state, tensors, len(data.train_labels), epoch))
             diagnostics.write(out, diag)
             if diag[-1]["warning"] and not any(d["warning"] for d in diag[:-1]):
                 _say(quiet, f"{label} epoch {epoch}: {diag[-1]['warning']}")
-        impl.save_checkpoint(state, rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT), epoch)
-        rundir.seal_checkpoint(rundir.checkpoint_path(out, epoch, impl.CHECKPOINT_EXT))
-        rundir.write_metrics(out, rows)
-        rundir.write_status(out, "running", "", epoch)
-        if keep_checkpoints and epoch > keep_checkpoints:
-            rundir.remove_checkpoint(rundir.checkpoint_path(out, epoch - keep_checkpoints, impl.CHECKPOINT_EXT))
+        record.epoch(epoch, rows, lambda path: impl.save_checkpoint(state, path, epoch))
         _say(
             quiet,
-            f"{label} epoch {epoch}/{config.epochs}: train loss {train_loss:.4f} "
-            f"acc {correct / seen:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-            f"{train_seconds:.2f}s train, {eval_seconds:.2f}s eval",
+            f"{label} epoch {epoch}/{config.epochs}: train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} | "
+            f"{row['train_seconds']:.2f}s train, {row['eval_seconds']:.2f}s eval",
         )
     weights.save(out / "weights" / "final.npz", impl.export_weights(state), impl.export_bn(state))
-    rundir.write_status(out, "completed", "", len(rows))
+    record.end("completed", len(rows))
     return 0
+
+
+def _build(impl, config: cfg.RunConfig, data, env: dict) -> tuple:
+    """The model and optimizer on the device, the data beside them; what they compute in goes into env.
+    Returns (state, tensors, the scaled test images)."""
+    x_train, x_test = data.scaled(config.scaling, config.dtype)
+    state = impl.build(config, env)
+    tensors = impl.to_device(
+        state, x_train, data.train_labels.astype(np.int64), x_test, data.test_labels.astype(np.int64), data
+    )
+    env["precision"] = impl.precision(
+        state, tensors["x_train"][:2]
+    )  # what each layer, the loss, the weights computed in
+    env["parameters"], env["network"] = impl.param_count(state), plan.describe(config)  # counted in the built model
+    return state, tensors, x_test
+
+
+def _meta(impl, config: cfg.RunConfig, backend, data, env: dict, timing: dict) -> dict:
+    """run.json: what ran, on what data and machine, typed how."""
+    mean, std = data.train_pixel_stats
+    return {
+        "framework": impl.FRAMEWORK,
+        "backend": backend,
+        "config": config.to_dict(),
+        "data": {"source": data.source, "sha256": data.sha256, "train_pixel_mean": mean, "train_pixel_std": std},
+        "environment": env,
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "timing": timing,
+    }
+
+
+def _epoch(impl, config: cfg.RunConfig, state, tensors: dict, data, x_test, epoch: int, label: str, quiet: bool):
+    """Train one epoch and evaluate: (its metrics row, None), or (None, (step, loss)) if the loss went bad.
+    With augmentation, this epoch's pixels replace the training tensors first."""
+    n = len(data.train_labels)
+    idx = fbatches.epoch_batches(config.seed, epoch, n, config.batch_size, config.last_batch)
+    if config.augment != "none":  # this epoch's pixels: shared (the same on every side) or the library's own
+        mean, std = data.train_pixel_stats
+        x_epoch = fdata.scale(
+            augment.epoch_images_for(impl, data.train_images, config, epoch), config.scaling, mean, std, config.dtype
+        )
+        tensors.update(
+            impl.to_device(
+                state,
+                x_epoch,
+                data.train_labels.astype(np.int64),
+                x_test,
+                data.test_labels.astype(np.int64),
+                data,
+            )
+        )
+    bar = _progress(len(idx), f"{label} epoch {epoch}/{config.epochs}", quiet)
+    t0 = time.perf_counter()
+    train_loss, correct, bad = impl.train_epoch(state, tensors, idx, bar.update, epoch)
+    if bad is not None:
+        bar.close()
+        return None, bad
+    seen = sum(len(i) for i in idx)
+    impl.sync(state)
+    train_seconds = time.perf_counter() - t0
+    bar.close()
+    t1 = time.perf_counter()
+    test_loss, test_acc = impl.evaluate(state, tensors)
+    eval_seconds = time.perf_counter() - t1
+    row = {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "train_acc": correct / seen,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "samples_per_second": seen / train_seconds,
+    }
+    return row, None
