@@ -179,13 +179,21 @@ def step1_gradients(a: dict, b: dict) -> list[float]:
 
 def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, div: dict) -> list[str]:
     """Plain sentences: which quantity differs, from which step, in which layer, with the evidence."""
-    dt, unit = config.dtype, cfg.compute_dtype(config)
-    level = tol(unit)
+    return [
+        *_forward_lines(label, a, b, config, x),
+        *_gradient_lines(label, a, b, config),
+        *_update_lines(label, a, b, config),
+        *_trajectory_lines(div),
+    ]
+
+
+def _forward_lines(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray) -> list[str]:
+    """Per side: the first dense layer whose step-1 output departs from the exact math, and what reproduces it."""
+    unit = cfg.compute_dtype(config)
     lines = []
     for side, t in ((REFERENCE, b), (label, a)):
-        side_slope = float(slope_value(t))
-        for f in forward_hypotheses(t, x, side_slope, unit):
-            if f["deviation"] > level:
+        for f in forward_hypotheses(t, x, float(slope_value(t)), unit):
+            if f["deviation"] > tol(unit):
                 m32 = f["hypotheses"]["matmul in float32"]
                 how = (
                     f"; {f['best']} reproduces it to {f['best_deviation']:.1e}"
@@ -200,11 +208,17 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
                     f"exact {unit} math on its own input by {f['deviation']:.1e} (relative){how}."
                 )
                 break
+    return lines
+
+
+def _gradient_lines(label: str, a: dict, b: dict, config: cfg.RunConfig) -> list[str]:
+    """The slopes each side used, and how far the step-1 gradients part."""
+    lines = []
     sa, sb = slope_value(a), slope_value(b)
     if sa != sb:
         lines.append(f"The LeakyReLU slopes differ: {label} uses {sa}, {REFERENCE} {sb} (config negative_slope).")
     g = step1_gradients(a, b)
-    if max(g) > level:
+    if max(g) > tol(cfg.compute_dtype(config)):
         worst = int(np.argmax(g))
         lines.append(
             f"Step-1 gradients (identical weights, same batch) differ most in layer {worst + 1}: "
@@ -212,6 +226,12 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
         )
     else:
         lines.append(f"Step-1 gradients agree to {max(g):.1e} (relative) in every layer.")
+    return lines
+
+
+def _update_lines(label: str, a: dict, b: dict, config: cfg.RunConfig) -> list[str]:
+    """The first updates inverted: the learning rate and momentum (SGD) or effective epsilon (Adam) applied."""
+    dt, lines = config.dtype, []
     ia, ib = implied_update(a, config), implied_update(b, config)
     if config.optimizer == "sgd" and ia and ib:
         for side, imp in ((REFERENCE, ib), (label, ia)):
@@ -238,6 +258,12 @@ def explain(label: str, a: dict, b: dict, config: cfg.RunConfig, x: np.ndarray, 
                 f"{1 / np.sqrt(1 - config.beta2):.3g} (Keras adds epsilon to sqrt(v) before the bias "
                 f"correction, PyTorch after)."
             )
+    return lines
+
+
+def _trajectory_lines(div: dict) -> list[str]:
+    """When the weights first part, and when a pre-activation first crosses zero in one run only."""
+    lines = []
     lr0 = next((s for s, r in zip(div["snap_steps"], div["rel_l2"]) if r > 0), None)
     if lr0 is not None:
         lines.append(
