@@ -49,12 +49,12 @@ def divergence(a: dict, b: dict) -> dict:
     layers = sum(1 for k in b if k.startswith("w_0_") and k.endswith("_k"))
     snaps, rel_l2, per_layer = [], [], []
     for s in (int(x) for x in b["snap_steps"] if x <= n and f"w_{x}_0_k" in a):
-        # every tensor of the state: dense kernels and biases, then batch norm's four (if any)
+        # every tensor of the state: dense kernels and biases, then each normalisation layer's (if any)
         keys = [(f"w_{s}_{i}_{t}", i + 1, "kernel" if t == "k" else "bias") for i in range(layers) for t in "kb"]
         keys += [
-            (k, int(k.split("_")[2]) + 1, "bn " + k.split("_", 3)[3])
+            (k, int(k.split("_")[2]) + 1, k.split("_")[0] + " " + k.split("_", 3)[3])
             for k in sorted(b)
-            if k.startswith(f"bn_{s}_") and k in a
+            if k.startswith((f"bn_{s}_", f"ln_{s}_")) and k in a
         ]
         num = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k, _, _ in keys))
         den = np.sqrt(sum(float(np.sum(b[k] ** 2)) for k, _, _ in keys))

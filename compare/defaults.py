@@ -224,6 +224,19 @@ ROWS = [
         "not needed",
     ),
     (
+        "LayerNorm epsilon",
+        lambda p: _g(p["layernorm"]["eps"]),
+        "added to each sample's variance before the square root: with Keras' 1e-3, features of small spread "
+        "are normalised less",
+        "ln_eps",
+    ),
+    (
+        "LayerNorm: epsilon added to the variance (measured)",
+        lambda p: f"{p['layernorm']['eps_measured']:.3g}",
+        "the same as the signature's default, or the layer adds another",
+        "ln_eps",
+    ),
+    (
         "Dropout default rate",
         lambda p: _g(p["dropout"]["default_rate"]),
         "a port that relies on PyTorch's default has no Keras equivalent to copy",
@@ -365,6 +378,8 @@ MEASURE = {
     "BatchNorm: weight of the new batch in the running mean (measured)": f'{ABLATE} --preset porting --cells "matched batch-norm momentum and epsilon"',
     "BatchNorm epsilon": f'{LOCKSTEP} --preset porting --cells "batch-norm momentum and epsilon alone"',
     "BatchNorm running variance takes (measured)": f'{LOCKSTEP} --preset porting --cells "batch-norm running variance alone"',
+    "LayerNorm epsilon": f'{LOCKSTEP} --set layernorm=true --cells "layer-norm epsilon alone"',
+    "LayerNorm: epsilon added to the variance (measured)": f'{ABLATE} --set layernorm=true --cells "matched layer-norm epsilon"',
     "Dropout masks come from": f'{ABLATE} --preset porting --cells "matched dropout masks"',
     "Adam(weight_decay=...) is (measured)": f'{ABLATE} {ADAM} --set weight_decay=1e-4 --cells "matched weight-decay form"',
     "AdamW default weight_decay": f'{ABLATE} --preset porting --cells "matched AdamW default decay"',

@@ -45,8 +45,8 @@ def load(directory: str | Path):
 
 def load_weights(run: str | Path, which: str = "final") -> dict:
     """A run's neutral weights (weights/<which>.npz) as {name: array}: kernel_<i> [in, out], bias_<i>, and
-    with batch norm bn_<j>_gamma / _beta / _mean / _var (shared/weights.py)."""
+    with normalisation layers bn_<j>_gamma / _beta / _mean / _var, ln_<j>_gamma / _beta (shared/weights.py)."""
     import numpy as np
 
     with np.load(Path(run) / "weights" / f"{which}.npz") as z:
-        return {k: z[k] for k in z.files if k not in ("layers", "bn_layers")}
+        return {k: z[k] for k in z.files if not k.endswith("layers")}

@@ -41,6 +41,8 @@ SOURCES = {
     "batchnorm": "measured",
     "batchnorm.momentum": "read",
     "batchnorm.eps": "read",
+    "layernorm": "measured",
+    "layernorm.eps": "read",
     "dropout": "measured",
     "dropout.default_rate": "read",
     "dropout.masks": "idiom",
@@ -278,6 +280,15 @@ def batchnorm_probe() -> dict:
     }
 
 
+def layernorm_probe() -> dict:
+    """A default LayerNormalization on one sample [-a, a] (mean 0, biased variance a^2, a = 0.01): its
+    output a / sqrt(a^2 + eps) gives the epsilon it adds, measured."""
+    a = 0.01
+    ln = keras.layers.LayerNormalization(dtype="float64")
+    y = float(keras.ops.convert_to_numpy(ln(keras.ops.convert_to_tensor([[-a, a]], dtype="float64")))[0, 1])
+    return {"eps": arg(keras.layers.LayerNormalization, "epsilon"), "eps_measured": a * a * (1 / (y * y) - 1)}
+
+
 def dropout_probe() -> dict:
     """The default rate, and what training mode does to the kept units of a vector of ones."""
     rate = inspect.signature(keras.layers.Dropout).parameters["rate"].default
@@ -492,6 +503,7 @@ def probe() -> dict:
         "loss": loss_probe(),
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),
+        "layernorm": layernorm_probe(),
         "dropout": dropout_probe(),
         "weight_decay": weight_decay_probe(),
         "clip": clip_probe(),

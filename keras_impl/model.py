@@ -95,6 +95,27 @@ class ExactBatchNorm(keras.layers.Layer):
         return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
 
 
+class ExactLayerNorm(keras.layers.Layer):
+    """Layer norm written out (the same lines as in PyTorch): each sample normalised over its features
+    with their mean and biased variance, then scaled and offset. Variable names as LayerNormalization's."""
+
+    def __init__(self, eps: float, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def build(self, shape):
+        width = (shape[-1],)
+        self.gamma = self.add_weight(shape=width, initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=width, initializer="zeros", name="beta")
+
+    def call(self, x):
+        k = lambda v: _const(v, x)
+        n = ops.shape(x)[-1]
+        d = ops.subtract(x, ops.divide(ops.sum(x, axis=-1, keepdims=True), k(n)))
+        var = ops.divide(ops.sum(ops.multiply(d, d), axis=-1, keepdims=True), k(n))
+        return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
+
+
 class SharedDropout(keras.layers.Layer):
     """Dropout with masks given from outside (shared/plan.py draws them; set_masks assigns them to
     this layer's variable before each step): x * mask in training, x in evaluation. The mask already
@@ -155,6 +176,18 @@ def bn_eps(config) -> float:
     return library_default(keras.layers.BatchNormalization, "epsilon") if config.bn_eps == "native" else config.bn_eps
 
 
+def ln_eps(config) -> float:
+    return library_default(keras.layers.LayerNormalization, "epsilon") if config.ln_eps == "native" else config.ln_eps
+
+
+def _layernorm(layer, config, dtype, l2):
+    if config.ops == "exact":
+        return ExactLayerNorm(ln_eps(config), dtype=dtype)
+    return keras.layers.LayerNormalization(
+        epsilon=ln_eps(config), dtype=dtype, gamma_regularizer=l2(), beta_regularizer=l2()
+    )
+
+
 def _batchnorm(layer, config, dtype, l2):
     running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
     if config.ops == "exact" or running_var != OWN_BN_VAR:
@@ -193,6 +226,7 @@ LAYERS = {
         l.width, l.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
     ),
     "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
     "leaky_relu": _leaky_relu,
     "dropout": _dropout,
     "maxpool": lambda l, c, dtype, l2: keras.layers.MaxPooling2D(plan.POOL, dtype=dtype),
@@ -540,19 +574,34 @@ def import_weights(model, layers) -> None:
         m.bias.assign(np.asarray(bias, dtype=m.bias.dtype))
 
 
-def bn_layers(model) -> list:
-    return [m for m in model.layers if isinstance(m, (keras.layers.BatchNormalization, ExactBatchNorm))]
+# each kind of normalisation layer (weights.NORMS) -> (its layers, its state in weights.NORMS' order)
+NORMS = {
+    "bn": (
+        (keras.layers.BatchNormalization, ExactBatchNorm),
+        lambda m: (m.gamma, m.beta, m.moving_mean, m.moving_variance),
+    ),
+    "ln": ((keras.layers.LayerNormalization, ExactLayerNorm), lambda m: (m.gamma, m.beta)),
+}
 
 
-def export_bn(model) -> list[tuple[np.ndarray, ...]]:
-    """[(gamma, beta, moving mean, moving variance)] per batch-norm layer."""
-    return [tuple(to_numpy(v) for v in (m.gamma, m.beta, m.moving_mean, m.moving_variance)) for m in bn_layers(model)]
+def norm_layers(model, kind: str) -> list:
+    return [m for m in model.layers if isinstance(m, NORMS[kind][0])]
 
 
-def import_bn(model, layers) -> None:
-    bns = bn_layers(model)
-    if len(bns) != len(layers):
-        raise ValueError(f"the weights have {len(layers)} batch-norm layers, the model {len(bns)}")
-    for m, arrays in zip(bns, layers):
-        for v, a in zip((m.gamma, m.beta, m.moving_mean, m.moving_variance), arrays):
-            v.assign(np.asarray(a, dtype=v.dtype))
+def export_norms(model) -> dict:
+    """{kind: [state arrays per layer]}: batch norm's gamma, beta, moving mean and variance; layer norm's
+    gamma and beta."""
+    return {
+        kind: [tuple(to_numpy(v) for v in parts(m)) for m in norm_layers(model, kind)]
+        for kind, (_, parts) in NORMS.items()
+    }
+
+
+def import_norms(model, norms: dict) -> None:
+    for kind, (_, parts) in NORMS.items():
+        found, given = norm_layers(model, kind), norms.get(kind, [])
+        if len(found) != len(given):
+            raise ValueError(f"the weights have {len(given)} {kind} layers, the model {len(found)}")
+        for m, arrays in zip(found, given):
+            for v, a in zip(parts(m), arrays):
+                v.assign(np.asarray(a, dtype=v.dtype))

@@ -389,9 +389,9 @@ def import_weights(state: State, layers) -> None:
     M.import_weights(state.model, layers)
 
 
-def export_bn(state: State):
-    return M.export_bn(state.model)
+def export_norms(state: State) -> dict:
+    return M.export_norms(state.model)
 
 
-def import_bn(state: State, layers) -> None:
-    M.import_bn(state.model, layers)
+def import_norms(state: State, norms: dict) -> None:
+    M.import_norms(state.model, norms)

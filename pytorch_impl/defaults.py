@@ -43,6 +43,8 @@ SOURCES = {
     "batchnorm": "measured",
     "batchnorm.momentum": "read",
     "batchnorm.eps": "read",
+    "layernorm": "measured",
+    "layernorm.eps": "read",
     "dropout": "measured",
     "dropout.default_rate": "read",
     "dropout.masks": "idiom",
@@ -239,6 +241,16 @@ def batchnorm_probe() -> dict:
     }
 
 
+def layernorm_probe() -> dict:
+    """A default LayerNorm on one sample [-a, a] (mean 0, biased variance a^2, a = 0.01): its output
+    a / sqrt(a^2 + eps) gives the epsilon it adds, measured."""
+    a = 0.01
+    ln = nn.LayerNorm(2).double()
+    with torch.no_grad():
+        y = float(ln(torch.tensor([[-a, a]], dtype=torch.float64))[0, 1])
+    return {"eps": arg(nn.LayerNorm, "eps"), "eps_measured": a * a * (1 / (y * y) - 1)}
+
+
 def dropout_probe() -> dict:
     """The default rate, and what training mode does to the kept units of a vector of ones."""
     d = nn.Dropout(0.5)
@@ -373,6 +385,7 @@ def probe() -> dict:
         "loss": loss_probe(),
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),
+        "layernorm": layernorm_probe(),
         "dropout": dropout_probe(),
         "weight_decay": weight_decay_probe(),
         "clip": clip_probe(),

@@ -97,6 +97,23 @@ class ExactBatchNorm(nn.Module):
         return d / torch.sqrt(var + k(self.eps)) * self.weight.to(x.dtype) + self.bias.to(x.dtype)
 
 
+class ExactLayerNorm(nn.Module):
+    """Layer norm written out (the same lines as in Keras): each sample normalised over its features with
+    their mean and biased variance, then scaled and offset. Parameter names as nn.LayerNorm's."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight, self.bias = nn.Parameter(torch.ones(width)), nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        k = lambda v: _const(v, x)
+        n = x.shape[-1]
+        d = x - x.sum(-1, keepdim=True) / k(n)
+        var = (d * d).sum(-1, keepdim=True) / k(n)
+        return d / torch.sqrt(var + k(self.eps)) * self.weight.to(x.dtype) + self.bias.to(x.dtype)
+
+
 class SharedDropout(nn.Module):
     """Dropout with masks given from outside (shared/plan.py draws them; set_masks puts them here):
     x * mask in training, x in evaluation. The mask already holds keep / (1 - rate)."""
@@ -153,6 +170,10 @@ def bn_eps(config) -> float:
     return library_default(nn.BatchNorm1d, "eps") if config.bn_eps == "native" else config.bn_eps
 
 
+def ln_eps(config) -> float:
+    return library_default(nn.LayerNorm, "eps") if config.ln_eps == "native" else config.ln_eps
+
+
 def _batchnorm(layer, config):
     running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
     if config.ops == "exact" or running_var != OWN_BN_VAR:
@@ -172,6 +193,9 @@ LAYERS = {
     # NCHW; the library's convolution in the tensor's dtype under ops=exact too
     "conv": lambda l, c: nn.Conv2d(l.fan_in, l.width, l.kernel, padding="same"),
     "batchnorm": _batchnorm,
+    "layernorm": lambda l, c: (
+        ExactLayerNorm(l.width, ln_eps(c)) if c.ops == "exact" else nn.LayerNorm(l.width, eps=ln_eps(c))
+    ),
     "leaky_relu": _leaky_relu,
     "dropout": lambda l, c: SharedDropout() if plan.shared_masks(c) else nn.Dropout(c.dropout),
     "maxpool": lambda l, c: nn.MaxPool2d(plan.POOL),
@@ -484,22 +508,32 @@ def import_weights(model, layers) -> None:
             m.bias.copy_(torch.as_tensor(bias, dtype=m.bias.dtype))
 
 
-def bn_layers(model) -> list:
-    return [m for m in model if isinstance(m, (nn.BatchNorm1d, ExactBatchNorm))]
+# each kind of normalisation layer (weights.NORMS) -> (its modules, its state in weights.NORMS' order)
+NORMS = {
+    "bn": ((nn.BatchNorm1d, ExactBatchNorm), lambda m: (m.weight, m.bias, m.running_mean, m.running_var)),
+    "ln": ((nn.LayerNorm, ExactLayerNorm), lambda m: (m.weight, m.bias)),
+}
 
 
-def export_bn(model) -> list[tuple[np.ndarray, ...]]:
-    """[(gamma, beta, running mean, running variance)] per batch-norm layer."""
-    return [
-        tuple(to_numpy(t).copy() for t in (m.weight, m.bias, m.running_mean, m.running_var)) for m in bn_layers(model)
-    ]
+def norm_layers(model, kind: str) -> list:
+    return [m for m in model if isinstance(m, NORMS[kind][0])]
 
 
-def import_bn(model, layers) -> None:
-    bns = bn_layers(model)
-    if len(bns) != len(layers):
-        raise ValueError(f"the weights have {len(layers)} batch-norm layers, the model {len(bns)}")
-    with torch.no_grad():
-        for m, arrays in zip(bns, layers):
-            for t, a in zip((m.weight, m.bias, m.running_mean, m.running_var), arrays):
-                t.copy_(torch.as_tensor(a, dtype=t.dtype))
+def export_norms(model) -> dict:
+    """{kind: [state tensors per layer]}: batch norm's gamma, beta, running mean and variance; layer norm's
+    gamma and beta."""
+    return {
+        kind: [tuple(to_numpy(t).copy() for t in parts(m)) for m in norm_layers(model, kind)]
+        for kind, (_, parts) in NORMS.items()
+    }
+
+
+def import_norms(model, norms: dict) -> None:
+    for kind, (_, parts) in NORMS.items():
+        found, given = norm_layers(model, kind), norms.get(kind, [])
+        if len(found) != len(given):
+            raise ValueError(f"the weights have {len(given)} {kind} layers, the model {len(found)}")
+        with torch.no_grad():
+            for m, arrays in zip(found, given):
+                for t, a in zip(parts(m), arrays):
+                    t.copy_(torch.as_tensor(a, dtype=t.dtype))

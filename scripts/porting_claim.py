@@ -198,6 +198,7 @@ def blocks(out: Path = OUT) -> dict[str, str]:
 
 PORTING_ROWS = (
     "BatchNorm",
+    "LayerNorm",
     "Dropout",
     "Adam(weight_decay",
     "AdamW",

@@ -238,7 +238,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
         impl = load_impl(getattr(args, "backend", None), config)
         state = impl.build(config, impl.setup(config, resolve_threads(config.threads)))
         impl.import_weights(state, weights.load(args.weights))
-        impl.import_bn(state, weights.load_bn(args.weights))
+        impl.import_norms(state, weights.load_norms(args.weights))
         data = fdata.load(args.data_dir)
         outputs = impl.predict(state, data.scaled(config.scaling, config.dtype)[1])
     except (cfg.ConfigError, fdata.DataError, RunError, rundir.RunFormatError, ValueError) as e:
@@ -246,7 +246,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
         return 2
     atomic_write(args.out, lambda f: np.save(f, outputs))
     if args.export:
-        weights.save(args.export, impl.export_weights(state), impl.export_bn(state))
+        weights.save(args.export, impl.export_weights(state), impl.export_norms(state))
     return 0
 
 

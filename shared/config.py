@@ -44,7 +44,7 @@ CHOICES = {
     "lr_schedule_unit": ("native", "epoch", "step"),
 }
 NATIVE = "native"  # for these numbers: each framework's own library default
-NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "weight_decay", "rho")
+NATIVE_OK = ("negative_slope", "eps", "bn_momentum", "bn_eps", "ln_eps", "weight_decay", "rho")
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class RunConfig:
     bn_eps: float = "native"  # added to the variance; native: each library's default
     bn_running_var: str = "native"  # which batch variance the running average takes: unbiased (n-1) or
     # biased (n); native: each library's own
+    layernorm: bool = False  # layer norm after each hidden Dense (after batch norm if both), before its activation
+    ln_eps: float = "native"  # added to the variance; native: each library's default
     weight_decay: float = 0.0  # decay strength; native (adamw only): each library's AdamW default
     weight_decay_form: str = "native"  # coupled: wd*w added to the gradient (L2); decoupled: w -= lr*wd*w;
     # native: each library's idiom for the optimizer
@@ -191,6 +193,7 @@ def validate(c: RunConfig) -> None:
         ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
         ("bn_momentum", num("bn_momentum") or 0 < c.bn_momentum <= 1, "in (0, 1] or native"),
         ("bn_eps", num("bn_eps") or 0 < c.bn_eps, "> 0 or native"),
+        ("ln_eps", num("ln_eps") or 0 < c.ln_eps, "> 0 or native"),
         ("weight_decay", num("weight_decay") or 0 <= c.weight_decay, ">= 0 (or native with optimizer=adamw)"),
         ("clip_norm", 0 <= c.clip_norm, ">= 0 (0 = no clipping)"),
         ("lr_step_epochs", 1 <= c.lr_step_epochs <= 100000, "between 1 and 100000"),
@@ -265,6 +268,7 @@ def _check_combinations(c: RunConfig) -> None:
             for k, v in (
                 ("hidden", c.hidden != d["hidden"]),
                 ("batchnorm", c.batchnorm),
+                ("layernorm", c.layernorm),
                 ("dropout", c.dropout > 0),
                 ("pipeline=torchvision", c.pipeline != "memory"),
             )
@@ -284,7 +288,11 @@ def _check_combinations(c: RunConfig) -> None:
             f"{c.mixed_precision}: use it with dtype=float32 (the default), not dtype={c.dtype}"
         )
     if c.compile == "step":  # the compiled step writes SGD out (pytorch_impl.train.compile_step): plain SGD only
-        extra = [k for k in ("batchnorm", "dropout", "weight_decay", "clip_norm", "label_smoothing") if getattr(c, k)]
+        extra = [
+            k
+            for k in ("batchnorm", "layernorm", "dropout", "weight_decay", "clip_norm", "label_smoothing")
+            if getattr(c, k)
+        ]
         extra += [
             k
             for k, plain in (("optimizer", "sgd"), ("lr_schedule", "constant"), ("ops", "native"), ("model", "mlp"))

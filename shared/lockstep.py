@@ -9,7 +9,7 @@ trace.npz holds
                            (of a convolution: of the first SIGN_IMAGES images)
   snap_steps      [S]      the steps after which weights were saved (0 = the initial weights)
   w_<s>_<i>_k / w_<s>_<i>_b    kernel [in, out] / bias of layer i after step s
-  bn_<s>_<j>_<part>            batch-norm layer j's gamma, beta, mean, var after step s (if any)
+  <kind>_<s>_<j>_<part>        normalisation layer j's state after step s (if any; weights.NORMS: bn_, ln_)
   act_<i>         weighted layer i's output for the first batch at the initial weights (training mode;
                   a convolution's in NHWC)
   grad_<i>_k / grad_<i>_b     the first batch's gradients at the initial weights (training mode)
@@ -130,8 +130,9 @@ def trace(
     def snap(s):
         for i, (k, b) in enumerate(impl.export_weights(state)):
             arrays[f"w_{s}_{i}_k"], arrays[f"w_{s}_{i}_b"] = k, b
-        for j, parts in enumerate(impl.export_bn(state)):
-            arrays.update({f"bn_{s}_{j}_{name}": a for name, a in zip(weights.BN_PARTS, parts)})
+        for kind, found in impl.export_norms(state).items():
+            for j, parts in enumerate(found):
+                arrays.update({f"{kind}_{s}_{j}_{name}": a for name, a in zip(weights.NORMS[kind], parts)})
 
     snap(0)
     losses, signs = [], []

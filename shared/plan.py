@@ -3,8 +3,8 @@ into its own library (pytorch_impl/model.py, keras_impl/model.py: one plan, two 
 training half (optimizer, decay, clipping, schedule, loss) is shared/training.py. The written-out
 pieces both translations share live here too: the shared dropout masks, drawn in numpy (float64).
 
-The network (model=mlp): Dense, then (batchnorm) BatchNorm, then LeakyReLU, then (dropout) Dropout,
-per hidden layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
+The network (model=mlp): Dense, then (batchnorm) BatchNorm, then (layernorm) LayerNorm over the
+layer's features, then LeakyReLU, then (dropout) Dropout, per hidden layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
 The CNN (model=cnn): the flat 784 pixels as a 28x28 image with one channel; per entry of `channels`
 a 3x3 convolution ('same' padding, stride 1) with that many outputs, LeakyReLU, 2x2 max pooling;
 then flatten in (row, column, channel) order and the output Dense; the same heads. Layouts are
@@ -33,6 +33,7 @@ KINDS = (
     "dense",
     "conv",
     "batchnorm",
+    "layernorm",
     "leaky_relu",
     "dropout",
     "maxpool",
@@ -46,9 +47,9 @@ KINDS = (
 @dataclass(frozen=True)
 class Layer:
     kind: str  # one of KINDS
-    width: int = 0  # dense: outputs; conv: output channels; batchnorm, dropout: features; flatten: features
+    width: int = 0  # dense: outputs; conv: output channels; batchnorm, layernorm, dropout, flatten: features
     fan_in: int = 0  # dense: inputs; conv: input channels
-    index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); batchnorm, dropout: hidden layer i
+    index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); norms, dropout: hidden layer i
     kernel: int = 0  # conv: kernel size
 
 
@@ -62,6 +63,8 @@ def network(config) -> list[Layer]:
         if i < len(sizes) - 2:
             if config.batchnorm:
                 out.append(Layer("batchnorm", width, index=i))
+            if config.layernorm:
+                out.append(Layer("layernorm", width, index=i))
             out.append(Layer("leaky_relu", width, index=i))
             if config.dropout > 0:
                 out.append(Layer("dropout", width, index=i))
@@ -92,9 +95,9 @@ def weight_shapes(config) -> list[tuple[tuple, int]]:
 
 
 def param_count(config) -> int:
-    """Trainable parameters (kernels and biases; batch norm's scale and offset too)."""
+    """Trainable parameters (kernels and biases; batch and layer norm's scale and offset too)."""
     n = sum(math.prod(k) + k[-1] for k, _ in weight_shapes(config))
-    return n + sum(2 * l.width for l in network(config) if l.kind == "batchnorm")
+    return n + sum(2 * l.width for l in network(config) if l.kind in ("batchnorm", "layernorm"))
 
 
 def activation_units(config) -> int:

@@ -3,9 +3,10 @@ i = 0 .. n-1 in forward order, plus `layers` = n. A dense kernel is [in, out] (P
 is [out, in]: its exporter transposes; a Keras Dense kernel is already [in, out]); a convolution
 kernel is [kh, kw, in, out] (Keras' Conv2D layout; PyTorch's Conv2d.weight [out, in, kh, kw] is
 transposed), and the dense layer after a convolution sees the features flattened in (row, column,
-channel) order on both sides (shared/plan.py). A network with batch norm adds
-`bn_<j>_gamma`, `bn_<j>_beta`, `bn_<j>_mean`, `bn_<j>_var` for hidden layer j ([width] each: scale,
-offset, running/moving mean and variance) and `bn_layers`."""
+channel) order on both sides (shared/plan.py). A network with normalisation layers adds, per kind
+(NORMS) and per such layer j in forward order, `<kind>_<j>_<part>` ([width] each) and `<kind>_layers`:
+batch norm `bn_<j>_gamma`, `_beta`, `_mean`, `_var` (scale, offset, running/moving mean and variance),
+layer norm `ln_<j>_gamma`, `_beta`."""
 
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ import numpy as np
 from shared.atomic import atomic_write
 
 
-BN_PARTS = ("gamma", "beta", "mean", "var")
+# each kind of normalisation layer -> the parts of its state, in the order the twins export them
+NORMS = {"bn": ("gamma", "beta", "mean", "var"), "ln": ("gamma", "beta")}
 
 
-def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]], bn: list[tuple] = ()) -> None:
+def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]], norms: dict | None = None) -> None:
+    """`norms`: {kind: [parts per layer]} (the twins' export_norms), empty kinds left out."""
     arrays = {"layers": np.array(len(layers))}
     for i, (k, b) in enumerate(layers):
         arrays[f"kernel_{i}"], arrays[f"bias_{i}"] = np.asarray(k), np.asarray(b)
-    if bn:
-        arrays["bn_layers"] = np.array(len(bn))
-        for j, parts in enumerate(bn):
-            arrays.update({f"bn_{j}_{name}": np.asarray(a) for name, a in zip(BN_PARTS, parts)})
+    for kind, found in (norms or {}).items():
+        if found:
+            arrays[f"{kind}_layers"] = np.array(len(found))
+            for j, parts in enumerate(found):
+                arrays.update({f"{kind}_{j}_{name}": np.asarray(a) for name, a in zip(NORMS[kind], parts)})
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
@@ -54,8 +58,8 @@ def load(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     return layers
 
 
-def load_bn(path: str | Path) -> list[tuple[np.ndarray, ...]]:
-    """The batch-norm layers' (gamma, beta, mean, var), [] for a network without batch norm."""
+def load_norms(path: str | Path) -> dict[str, list[tuple[np.ndarray, ...]]]:
+    """{kind: each layer's parts} for every kind of NORMS ([] where the network has none)."""
     with np.load(path) as z:
-        n = int(z["bn_layers"]) if "bn_layers" in z.files else 0
-        return [tuple(z[f"bn_{j}_{name}"] for name in BN_PARTS) for j in range(n)]
+        count = {kind: int(z[f"{kind}_layers"]) if f"{kind}_layers" in z.files else 0 for kind in NORMS}
+        return {kind: [tuple(z[f"{kind}_{j}_{p}"] for p in NORMS[kind]) for j in range(count[kind])] for kind in NORMS}

@@ -14,7 +14,15 @@ from compare import ablate, causes, lockstep
 from shared import config as cfg
 from shared import plan, training, weights
 
-ALL = ["batchnorm=true", "dropout=0.2", "weight_decay=5e-4", "clip_norm=1", "lr_schedule=cosine", "label_smoothing=0.1"]
+ALL = [
+    "batchnorm=true",
+    "layernorm=true",
+    "dropout=0.2",
+    "weight_decay=5e-4",
+    "clip_norm=1",
+    "lr_schedule=cosine",
+    "label_smoothing=0.1",
+]
 SMALL = ["hidden=32,16", "threads=1"]
 
 
@@ -27,9 +35,10 @@ def real_data_env(data_dir, monkeypatch):
 def test_the_plan_lists_the_layers_in_order():
     kinds = lambda *sets: [l.kind for l in plan.network(cfg.resolve("standard", list(sets)))]
     assert kinds() == ["dense", "leaky_relu", "dense", "leaky_relu", "dense"]
-    assert kinds("batchnorm=true", "dropout=0.5", "hidden=7", "head=seed") == [
+    assert kinds("batchnorm=true", "layernorm=true", "dropout=0.5", "hidden=7", "head=seed") == [
         "dense",
         "batchnorm",
+        "layernorm",
         "leaky_relu",
         "dropout",
         "dense",
@@ -123,7 +132,7 @@ def test_shared_dropout_masks_are_a_pure_function_of_seed_epoch_step_layer():
 
 @pytest.mark.parametrize("backends", [("keras",), pytest.param(("keras-jax", "keras-torch"), marks=pytest.mark.slow)])
 def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(backends, tmp_path, data_dir):
-    """Batch norm (training and evaluation), shared dropout masks, coupled decay, global clipping, a
+    """Batch norm (training and evaluation), layer norm, shared dropout masks, coupled decay, global clipping, a
     cosine schedule and label smoothing: PyTorch and each Keras backend to 1e-10 after the steps.
     (Keras' torch backend computes float64 matmul, mean, the loss reduction and a maximum of two 0-d
     tensors in float32; the exact ops avoid them; those two backends: -m slow.) Resuming with these features: test_reliability's chaos."""
@@ -153,7 +162,14 @@ def test_matched_float64_with_every_feature_agrees_on_every_keras_backend(backen
     for who, t in traces.items():
         d = causes.divergence(t, ref)
         assert d["steps"] == steps and d["final_max_rel"] <= causes.MATCHED_TOL, (who, d["final_max_rel"])
-        assert {p["part"] for p in d["per_layer"][-1]} >= {"kernel", "bias", "bn gamma", "bn mean", "bn var"}
+        assert {p["part"] for p in d["per_layer"][-1]} >= {
+            "kernel",
+            "bias",
+            "bn gamma",
+            "bn mean",
+            "bn var",
+            "ln gamma",
+        }
 
 
 @pytest.mark.parametrize(
@@ -266,15 +282,20 @@ def test_ablation_cells_follow_the_features():
     assert sgd["matched weight-decay form"]["weight_decay_form"] == "coupled"
 
 
-def test_neutral_weights_carry_batch_norm(tmp_path):
+def test_neutral_weights_carry_the_normalisation_layers(tmp_path):
     layers = cfg.shared_init(cfg.resolve("standard", ["hidden=5,4"]))
-    bn = [tuple(np.full(w, v) for v in (1.5, 0.5, 0.1, 2.0)) for w in (5, 4)]
-    weights.save(tmp_path / "weights" / "final.npz", layers, bn)
-    back = weights.load_bn(tmp_path / "weights" / "final.npz")
-    assert len(back) == 2 and all(np.array_equal(a, b) for x, y in zip(bn, back) for a, b in zip(x, y))
+    norms = {
+        "bn": [tuple(np.full(w, v) for v in (1.5, 0.5, 0.1, 2.0)) for w in (5, 4)],
+        "ln": [tuple(np.full(w, v) for v in (0.7, -0.2)) for w in (5, 4)],
+    }
+    weights.save(tmp_path / "weights" / "final.npz", layers, norms)
+    back = weights.load_norms(tmp_path / "weights" / "final.npz")
+    for kind in ("bn", "ln"):
+        assert len(back[kind]) == 2
+        assert all(np.array_equal(a, b) for x, y in zip(norms[kind], back[kind]) for a, b in zip(x, y))
     got = compare.load_weights(tmp_path)
     assert set(got) == {f"{k}_{i}" for k in ("kernel", "bias") for i in range(3)} | {
-        f"bn_{j}_{p}" for j in range(2) for p in weights.BN_PARTS
+        f"{kind}_{j}_{p}" for kind in ("bn", "ln") for j in range(2) for p in weights.NORMS[kind]
     }
     weights.save(tmp_path / "plain.npz", layers)
-    assert weights.load_bn(tmp_path / "plain.npz") == []
+    assert weights.load_norms(tmp_path / "plain.npz") == {"bn": [], "ln": []}

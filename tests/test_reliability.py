@@ -131,7 +131,7 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int, write_first: bool = F
     assert strip(metrics(run)) == strip(metrics(tmp_path / "full"))
     assert not list(run.rglob("*.tmp")), "a killed write left a temp file behind"
     assert "final weights: identical, bit for bit (batch-norm state included)" in diff.describe(tmp_path / "full", run)
-    assert len(weights.load_bn(run / "weights" / "final.npz")) == 2
+    assert len(weights.load_norms(run / "weights" / "final.npz")["bn"]) == 2
     return log
 
 
