@@ -105,6 +105,12 @@ ROWS = [
         "channels (model=cnn; PyTorch's translation flattens as Keras)",
     ),
     (
+        "strided 'same' convolution padding (measured)",
+        lambda p: p["stride"]["padding"],
+        "the usual port of Keras' 'same' shifts every feature map of a strided convolution by one pixel",
+        "stride_padding (model=cnn, downsample=stride)",
+    ),
+    (
         "LeakyReLU slope (layer)",
         lambda p: _g(p["slope"]["layer"]),
         "a different activation: a newcomer's port trains another function",
@@ -364,6 +370,7 @@ MEASURE = {
     "conv kernel initialiser (model=cnn)": f'{ABLATE} --set model=cnn --cells "matched init"',
     "conv bias initialiser (model=cnn)": f'{ABLATE} --set model=cnn --cells "matched init"',
     "Flatten order of a conv output (measured)": f'{LOCKSTEP} --set model=cnn --cells "native,matched"',
+    "strided 'same' convolution padding (measured)": f'{LOCKSTEP} --set model=cnn --set downsample=stride --cells "native,strided-conv padding alone,matched"',
     "LeakyReLU slope (layer)": f'{ABLATE} --cells "matched LeakyReLU slope"',
     "LeakyReLU slope (function)": "fmnist-parity defaults",
     "momentum update form": f'{LOCKSTEP} --set lr_schedule=step --set lr_step_epochs=1 --steps 600 --cells "native,same definition"',

@@ -27,6 +27,7 @@ SOURCES = {
     "conv.data_format": "read",
     "conv.kernel_layout": "read",
     "conv.flatten_order": "measured",
+    "stride": "measured",
     "slope": "measured",
     "sgd_lr": "read",
     "sgd_momentum": "read",
@@ -141,6 +142,21 @@ def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
         "layout": f"NHWC ({keras.config.image_data_format()})",
     }
     return {**{k: np.asarray(keras.ops.convert_to_numpy(v))[..., 0] for k, v in out.items()}, "defaults": defaults}
+
+
+def stride_probe() -> dict:
+    """A stride-2 3x3 'same' convolution on an image holding each pixel's 1-based position, its kernel
+    picking the top-left tap: the first output reads the padding (a row and column on top and left) or
+    pixel 1 (none there: the odd padding row and column at the bottom and right)."""
+    x = keras.ops.convert_to_tensor(np.arange(1, 28 * 28 + 1, dtype=np.float64).reshape(1, 28, 28, 1))
+    conv = keras.layers.Conv2D(1, 3, strides=2, padding="same", use_bias=False, dtype="float64")
+    conv.build((None, 28, 28, 1))
+    kernel = np.zeros((3, 3, 1, 1))
+    kernel[0, 0, 0, 0] = 1
+    conv.kernel.assign(kernel)
+    first = float(keras.ops.convert_to_numpy(conv(x))[0, 0, 0, 0])
+    where = "on every side (top and left too)" if first == 0 else "at the bottom and right only"
+    return {"padding": f"padding='same' with strides=2 pads {where}"}
 
 
 def slope_probe() -> dict:
@@ -493,6 +509,7 @@ def probe() -> dict:
         "init": init_bounds(),
         "init_names": init_names(),
         "conv": conv_probe(),
+        "stride": stride_probe(),
         "slope": slope_probe(),
         "sgd_lr": arg(keras.optimizers.SGD, "learning_rate"),
         "sgd_momentum": arg(keras.optimizers.SGD, "momentum"),

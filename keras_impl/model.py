@@ -221,9 +221,10 @@ LAYERS = {
     "dense": lambda l, c, dtype, l2: (ExactDense if c.ops == "exact" else keras.layers.Dense)(
         l.width, dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
     ),
-    # NHWC; the library's convolution in the tensor's dtype under ops=exact too
+    # NHWC, 'same' padding (with a stride, the odd row and column at the bottom and right: stride_padding's
+    # both values); the library's convolution in the tensor's dtype under ops=exact too
     "conv": lambda l, c, dtype, l2: keras.layers.Conv2D(
-        l.width, l.kernel, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
+        l.width, l.kernel, strides=l.stride, padding="same", dtype=dtype, kernel_regularizer=l2(), bias_regularizer=l2()
     ),
     "batchnorm": _batchnorm,
     "layernorm": _layernorm,

@@ -28,6 +28,7 @@ SOURCES = {
     "conv.data_format": "measured",
     "conv.kernel_layout": "read",
     "conv.flatten_order": "measured",
+    "stride": "measured",
     "slope": "measured",
     "sgd_lr": "read",
     "sgd_momentum": "read",
@@ -136,6 +137,26 @@ def augmentation(images: np.ndarray, angle: float, shift: tuple) -> dict:
         "layout": "NCHW",
     }
     return {**{k: v[:, 0].numpy() for k, v in out.items()}, "defaults": defaults}
+
+
+def stride_probe() -> dict:
+    """A stride-2 3x3 convolution on an image holding each pixel's 1-based position, its kernel picking the
+    top-left tap: the first output reads the padding (a row and column on top and left) or pixel 1 (none
+    there: the odd padding row and column at the bottom and right). PyTorch refuses padding='same' with a
+    stride, so the one measured is the usual port, padding=1."""
+    try:
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
+        same = "accepted"
+    except ValueError:
+        same = "refused with a stride"
+    x = torch.arange(1, 28 * 28 + 1, dtype=torch.float64).reshape(1, 1, 28, 28)
+    conv = nn.Conv2d(1, 1, 3, stride=2, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 0, 0] = 1
+        first = float(conv(x)[0, 0, 0, 0])
+    where = "on every side (top and left too)" if first == 0 else "at the bottom and right only"
+    return {"padding": f"padding='same' {same}; the usual port padding=1 pads {where}"}
 
 
 def slope_probe() -> dict:
@@ -375,6 +396,7 @@ def probe() -> dict:
         "init": init_bounds(),
         "init_names": init_names(),
         "conv": conv_probe(),
+        "stride": stride_probe(),
         "slope": slope_probe(),
         "sgd_lr": arg(torch.optim.SGD, "lr"),
         "sgd_momentum": arg(torch.optim.SGD, "momentum"),

@@ -114,6 +114,18 @@ class ExactLayerNorm(nn.Module):
         return d / torch.sqrt(var + k(self.eps)) * self.weight.to(x.dtype) + self.bias.to(x.dtype)
 
 
+class SamePadConv2d(nn.Conv2d):
+    """A strided convolution padded as Keras' 'same' (and TensorFlow's): the total padding a stride needs,
+    the odd row and column at the bottom and right. PyTorch refuses padding='same' with a stride."""
+
+    def forward(self, x):
+        pads = []
+        for n, k, s in zip(x.shape[:1:-1], self.kernel_size[::-1], self.stride[::-1]):  # width, then height
+            total = max((-(-n // s) - 1) * s + k - n, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads))
+
+
 class SharedDropout(nn.Module):
     """Dropout with masks given from outside (shared/plan.py draws them; set_masks puts them here):
     x * mask in training, x in evaluation. The mask already holds keep / (1 - rate)."""
@@ -170,6 +182,20 @@ def bn_eps(config) -> float:
     return library_default(nn.BatchNorm1d, "eps") if config.bn_eps == "native" else config.bn_eps
 
 
+def stride_padding(config) -> str:
+    """How a strided convolution pads: native is the usual port, padding=k//2 on every side."""
+    return "symmetric" if config.stride_padding == "native" else config.stride_padding
+
+
+def _conv(layer, config):
+    """NCHW; the library's convolution in the tensor's dtype under ops=exact too."""
+    if layer.stride == 1:
+        return nn.Conv2d(layer.fan_in, layer.width, layer.kernel, padding="same")
+    if stride_padding(config) == "same":
+        return SamePadConv2d(layer.fan_in, layer.width, layer.kernel, stride=layer.stride)
+    return nn.Conv2d(layer.fan_in, layer.width, layer.kernel, stride=layer.stride, padding=layer.kernel // 2)
+
+
 def ln_eps(config) -> float:
     return library_default(nn.LayerNorm, "eps") if config.ln_eps == "native" else config.ln_eps
 
@@ -190,8 +216,7 @@ def _leaky_relu(layer, config):
 LAYERS = {
     # native init: kaiming_uniform(a=sqrt(5)), U(+-1/sqrt(fan_in)) bias
     "dense": lambda l, c: (ExactDense if c.ops == "exact" else nn.Linear)(l.fan_in, l.width),
-    # NCHW; the library's convolution in the tensor's dtype under ops=exact too
-    "conv": lambda l, c: nn.Conv2d(l.fan_in, l.width, l.kernel, padding="same"),
+    "conv": _conv,
     "batchnorm": _batchnorm,
     "layernorm": lambda l, c: (
         ExactLayerNorm(l.width, ln_eps(c)) if c.ops == "exact" else nn.LayerNorm(l.width, eps=ln_eps(c))

@@ -199,6 +199,7 @@ def blocks(out: Path = OUT) -> dict[str, str]:
 PORTING_ROWS = (
     "BatchNorm",
     "LayerNorm",
+    "strided",
     "Dropout",
     "Adam(weight_decay",
     "AdamW",

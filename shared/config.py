@@ -23,6 +23,8 @@ CHOICES = {
     "model": ("mlp", "cnn"),
     "augment_impl": ("shared", "native"),
     "conv_layout": ("native", "nhwc"),
+    "downsample": ("pool", "stride"),
+    "stride_padding": ("native", "same"),
     "head": ("seed", "logits"),
     "optimizer": tuple(training.OPTIMIZERS),
     "scaling": ("unit", "standardize"),
@@ -55,6 +57,11 @@ class RunConfig:
     channels: tuple = (16, 32)  # cnn only: output channels of each convolution
     conv_layout: str = "native"  # cnn only: native: each library's default memory layout (PyTorch NCHW,
     # Keras NHWC); nhwc: both NHWC (PyTorch: torch.channels_last)
+    downsample: str = "pool"  # cnn only: pool: 2x2 max pooling after each convolution; stride: each
+    # convolution strides 2 with 'same' padding instead (28 -> 14 -> 7), no pooling
+    stride_padding: str = "native"  # downsample=stride: native: Keras 'same' (an odd padding row and column
+    # go at the bottom and right), PyTorch the usual port padding=k//2 (one on every side: PyTorch
+    # refuses padding='same' with a stride); same: Keras' asymmetric 'same' on both
     augment: str = "none"  # none, or names joined by + (or commas): flip, vflip, rotate, translate
     augment_impl: str = "shared"  # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
     # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
@@ -279,8 +286,8 @@ def _check_combinations(c: RunConfig) -> None:
                 f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
                 f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32"
             )
-    elif c.channels != d["channels"] or c.conv_layout != d["conv_layout"]:
-        key = "channels" if c.channels != d["channels"] else "conv_layout"
+    elif c.channels != d["channels"] or c.conv_layout != d["conv_layout"] or c.downsample != d["downsample"]:
+        key = next(k for k in ("channels", "conv_layout", "downsample") if getattr(c, k) != d[k])
         raise ConfigError(f"{key} has no effect without model=cnn (the MLP's widths are hidden=200,200)")
     if c.mixed_precision != "off" and c.dtype != "float32":
         raise ConfigError(

@@ -6,8 +6,8 @@ pieces both translations share live here too: the shared dropout masks, drawn in
 The network (model=mlp): Dense, then (batchnorm) BatchNorm, then (layernorm) LayerNorm over the
 layer's features, then LeakyReLU, then (dropout) Dropout, per hidden layer; the output Dense; the seed head appends Sigmoid and LogSoftmax.
 The CNN (model=cnn): the flat 784 pixels as a 28x28 image with one channel; per entry of `channels`
-a 3x3 convolution ('same' padding, stride 1) with that many outputs, LeakyReLU, 2x2 max pooling;
-then flatten in (row, column, channel) order and the output Dense; the same heads. Layouts are
+a 3x3 convolution ('same' padding, stride 1) with that many outputs, LeakyReLU, 2x2 max pooling
+(downsample=stride: the convolution strides 2 instead, 'same' padding, and no pooling); then flatten in (row, column, channel) order and the output Dense; the same heads. Layouts are
 Keras' (NHWC images, [kh, kw, in, out] kernels): the neutral weight format's; PyTorch's translation
 computes in NCHW and flattens in this order, so the Dense kernel is the same matrix on both sides.
 """
@@ -51,6 +51,7 @@ class Layer:
     fan_in: int = 0  # dense: inputs; conv: input channels
     index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); norms, dropout: hidden layer i
     kernel: int = 0  # conv: kernel size
+    stride: int = 1  # conv: its stride (2 with downsample=stride; each twin pads it as stride_padding says)
 
 
 def network(config) -> list[Layer]:
@@ -75,9 +76,11 @@ def network(config) -> list[Layer]:
 
 def cnn(config) -> list[Layer]:
     out, side, fan_in = [Layer("reshape")], IMAGE, 1
+    stride = config.downsample == "stride"
     for i, ch in enumerate(config.channels):
-        out += [Layer("conv", ch, fan_in, i, CONV_KERNEL), Layer("leaky_relu", index=i), Layer("maxpool")]
-        side, fan_in = side // POOL, ch
+        out += [Layer("conv", ch, fan_in, i, CONV_KERNEL, 2 if stride else 1), Layer("leaky_relu", index=i)]
+        out += [] if stride else [Layer("maxpool")]
+        side, fan_in = (-(-side // 2) if stride else side // POOL), ch  # 'same' with stride 2: ceil(side / 2)
     out += [Layer("flatten", side * side * fan_in), Layer("dense", CLASSES, side * side * fan_in, len(config.channels))]
     return out + ([Layer("sigmoid"), Layer("log_softmax")] if config.head == "seed" else [])
 
@@ -107,17 +110,22 @@ def activation_units(config) -> int:
         return sum(config.layer_sizes()[1:])
     side, units = IMAGE, 0
     for ch in config.channels:
-        units += side * side * ch + (side // POOL) ** 2 * ch
-        side //= POOL
+        if config.downsample == "stride":
+            side = -(-side // 2)
+            units += side * side * ch
+        else:
+            units += side * side * ch + (side // POOL) ** 2 * ch
+            side //= POOL
     return units + CLASSES
 
 
 def describe(config) -> str:
     """The network in a few words: '784-200-200-10 MLP' or 'CNN conv16-pool-conv32-pool-dense10'."""
     if config.model == "cnn":
+        down = "/2" if config.downsample == "stride" else "-pool"
         return (
             "CNN "
-            + "-".join(f"conv{c}-pool" for c in config.channels)
+            + "-".join(f"conv{c}{down}" for c in config.channels)
             + f"-dense10 ({param_count(config):,} parameters)"
         )
     return f"{'-'.join(map(str, config.layer_sizes()))} MLP ({param_count(config):,} parameters)"

@@ -190,6 +190,11 @@ FEATURES = (
     ),
     Feature("batch-norm running variance", ("bn_running_var",), lambda c: c.batchnorm, {"bn_running_var": "unbiased"}),
     Feature("layer-norm epsilon", ("ln_eps",), lambda c: c.layernorm, {"ln_eps": 1e-5}),
+    # PyTorch refuses padding='same' with a stride: its usual port pads symmetrically (Keras' 'same' is matched)
+    Feature(
+        "strided-conv padding", ("stride_padding",), lambda c: c.model == "cnn" and c.downsample == "stride",
+        {"stride_padding": "same"},
+    ),
     Feature("dropout masks", ("dropout_masks",), lambda c: c.dropout > 0, {"dropout_masks": "shared"}),
     Feature("AdamW default decay", ("weight_decay",), lambda c: c.optimizer == "adamw", {"weight_decay": 0.01}),
     # AdamW's decay is decoupled on both sides; SGD, Adam and RMSprop's differ (coupled in PyTorch)
@@ -211,6 +216,7 @@ NEEDS = {
     "bn_eps": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
     "bn_running_var": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
     "ln_eps": ("layernorm", lambda get: get("layernorm"), "layernorm=true"),
+    "stride_padding": ("downsample", lambda get: get("model") == "cnn" and get("downsample") == "stride", "model=cnn with downsample=stride"),
     "dropout_masks": ("dropout", lambda get: get("dropout") > 0, "dropout > 0, e.g. --set dropout=0.2"),
     "weight_decay_form": ("weight_decay", lambda get: get("weight_decay") != 0, "weight_decay > 0, e.g. --set weight_decay=5e-4"),
     "clip_scope": ("clip_norm", lambda get: get("clip_norm") > 0, "clip_norm > 0, e.g. --set clip_norm=1"),
@@ -228,7 +234,7 @@ NATIVE_NEEDS = {
 FEATURE_KEYS = (
     "batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "layernorm", "ln_eps", "dropout", "dropout_masks", "weight_decay",
     "weight_decay_form", "clip_norm", "clip_scope", "lr_schedule", "lr_schedule_unit", "lr_step_epochs",
-    "lr_step_gamma", "label_smoothing", "rho",
+    "lr_step_gamma", "label_smoothing", "rho", "downsample", "stride_padding",
 )  # fmt: skip
 
 # The keys whose matched value above is PyTorch's own idiom (each twin's idioms(); a test checks): on the

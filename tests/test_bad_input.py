@@ -154,6 +154,21 @@ CASES = [
     ),
     ("bn_eps negative", T, "--set batchnorm=true --set bn_eps=-1e-5", ["bn_eps=-1e-05", "> 0 or native"]),
     ("bn keys without batchnorm", T, "--set bn_eps=1e-5", ["bn_eps has no effect", "batchnorm=true"]),
+    ("ln_eps without layernorm", T, "--set ln_eps=1e-5", ["ln_eps has no effect", "layernorm=true"]),
+    ("layernorm on the cnn", T, "--set model=cnn --set layernorm=true", ["model=cnn has no place for layernorm"]),
+    ("downsample on the mlp", T, "--set downsample=stride", ["downsample has no effect without model=cnn"]),
+    (
+        "stride padding with pooling",
+        T,
+        "--set model=cnn --set stride_padding=same",
+        ["stride_padding has no effect", "downsample=stride"],
+    ),
+    (
+        "unknown stride padding",
+        T,
+        "--set model=cnn --set downsample=stride --set stride_padding=valid",
+        ["stride_padding", "same"],
+    ),
     (
         "unknown bn_running_var",
         T,
