@@ -256,6 +256,7 @@ print(float((fa - fb).abs().max()), max(float((p - q).abs().max()) for p, q in z
     assert float(forward) < 1e-12 and float(grads) < 1e-12 and (native, nhwc) == ("NCHW", "NHWC")
 
 
+@pytest.mark.slow  # the libraries' own loaders over our files: a data check, opt-in for the default run's time
 def test_torchvision_and_keras_loaders_match_ours(tmp_path):
     """torchvision.datasets.FashionMNIST and keras.datasets.fashion_mnist.load_data() over the same
     files (laid out where each expects them, no download) return our arrays exactly."""
