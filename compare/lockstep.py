@@ -326,6 +326,10 @@ def findings(summary: dict) -> list[str]:
                 + ", ".join(f"{c} {p['final_max_rel']:.1e}" for c, p in cells.items())
                 + "."
             )
+            causes = [(c[: -len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
+            # the definitions the 'same definition' cell matches: the update rule, and each feature the
+            # config leaves to each library; which of them parts the two, each alone (arithmetic is no definition)
+            parting = [name for name, p in causes if name != "library arithmetic" and p["verdict"].startswith("real")]
             if n and n["verdict"].startswith("real"):
                 level = tol(e["unit"])
                 gone = {c: cells[c]["final_max_rel"] <= level for c in ("exact ops", "same definition") if c in cells}
@@ -335,9 +339,12 @@ def findings(summary: dict) -> list[str]:
                         "update definition) they agree; matching only the definitions does not help."
                     )
                 elif gone.get("same definition") and not gone.get("exact ops"):
+                    what = "update definitions" if not causes else "definitions (the update rule and the features)"
                     line += (
-                        " The update definitions are the cause: with the same definition they agree; "
-                        "exact arithmetic alone does not help."
+                        f" The {what} are the cause: with the same definitions they agree; "
+                        "exact arithmetic alone does not help"
+                        + (f"; each alone, these part the two: {', '.join(parting)}" if parting else "")
+                        + "."
                     )
                 elif gone.get("exact ops") and gone.get("same definition"):
                     line += " Either switch alone removes it."
@@ -353,7 +360,6 @@ def findings(summary: dict) -> list[str]:
                     + "; ".join(f"{c} {_parted(cells[c])}" for c in ("native", "matched"))
                     + "."
                 )
-            causes = [(c[: -len(" alone")], p) for c, p in cells.items() if c.endswith(" alone")]
             if causes:
                 out.append(
                     f"{e['name']}, {label}: each difference alone, everything else matched: "

@@ -329,3 +329,28 @@ def test_neutral_weights_carry_the_normalisation_layers(tmp_path):
     }
     weights.save(tmp_path / "plain.npz", layers)
     assert weights.load_norms(tmp_path / "plain.npz") == {"bn": [], "ln": []}
+
+
+def test_findings_name_the_definition_that_parts_the_two_not_the_update_rule():
+    """When the 'same definition' cell removes a difference and the config leaves features to each library,
+    the cause is the definitions as a whole and, each alone, the feature that parts the two: never 'the
+    update definitions' when the update rule alone has no effect."""
+
+    def pair(cell, rel, real):
+        where = {"step": 1, "where": "conv layer 1's output", "rel": rel} if real else {}
+        verdict = "real difference (1e+15x the floor)" if real else "agree (max relative difference 3e-15 <= 1e-10)"
+        return {"a": "keras", "cell": cell, "final_max_rel": rel, "verdict": verdict, "where": where, "steps": 30}
+
+    cells = [("native", 1.1, True), ("exact ops", 1.1, True), ("same definition", 4e-15, False)]
+    cells += [
+        ("matched", 3e-15, False),
+        ("update rule alone", 3e-15, False),
+        ("library arithmetic alone", 4e-15, False),
+    ]
+    cells += [("strided-conv padding alone", 1.1, True)]
+    summary = {"results": [{"name": "float64", "unit": "float64", "pairs": [pair(*c) for c in cells]}]}
+    text = " ".join(lockstep.findings(summary))
+    assert "The definitions (the update rule and the features) are the cause" in text
+    assert "each alone, these part the two: strided-conv padding." in text and "update definitions" not in text
+    plain = {"results": [{"name": "float64", "unit": "float64", "pairs": [pair(*c) for c in cells[:4]]}]}
+    assert "The update definitions are the cause" in " ".join(lockstep.findings(plain))
