@@ -186,14 +186,23 @@ def blocks(out: Path = OUT) -> dict[str, str]:
     b["porting-machines"] = twice_lines(machines(out), "on the two machines", "this grid's machine minus 2026-11-30's")
     b["porting-defaults"] = defaults_block(json.loads((out / "defaults.json").read_text()))
     b["porting-ablation"] = ablation_block(json.loads((out / "ablation.json").read_text()))
-    for name in ("all", "alone"):
+    for name in ("all", "alone", "layernorm", "stride"):
         f = out / f"lockstep-{name}.json"
         b[f"porting-lockstep-{name}"] = (
-            study.lockstep_table(json.loads(f.read_text()))
+            lockstep_block(json.loads(f.read_text()), sentences=name in ("layernorm", "stride"))
             if f.exists()
             else "(no lockstep record committed: run the command above, then scripts/porting_claim.py --lockstep)"
         )
     return b
+
+
+def lockstep_block(summary: dict, sentences: bool = False) -> str:
+    """A lockstep record's table; with `sentences`, what its findings say (written by today's code from
+    the record's numbers, so a wording fixed since reads the same numbers)."""
+    from compare import lockstep
+
+    table = study.lockstep_table(summary)
+    return table + ("\n\n" + "\n".join(f"- {line}" for line in lockstep.findings(summary)) if sentences else "")
 
 
 PORTING_ROWS = (
