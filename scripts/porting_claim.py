@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import study  # noqa: E402
+import port_check  # noqa: E402
 from study import S  # noqa: E402
 from compare.defaults import source_text  # noqa: E402
 
@@ -193,6 +194,10 @@ def blocks(out: Path = OUT) -> dict[str, str]:
             if f.exists()
             else "(no lockstep record committed: run the command above, then scripts/porting_claim.py --lockstep)"
         )
+    found = [json.loads(f.read_text()) for f in sorted(out.glob("conversion-*.json"))]
+    b["porting-conversion"] = (
+        port_check.block(found) if found else "(no conversion record committed: run the commands above)"
+    )
     return b
 
 

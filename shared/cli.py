@@ -225,6 +225,14 @@ def predict_main(framework: str, load_impl, argv) -> int:
     p.add_argument("--weights", type=Path, required=True, help="neutral weights .npz (kernels [in, out])")
     p.add_argument("--out", type=Path, required=True, help="where to save the outputs (.npy)")
     p.add_argument("--export", type=Path, help="also write the weights back out from this framework (.npz)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the run's config, e.g. stride_padding=same to load Keras-trained weights "
+        "into PyTorch with Keras' padding (repeatable)",
+    )
     p.add_argument("--data-dir")
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
@@ -234,7 +242,7 @@ def predict_main(framework: str, load_impl, argv) -> int:
     from shared.environment import resolve_threads
 
     try:
-        config = cfg.from_dict(rundir.read_run(args.run).config)
+        config = cfg.from_dict(cfg.parse_sets(args.set), cfg.from_dict(rundir.read_run(args.run).config))
         impl = load_impl(getattr(args, "backend", None), config)
         state = impl.build(config, impl.setup(config, resolve_threads(config.threads)))
         impl.import_weights(state, weights.load(args.weights))

@@ -128,7 +128,8 @@ def describe(config) -> str:
             + "-".join(f"conv{c}{down}" for c in config.channels)
             + f"-dense10 ({param_count(config):,} parameters)"
         )
-    return f"{'-'.join(map(str, config.layer_sizes()))} MLP ({param_count(config):,} parameters)"
+    norm = " with layer norm" if config.layernorm else ""
+    return f"{'-'.join(map(str, config.layer_sizes()))} MLP{norm} ({param_count(config):,} parameters)"
 
 
 # ---------------------------------------------------------------- shared dropout masks

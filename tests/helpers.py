@@ -34,7 +34,7 @@ def train(who: str, out: Path, *args, check=True, timeout=600):
     return r
 
 
-def predict(who: str, run: Path, weights: Path, out: Path, export: Path | None = None):
+def predict(who: str, run: Path, weights: Path, out: Path, export: Path | None = None, sets=()):
     module, *extra = IMPLS[who]
     cmd = [
         sys.executable,
@@ -51,6 +51,7 @@ def predict(who: str, run: Path, weights: Path, out: Path, export: Path | None =
     ]
     if export:
         cmd += ["--export", str(export)]
+    cmd += [a for s in sets for a in ("--set", s)]
     r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:]
 

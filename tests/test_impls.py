@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ONE_EPOCH, REPO
 from helpers import metrics, predict, python, train
+from shared import config as cfg
 from shared import twins
 
 TIMING = ("train_seconds", "eval_seconds", "samples_per_second")
@@ -302,6 +303,31 @@ def test_weights_round_trip_pytorch_to_keras_and_back(tmp_path, trained):
     assert np.abs(t - k).max() < 1e-4  # float32, two frameworks' matmul kernels
     assert np.array_equal(t.argmax(1), k.argmax(1)) or (t.argmax(1) != k.argmax(1)).mean() < 1e-3
     assert np.array_equal(t, back), "the weights survive the round trip exactly"
+    predict("pytorch", run, w, tmp_path / "f64.npy", sets=["dtype=float64"])  # the run's config, one key changed
+    f64 = np.load(tmp_path / "f64.npy")
+    assert f64.dtype == np.float64 and 0 < np.abs(f64 - t).max() < 1e-4
+
+
+def test_the_port_check_table_reads_its_records():
+    import port_check
+
+    record = {
+        "run": "keras-seed0",
+        "images": 10000,
+        "source": "keras",
+        "target": "pytorch",
+        "config": cfg.resolve("standard", ["model=cnn", "downsample=stride"]).to_dict(),
+        "correct_sets": ["stride_padding=same"],
+        "source_accuracy": 0.8793,
+        "ports": {
+            "naive": {"accuracy": 0.1208, "other_class_than_source": 8754, "max_abs_output_difference": 22.0},
+            "correct": {"accuracy": 0.8793, "other_class_than_source": 0, "max_abs_output_difference": 1.2e-5},
+        },
+    }
+    text = port_check.block([record])
+    assert "| keras: CNN conv16/2-conv32/2-dense10, keras-seed0 | keras | its own weights | 87.93% |" in text
+    assert "| | pytorch | as is (each library's own conventions) | 12.08% | 8,754 of 10,000 | 2.20e+01 |" in text
+    assert "| | pytorch | with stride_padding=same | 87.93% | 0 of 10,000 | 1.20e-05 |" in text
 
 
 @pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
