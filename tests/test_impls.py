@@ -396,16 +396,26 @@ try:
     refused = ""
 except ValueError as e:
     refused = str(e)
-print(json.dumps({{"kinds": sorted(layers), "built": built, "refused": refused}}))
+tables = {{"layers": sorted(model.LAYERS), "optimizers": sorted(model.OPTIMIZERS), "schedules": sorted(model.SCHEDULES),
+          "losses": sorted(model.LOSSES), "updates": sorted(map(list, model.UPDATES))}}
+print(json.dumps({{"kinds": sorted(layers), "built": built, "refused": refused, "tables": tables}}))
 """
 
 
 @pytest.mark.parametrize("impl", ["pytorch_impl", "keras_impl"])
 def test_translate_covers_exactly_the_plans_kinds_and_refuses_others(impl):
     """Every kind the plan emits has a translation; an unknown kind is an error, never a silent LogSoftmax."""
-    from shared import plan
+    from shared import plan, training
 
     out = json.loads(python(TRANSLATE.format(impl=impl)).strip().splitlines()[-1])
     assert out["kinds"] == sorted(plan.KINDS)
     assert set(out["built"]) == set(plan.KINDS) and "LogSoftmax" not in (out["built"]["sigmoid"], out["built"]["dense"])
     assert "'nonsense'" in out["refused"] and "plan.KINDS" in out["refused"]
+    # and the training half: each twin's tables cover exactly the specs' kinds (shared/training.py)
+    got = out["tables"]
+    assert got["layers"] == sorted(plan.KINDS)
+    assert got["optimizers"] == sorted(training.OPTIMIZERS) == sorted(cfg.CHOICES["optimizer"])
+    assert got["schedules"] == sorted(training.SCHEDULES) == sorted(cfg.CHOICES["lr_schedule"])
+    assert got["losses"] == sorted(training.HEADS) == sorted(cfg.CHOICES["head"])
+    families = {f for f, _ in training.OPTIMIZERS.values()}
+    assert got["updates"] == sorted([f, r] for f in families for r in training.RULES)

@@ -160,9 +160,22 @@ def probe(label, patch=""):
 
 
 def test_defaults_table_follows_the_installed_library():
-    torch_probe = probe("pytorch")
-    plain = defaults.table({"pytorch": torch_probe, "keras": probe("keras")})
+    torch_probe, keras_probe = probe("pytorch"), probe("keras")
+    plain = defaults.table({"pytorch": torch_probe, "keras": keras_probe})
     rows = {r["what"]: r for r in plain["rows"]}
+    # RMSprop: its defaults read, its update form measured from the probe's steps
+    rms = (torch_probe["rmsprop"], keras_probe["rmsprop"])
+    assert [(r["rho"], r["eps"]) for r in rms] == [(0.99, 1e-8), (0.9, 1e-7)]
+    assert defaults.rmsprop_form(rms[0]["steps"]) == "g / (sqrt(v) + eps), lr at the update"
+    assert defaults.rmsprop_form(rms[1]["steps"]) == "g / (sqrt(v + eps)), lr inside the momentum"
+    assert defaults.rmsprop_form([1.0, 2.0]).startswith("none of the known forms")  # the reading can fail
+    # layer norm's epsilon, read and measured; where a strided 'same' convolution pads, measured
+    assert [(p["layernorm"]["eps"], round(p["layernorm"]["eps_measured"], 12)) for p in (torch_probe, keras_probe)] == [
+        (1e-5, 1e-5),
+        (1e-3, 1e-3),
+    ]
+    assert "pads on every side" in torch_probe["stride"]["padding"] and "refused" in torch_probe["stride"]["padding"]
+    assert "at the bottom and right only" in keras_probe["stride"]["padding"]
     assert rows["LeakyReLU slope (layer)"]["values"] == {"pytorch": "0.01", "keras": "0.3"}
     assert rows["LeakyReLU slope (layer)"]["differ"] and rows["Adam epsilon"]["differ"]
     assert rows["Adam epsilon placement (effective/configured at step 1)"]["values"]["keras"] == "31.62"
