@@ -9,6 +9,7 @@ import numpy as np
 
 from shared import config as cfg
 from shared import lockstep as trace_format
+from shared import weights
 
 REFERENCE = "pytorch"
 
@@ -54,7 +55,7 @@ def divergence(a: dict, b: dict) -> dict:
         keys += [
             (k, int(k.split("_")[2]) + 1, k.split("_")[0] + " " + k.split("_", 3)[3])
             for k in sorted(b)
-            if k.startswith((f"bn_{s}_", f"ln_{s}_")) and k in a
+            if k.startswith(tuple(f"{kind}_{s}_" for kind in weights.NORMS)) and k in a
         ]
         num = np.sqrt(sum(float(np.sum((a[k] - b[k]) ** 2)) for k, _, _ in keys))
         den = np.sqrt(sum(float(np.sum(b[k] ** 2)) for k, _, _ in keys))

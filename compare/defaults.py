@@ -573,9 +573,8 @@ def differ_blocks(t: dict, config: dict) -> list[tuple]:
     return b
 
 
-# a difference that only exists when a feature is on: (the key that switches it on, is it on?)
-# key -> (its switch, whether a config (a dict) turns it on): shared/training.py's table of the choice
-# keys, and the keys that are their own switch here
+# a difference that only exists when a feature is on: key -> (its switch, whether a config turns it on):
+# shared/training.py's table of the choice keys, and the keys that are their own switch here
 NEEDS = {
     **{k: (switch, on) for k, (switch, on, _) in {**training.NEEDS, **training.NATIVE_NEEDS}.items()},
     "eps": ("optimizer", lambda get: get("optimizer") in ("adam", "adamw", "rmsprop")),

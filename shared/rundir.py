@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import weights as fweights
 from shared.atomic import atomic_write
 
 FORMAT = "fmnist-parity-run"
@@ -142,6 +143,10 @@ class Writer:
         write_status(self.out, "running", "", epoch)
         if self.keep and epoch > self.keep:
             remove_checkpoint(checkpoint_path(self.out, epoch - self.keep, self.ext))
+
+    def weights(self, which: str, layers: list, norms: dict) -> None:
+        """weights/<which>.npz in the neutral format (initial, final)."""
+        fweights.save(self.out / "weights" / f"{which}.npz", layers, norms)
 
     def end(self, state: str, epoch: int, message: str = "") -> None:
         write_status(self.out, state, message, epoch)

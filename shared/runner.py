@@ -15,7 +15,7 @@ import numpy as np
 from shared import batches as fbatches
 from shared import config as cfg
 from shared import data as fdata
-from shared import augment, diagnostics, memory, plan, rundir, weights
+from shared import augment, diagnostics, memory, plan, rundir
 from shared.environment import host_environment, resolve_threads
 
 
@@ -171,7 +171,7 @@ def run(
     else:
         if config.init == "shared":
             impl.import_weights(state, cfg.shared_init(config))
-        weights.save(out / "weights" / "initial.npz", impl.export_weights(state), impl.export_norms(state))
+        record.weights("initial", impl.export_weights(state), impl.export_norms(state))
     record.start(_meta(impl, config, backend, data, env, timing), len(rows))
     label = impl.FRAMEWORK + (f"-{backend}" if backend else "")
     for epoch in range(len(rows) + 1, config.epochs + 1):
@@ -199,7 +199,7 @@ def run(
             f"acc {row['train_acc']:.4f} | test loss {row['test_loss']:.4f} acc {row['test_acc']:.4f} | "
             f"{row['train_seconds']:.2f}s train, {row['eval_seconds']:.2f}s eval",
         )
-    weights.save(out / "weights" / "final.npz", impl.export_weights(state), impl.export_norms(state))
+    record.weights("final", impl.export_weights(state), impl.export_norms(state))
     record.end("completed", len(rows))
     return 0
 
