@@ -102,8 +102,8 @@ def forward_hypotheses(t: dict, x: np.ndarray, slope: float, unit: str) -> list[
     accumulation, the product and the sum with the bias each rounded to it)."""
     layers = sum(1 for k in t if k.startswith("act_"))
     c = t["_meta"]["config"]
-    if c.get("model") == "cnn":
-        return []  # the hypotheses recompute dense layers (x @ w + b)
+    if c.get("model", "mlp") != "mlp":
+        return []  # the hypotheses recompute an MLP's dense layers (x @ w + b)
     if c.get("batchnorm") or c.get("dropout"):
         layers = 1  # later inputs pass batch norm / dropout: only the first layer's input is known here
     out = []

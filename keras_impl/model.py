@@ -116,6 +116,46 @@ class ExactLayerNorm(keras.layers.Layer):
         return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
 
 
+def _rnn_parts(m, x):
+    """The recurrent layer's kernel, recurrent kernel and bias in the input's dtype; a zero initial state."""
+    parts = (m.cell.kernel, m.cell.recurrent_kernel, m.cell.bias)
+    return (*(ops.cast(p, x.dtype) for p in parts), ops.zeros((ops.shape(x)[0], m.units), dtype=x.dtype))
+
+
+class ExactGRU(keras.layers.GRU):
+    """The GRU cell written out (the same lines as in PyTorch; Keras' gate order z, r, h): per row,
+    gi = x kernel + b_in, gh = h recurrent_kernel + b_rec; z, r = sigmoid(gi + gh);
+    hh = tanh(gi_h + r * gh_h); h = z * h + (1 - z) * hh."""
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        kernel, recurrent, bias, h = _rnn_parts(self, sequences)
+        one = _const(1, sequences)
+        for t in range(sequences.shape[1]):
+            iz, ir, ih = ops.split(ops.add(ops.matmul(sequences[:, t], kernel), bias[0]), 3, axis=1)
+            hz, hr, hh = ops.split(ops.add(ops.matmul(h, recurrent), bias[1]), 3, axis=1)
+            z, r = ops.sigmoid(ops.add(iz, hz)), ops.sigmoid(ops.add(ir, hr))
+            h = ops.add(
+                ops.multiply(z, h), ops.multiply(ops.subtract(one, z), ops.tanh(ops.add(ih, ops.multiply(r, hh))))
+            )
+        return h
+
+
+class ExactLSTM(keras.layers.LSTM):
+    """The LSTM cell written out (the same lines as in PyTorch; gate order i, f, c, o on both sides): per
+    row, z = x kernel + h recurrent_kernel + bias; c = f * c + i * tanh(c_); h = o * tanh(c), i, f, o
+    sigmoids."""
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        kernel, recurrent, bias, h = _rnn_parts(self, sequences)
+        c = ops.zeros_like(h)
+        for t in range(sequences.shape[1]):
+            z = ops.add(ops.add(ops.matmul(sequences[:, t], kernel), ops.matmul(h, recurrent)), bias)
+            i, f, g, o = ops.split(z, 4, axis=1)
+            c = ops.add(ops.multiply(ops.sigmoid(f), c), ops.multiply(ops.sigmoid(i), ops.tanh(g)))
+            h = ops.multiply(ops.sigmoid(o), ops.tanh(c))
+        return h
+
+
 class SharedDropout(keras.layers.Layer):
     """Dropout with masks given from outside (shared/plan.py draws them; set_masks assigns them to
     this layer's variable before each step): x * mask in training, x in evaluation. The mask already
@@ -188,6 +228,12 @@ def _layernorm(layer, config, dtype, l2):
     )
 
 
+def _recurrent(layer, config, dtype, l2):
+    exact = config.ops == "exact"
+    cls = {"gru": (keras.layers.GRU, ExactGRU), "lstm": (keras.layers.LSTM, ExactLSTM)}[layer.kind][exact]
+    return cls(layer.width, dtype=dtype, kernel_regularizer=l2(), recurrent_regularizer=l2(), bias_regularizer=l2())
+
+
 def _batchnorm(layer, config, dtype, l2):
     running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
     if config.ops == "exact" or running_var != OWN_BN_VAR:
@@ -233,6 +279,11 @@ LAYERS = {
     "maxpool": lambda l, c, dtype, l2: keras.layers.MaxPooling2D(plan.POOL, dtype=dtype),
     # the flat pixels as NHWC images
     "reshape": lambda l, c, dtype, l2: keras.layers.Reshape((plan.IMAGE, plan.IMAGE, 1), dtype=dtype),
+    "rows": lambda l, c, dtype, l2: keras.layers.Reshape((plan.IMAGE, plan.IMAGE), dtype=dtype),  # 28 rows of 28
+    # native init: glorot_uniform kernel, orthogonal recurrent kernel, zero bias (an LSTM's forget gate: 1,
+    # unit_forget_bias); the GRU's reset_after=True, PyTorch's cell
+    "gru": _recurrent,
+    "lstm": _recurrent,
     "flatten": lambda l, c, dtype, l2: FlattenNHWC(dtype=dtype),  # (row, column, channel): the neutral order
     "sigmoid": lambda l, c, dtype, l2: keras.layers.Activation("sigmoid", dtype=dtype),  # the lab report's head
     "log_softmax": lambda l, c, dtype, l2: keras.layers.Activation(keras.activations.log_softmax, dtype=dtype),
@@ -534,9 +585,12 @@ def clip_gradients(t: training.Training, model) -> None:
     global_clipnorm, or WrittenOut._clip_gradients), PyTorch's loop calls clip_grad_norm_ itself."""
 
 
+RECURRENT = (keras.layers.GRU, keras.layers.LSTM)
+
+
 def dense_layers(model) -> list:
-    """The weighted layers (dense and convolution), in the plan's order."""
-    return [m for m in model.layers if isinstance(m, (keras.layers.Dense, keras.layers.Conv2D))]
+    """The weighted layers (dense, convolution, recurrent), in the plan's order."""
+    return [m for m in model.layers if isinstance(m, (keras.layers.Dense, keras.layers.Conv2D, *RECURRENT))]
 
 
 def to_neutral(m, kernel: np.ndarray) -> np.ndarray:
@@ -549,6 +603,17 @@ def from_neutral(m, kernel: np.ndarray) -> np.ndarray:
     return np.asarray(kernel)
 
 
+def neutral_arrays(m, read) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted layer's (kernel, bias) in the neutral layout, `read(variable)` giving each part as numpy
+    (its value or its gradient). Keras' layout is the neutral one: a recurrent layer's kernel above its
+    recurrent kernel; the GRU's (2, gates x units) bias as it is, the LSTM's one bias above a row of 0."""
+    if not isinstance(m, RECURRENT):
+        return to_neutral(m, read(m.kernel)), read(m.bias)
+    kernel = np.concatenate([read(m.cell.kernel), read(m.cell.recurrent_kernel)])
+    bias = read(m.cell.bias)
+    return kernel, (np.stack([bias, np.zeros_like(bias)]) if bias.ndim == 1 else bias)
+
+
 def to_numpy(t) -> np.ndarray:
     """A tensor or variable as numpy; bfloat16 (numpy's only through ml_dtypes) as float32, exactly."""
     if keras.backend.standardize_dtype(t.dtype) == "bfloat16":
@@ -559,7 +624,7 @@ def to_numpy(t) -> np.ndarray:
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(kernel, bias)] per weighted layer: Keras' kernels are already in the neutral layout (Dense
     [in, out], Conv2D [kh, kw, in, out])."""
-    return [(to_neutral(m, to_numpy(m.kernel)), to_numpy(m.bias)) for m in dense_layers(model)]
+    return [neutral_arrays(m, to_numpy) for m in dense_layers(model)]
 
 
 def import_weights(model, layers) -> None:
@@ -567,12 +632,21 @@ def import_weights(model, layers) -> None:
     if len(dense) != len(layers):
         raise ValueError(f"the weights have {len(layers)} layers, the model {len(dense)}")
     for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
-        if tuple(kernel.shape) != tuple(m.kernel.shape):
+        want = neutral_arrays(m, lambda v: np.empty(tuple(v.shape)))
+        if (tuple(kernel.shape), tuple(bias.shape)) != (want[0].shape, want[1].shape):
             raise ValueError(
-                f"layer {i}: kernel {tuple(kernel.shape)} does not fit Dense kernel {tuple(m.kernel.shape)}"
+                f"layer {i}: kernel {tuple(kernel.shape)} and bias {tuple(bias.shape)} do not fit "
+                f"{type(m).__name__} (neutral {want[0].shape} and {want[1].shape})"
             )
-        m.kernel.assign(np.asarray(from_neutral(m, kernel), dtype=m.kernel.dtype))
-        m.bias.assign(np.asarray(bias, dtype=m.bias.dtype))
+        if isinstance(m, RECURRENT):  # the LSTM's one bias takes the sum of the two rows
+            rows = m.cell.kernel.shape[0]
+            one_bias = len(m.cell.bias.shape) == 1
+            pairs = ((m.cell.kernel, kernel[:rows]), (m.cell.recurrent_kernel, kernel[rows:]),
+                     (m.cell.bias, bias[0] + bias[1] if one_bias else bias))  # fmt: skip
+        else:
+            pairs = ((m.kernel, from_neutral(m, kernel)), (m.bias, bias))
+        for v, a in pairs:
+            v.assign(np.asarray(a, dtype=v.dtype))
 
 
 # each kind of normalisation layer (weights.NORMS) -> (its layers, its state in weights.NORMS' order)

@@ -261,7 +261,7 @@ def activations(state: State, xb) -> list[np.ndarray]:
     out, x = [], xb
     for layer in state.model.layers:
         x = layer(x, training=True)
-        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):  # a convolution's in NHWC
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D, *M.RECURRENT)):  # a convolution's in NHWC
             out.append(M.to_numpy(x))
     for v, value in saved:
         v.assign(value)
@@ -300,7 +300,7 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
         grads = jax.grad(loss_of)(values)
     grads = [M.to_numpy(g) for g in grads]
     at = {id(v): i for i, v in enumerate(state.model.trainable_variables)}
-    return [(grads[at[id(m.kernel)]], grads[at[id(m.bias)]]) for m in M.dense_layers(state.model)]
+    return [M.neutral_arrays(m, lambda v: grads[at[id(v)]]) for m in M.dense_layers(state.model)]
 
 
 def sync(state: State) -> None:

@@ -126,6 +126,67 @@ class SamePadConv2d(nn.Conv2d):
         return super().forward(F.pad(x, pads))
 
 
+class LastGRU(nn.GRU):
+    """nn.GRU over the rows (batch first), giving its last state, as Keras' GRU does."""
+
+    def __init__(self, layer):
+        super().__init__(layer.fan_in, layer.width, batch_first=True)
+
+    def forward(self, x):
+        return super().forward(x)[0][:, -1]
+
+
+class LastLSTM(nn.LSTM):
+    """nn.LSTM over the rows (batch first), giving its last state, as Keras' LSTM does. single: one
+    trained bias, as in Keras (bias_hh_l0 kept at 0, not trained)."""
+
+    def __init__(self, layer, single: bool = False):
+        super().__init__(layer.fan_in, layer.width, batch_first=True)
+        if single:
+            with torch.no_grad():
+                self.bias_hh_l0.zero_()
+            self.bias_hh_l0.requires_grad_(False)
+
+    def forward(self, x):
+        return super().forward(x)[0][:, -1]
+
+
+def _rnn_parts(m, x):
+    """The recurrent layer's weights and biases in the input's dtype; a zero initial state."""
+    parts = (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
+    return (*(p.to(x.dtype) for p in parts), x.new_zeros(x.shape[0], m.hidden_size))
+
+
+class ExactGRU(LastGRU):
+    """The GRU cell written out (the same lines as in Keras; PyTorch's gate order r, z, n): per row,
+    gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh; r, z = sigmoid(gi + gh); n = tanh(gi_n + r * gh_n);
+    h = z * h + (1 - z) * n."""
+
+    def forward(self, x):
+        w_ih, w_hh, b_ih, b_hh, h = _rnn_parts(self, x)
+        one = _const(1, x)
+        for t in range(x.shape[1]):
+            (ir, iz, i_n), (hr, hz, hn) = (x[:, t] @ w_ih.T + b_ih).chunk(3, 1), (h @ w_hh.T + b_hh).chunk(3, 1)
+            r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
+            h = z * h + (one - z) * torch.tanh(i_n + r * hn)
+        return h
+
+
+class ExactLSTM(LastLSTM):
+    """The LSTM cell written out (the same lines as in Keras; gate order i, f, g, o on both sides): per
+    row, z = x W_ih^T + h W_hh^T + (b_ih + b_hh); c = f * c + i * tanh(g); h = o * tanh(c), i, f, o
+    sigmoids."""
+
+    def forward(self, x):
+        w_ih, w_hh, b_ih, b_hh, h = _rnn_parts(self, x)
+        c = torch.zeros_like(h)
+        for t in range(x.shape[1]):
+            i, f, g, o = (x[:, t] @ w_ih.T + h @ w_hh.T + (b_ih + b_hh)).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+        return h
+
+
 class SharedDropout(nn.Module):
     """Dropout with masks given from outside (shared/plan.py draws them; set_masks puts them here):
     x * mask in training, x in evaluation. The mask already holds keep / (1 - rate)."""
@@ -200,6 +261,18 @@ def ln_eps(config) -> float:
     return library_default(nn.LayerNorm, "eps") if config.ln_eps == "native" else config.ln_eps
 
 
+def lstm_single(config) -> bool:
+    """Whether the LSTM has one trained bias (Keras' form) rather than PyTorch's own two."""
+    return config.lstm_bias == "single"
+
+
+def _recurrent(layer, config):
+    exact = config.ops == "exact"
+    if layer.kind == "gru":
+        return (ExactGRU if exact else LastGRU)(layer)
+    return (ExactLSTM if exact else LastLSTM)(layer, lstm_single(config))
+
+
 def _batchnorm(layer, config):
     running_var = OWN_BN_VAR if config.bn_running_var == "native" else config.bn_running_var
     if config.ops == "exact" or running_var != OWN_BN_VAR:
@@ -225,6 +298,10 @@ LAYERS = {
     "dropout": lambda l, c: SharedDropout() if plan.shared_masks(c) else nn.Dropout(c.dropout),
     "maxpool": lambda l, c: nn.MaxPool2d(plan.POOL),
     "reshape": lambda l, c: nn.Unflatten(1, (1, plan.IMAGE, plan.IMAGE)),  # the flat pixels as NCHW images
+    "rows": lambda l, c: nn.Unflatten(1, (plan.IMAGE, plan.IMAGE)),  # 28 rows of 28 pixels, batch first
+    # native init: every weight and both biases U(+-1/sqrt(units))
+    "gru": _recurrent,
+    "lstm": _recurrent,
     "flatten": lambda l, c: FlattenNHWC(),
     "sigmoid": lambda l, c: nn.Sigmoid(),  # the lab report's head
     "log_softmax": lambda l, c: nn.LogSoftmax(dim=1),
@@ -493,8 +570,19 @@ def clip_gradients(t: training.Training, model) -> None:
 
 
 def dense_layers(model) -> list:
-    """The weighted layers (dense and convolution), in the plan's order."""
-    return [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    """The weighted layers (dense, convolution, recurrent), in the plan's order."""
+    return [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d, nn.RNNBase))]
+
+
+# the PyTorch gate block at each position of the neutral (Keras) order: the GRU's r, z, n -> z, r, h
+# (a swap, so the same permutation converts back); the LSTM's i, f, g, o are Keras' order already
+GATE_ORDER = {"GRU": (1, 0, 2), "LSTM": (0, 1, 2, 3)}
+
+
+def _gates(a: np.ndarray, order) -> np.ndarray:
+    """The gate blocks of the last axis in `order`."""
+    blocks = np.split(a, len(order), axis=-1)
+    return np.concatenate([blocks[i] for i in order], axis=-1)
 
 
 def to_neutral(m, kernel: np.ndarray) -> np.ndarray:
@@ -507,6 +595,19 @@ def from_neutral(m, kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel.T if isinstance(m, nn.Linear) else kernel.transpose(3, 2, 0, 1))
 
 
+def neutral_arrays(m, read) -> tuple[np.ndarray, np.ndarray]:
+    """A weighted layer's (kernel, bias) in the neutral layout, `read(parameter)` giving each part as
+    numpy (its value or its gradient; None: zeros). A recurrent layer's [gates x units, in] and
+    [gates x units, units] kernels become one [in + units, gates x units], its two biases [2, gates x
+    units], the gate blocks in Keras' order."""
+    if not isinstance(m, nn.RNNBase):
+        return to_neutral(m, read(m.weight)), read(m.bias).copy()
+    parts = (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
+    w_ih, w_hh, b_ih, b_hh = (a if (a := read(p)) is not None else np.zeros(tuple(p.shape)) for p in parts)
+    order = GATE_ORDER[m.mode]
+    return _gates(np.concatenate([w_ih, w_hh], axis=1).T, order), _gates(np.stack([b_ih, b_hh]), order)
+
+
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A tensor as numpy; bfloat16 (which numpy lacks) as float32, exactly."""
     t = t.detach().cpu()
@@ -514,8 +615,18 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def export_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(kernel, bias)] per weighted layer, kernels in the neutral layout (to_neutral)."""
-    return [(to_neutral(m, to_numpy(m.weight)), to_numpy(m.bias).copy()) for m in dense_layers(model)]
+    """[(kernel, bias)] per weighted layer in the neutral layout (neutral_arrays)."""
+    return [neutral_arrays(m, to_numpy) for m in dense_layers(model)]
+
+
+def _recurrent_parts(m, kernel, bias) -> list:
+    """A neutral recurrent (kernel, bias) as the layer's four tensors (one trained bias: both rows in
+    bias_ih_l0)."""
+    order = GATE_ORDER[m.mode]
+    k, b = _gates(kernel, order).T, _gates(bias, order)
+    if not m.bias_hh_l0.requires_grad:
+        b = np.stack([b[0] + b[1], np.zeros_like(b[1])])
+    return [k[:, : m.input_size], k[:, m.input_size :], b[0], b[1]]
 
 
 def import_weights(model, layers) -> None:
@@ -524,13 +635,21 @@ def import_weights(model, layers) -> None:
         raise ValueError(f"the weights have {len(layers)} layers, the model {len(dense)}")
     with torch.no_grad():
         for i, (m, (kernel, bias)) in enumerate(zip(dense, layers)):
-            want = to_neutral(m, np.empty(tuple(m.weight.shape))).shape
-            if tuple(kernel.shape) != want:
+            want = neutral_arrays(m, lambda p: np.empty(tuple(p.shape)))
+            if (tuple(kernel.shape), tuple(bias.shape)) != (want[0].shape, want[1].shape):
                 raise ValueError(
-                    f"layer {i}: kernel {tuple(kernel.shape)} does not fit {type(m).__name__} (neutral {want})"
+                    f"layer {i}: kernel {tuple(kernel.shape)} and bias {tuple(bias.shape)} do not fit "
+                    f"{type(m).__name__} (neutral {want[0].shape} and {want[1].shape})"
                 )
-            m.weight.copy_(torch.as_tensor(from_neutral(m, kernel), dtype=m.weight.dtype))
-            m.bias.copy_(torch.as_tensor(bias, dtype=m.bias.dtype))
+            if isinstance(m, nn.RNNBase):
+                tensors, arrays = (
+                    (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0),
+                    _recurrent_parts(m, kernel, bias),
+                )
+            else:
+                tensors, arrays = (m.weight, m.bias), (from_neutral(m, kernel), bias)
+            for t, a in zip(tensors, arrays):
+                t.copy_(torch.as_tensor(np.ascontiguousarray(a), dtype=t.dtype))
 
 
 # each kind of normalisation layer (weights.NORMS) -> (its modules, its state in weights.NORMS' order)

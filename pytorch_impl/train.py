@@ -310,7 +310,7 @@ def activations(state: State, xb) -> list[np.ndarray]:
     with torch.no_grad(), _unchanged(state, True), M.autocast(state.config, state.device):
         for m in state.model:
             x = m(x)
-            if isinstance(m, torch.nn.Linear):
+            if isinstance(m, (torch.nn.Linear, torch.nn.RNNBase)):  # a recurrent layer's: its last state
                 out.append(M.to_numpy(x))
             elif isinstance(m, torch.nn.Conv2d):
                 out.append(M.to_numpy(x.permute(0, 2, 3, 1)))
@@ -325,10 +325,8 @@ def gradients(state: State, xb, yb, training: bool = True) -> list[tuple[np.ndar
         with M.autocast(state.config, state.device):
             loss = state.loss_fn(state.model(xb), yb)
         loss.backward()  # outside autocast, as the training step does
-    grads = [
-        (M.to_neutral(m, M.to_numpy(m.weight.grad)), M.to_numpy(m.bias.grad).copy())
-        for m in M.dense_layers(state.model)
-    ]
+    grad = lambda p: None if p.grad is None else M.to_numpy(p.grad)  # a bias kept at 0 has none
+    grads = [M.neutral_arrays(m, grad) for m in M.dense_layers(state.model)]
     state.model.zero_grad(set_to_none=True)
     return grads
 

@@ -20,11 +20,12 @@ class ConfigError(ValueError):
 
 
 CHOICES = {
-    "model": ("mlp", "cnn"),
+    "model": ("mlp", "cnn", "gru", "lstm"),
     "augment_impl": ("shared", "native"),
     "conv_layout": ("native", "nhwc"),
     "downsample": ("pool", "stride"),
     "stride_padding": ("native", "same"),
+    "lstm_bias": ("native", "single"),
     "head": ("seed", "logits"),
     "optimizer": tuple(training.OPTIMIZERS),
     "scaling": ("unit", "standardize"),
@@ -62,6 +63,10 @@ class RunConfig:
     stride_padding: str = "native"  # downsample=stride: native: Keras 'same' (an odd padding row and column
     # go at the bottom and right), PyTorch the usual port padding=k//2 (one on every side: PyTorch
     # refuses padding='same' with a stride); same: Keras' asymmetric 'same' on both
+    rnn_units: int = 128  # gru, lstm only: the recurrent layer's state size (the image read as 28 rows
+    # of 28 pixels; its last state into the output Dense)
+    lstm_bias: str = "native"  # lstm only: native: PyTorch's two summed biases (b_ih + b_hh, each trained),
+    # Keras' one; single: one trained bias on both (PyTorch's b_hh kept at 0)
     augment: str = "none"  # none, or names joined by + (or commas): flip, vflip, rotate, translate
     augment_impl: str = "shared"  # shared: one numpy augmentation, the same pixels on both sides (shared/augment.py);
     # native: torchvision transforms v2 / Keras preprocessing layers, their defaults
@@ -195,6 +200,7 @@ def validate(c: RunConfig) -> None:
         ("batch_size", 1 <= c.batch_size <= 60000, "between 1 and 60000"),
         ("epochs", 1 <= c.epochs <= 100000, "between 1 and 100000"),
         ("seed", 0 <= c.seed < 2**32, "between 0 and 2**32-1"),
+        ("rnn_units", 1 <= c.rnn_units <= 4096, "between 1 and 4096"),
         ("threads", 0 <= c.threads <= 1024, "between 0 (all cores) and 1024"),
         ("steps_per_execution", 1 <= c.steps_per_execution <= 60000, "between 1 and 60000"),
         ("dropout", 0 <= c.dropout < 1, "in [0, 1)"),
@@ -269,7 +275,7 @@ def _check_combinations(c: RunConfig) -> None:
     for used, ok, key, need in needs:
         if used and not ok:
             raise ConfigError(f"{key} has no effect without {need}")
-    if c.model == "cnn":  # what the CNN's plan has no place for (shared/plan.py)
+    if c.model != "mlp":  # what the CNN's and the recurrent plans have no place for (shared/plan.py)
         mlp_only = [
             k
             for k, v in (
@@ -282,13 +288,16 @@ def _check_combinations(c: RunConfig) -> None:
             if v
         ]
         if mlp_only:
+            widths = "channels=16,32" if c.model == "cnn" else f"rnn_units={d['rnn_units']}"
             raise ConfigError(
-                f"model=cnn has no place for {', '.join(mlp_only)} (MLP only): unset "
-                f"{'it' if len(mlp_only) == 1 else 'them'}; the CNN's widths are channels=16,32"
+                f"model={c.model} has no place for {', '.join(mlp_only)} (MLP only): unset "
+                f"{'it' if len(mlp_only) == 1 else 'them'}; the {c.model.upper()}'s widths are {widths}"
             )
-    elif c.channels != d["channels"] or c.conv_layout != d["conv_layout"] or c.downsample != d["downsample"]:
-        key = next(k for k in ("channels", "conv_layout", "downsample") if getattr(c, k) != d[k])
-        raise ConfigError(f"{key} has no effect without model=cnn (the MLP's widths are hidden=200,200)")
+    cnn_keys = [k for k in ("channels", "conv_layout", "downsample") if getattr(c, k) != d[k]]
+    if c.model != "cnn" and cnn_keys:
+        raise ConfigError(f"{cnn_keys[0]} has no effect without model=cnn (model={c.model})")
+    if c.model not in ("gru", "lstm") and c.rnn_units != d["rnn_units"]:
+        raise ConfigError(f"rnn_units has no effect without model=gru or model=lstm (model={c.model})")
     if c.mixed_precision != "off" and c.dtype != "float32":
         raise ConfigError(
             f"mixed_precision={c.mixed_precision} keeps float32 weights and computes in "
@@ -503,16 +512,18 @@ def load_json(text: str) -> RunConfig:
 
 
 def shared_init(config: RunConfig) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Initial (kernel, bias) per weighted layer (dense kernel [in, out], convolution kernel
-    [kh, kw, in, out]), drawn once in numpy from the seed, float64, in the plan's order.
-    Distribution: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for kernel and bias (fan_in of a convolution:
-    in x kh x kw), the same bounds as PyTorch's default nn.Linear / nn.Conv2d init, but the same
-    draws on both sides."""
+    """Initial (kernel, bias) per weighted layer in the neutral layout (plan.weight_shapes), drawn once
+    in numpy from the seed, float64, in the plan's order. Distribution: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    for kernel and bias (fan_in of a convolution: in x kh x kw; of a recurrent layer: its units), the
+    same bounds as PyTorch's default nn.Linear / nn.Conv2d / nn.GRU / nn.LSTM init, but the same draws
+    on both sides."""
     from shared import plan
 
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([config.seed, 0x1A17])))
     layers = []
-    for kernel, fan_in in plan.weight_shapes(config):
+    for kernel, bias, fan_in in plan.weight_shapes(config):
         bound = 1.0 / np.sqrt(fan_in)
-        layers.append((rng.uniform(-bound, bound, kernel), rng.uniform(-bound, bound, kernel[-1])))
+        layers.append((rng.uniform(-bound, bound, kernel), rng.uniform(-bound, bound, bias)))
+    if config.model == "lstm":  # one bias (Keras'): the recurrent row starts at 0, so both sides start alike
+        layers[0][1][1] = 0.0
     return layers

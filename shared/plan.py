@@ -10,6 +10,12 @@ a 3x3 convolution ('same' padding, stride 1) with that many outputs, LeakyReLU, 
 (downsample=stride: the convolution strides 2 instead, 'same' padding, and no pooling); then flatten in (row, column, channel) order and the output Dense; the same heads. Layouts are
 Keras' (NHWC images, [kh, kw, in, out] kernels): the neutral weight format's; PyTorch's translation
 computes in NCHW and flattens in this order, so the Dense kernel is the same matrix on both sides.
+The recurrent models (model=gru, model=lstm): the flat 784 pixels as 28 rows of 28 pixels, read top to
+bottom by one GRU or LSTM layer of rnn_units; its last state into the output Dense; the same heads.
+The GRU is Keras' reset_after=True cell, which is PyTorch's (the reset gate applied after the recurrent
+product). Layout and gate order are Keras' (the neutral weight format's, shared/weights.py): kernels
+[in, gates x units] with gates GRU z, r, h and LSTM i, f, c, o; PyTorch stores [gates x units, in] with
+the GRU's gates r, z, n (its LSTM's are Keras' order), and each twin converts.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ CLASSES = len(fdata.CLASSES)
 PIXELS = fdata.PIXELS
 CONV_KERNEL = 3  # the CNN's convolutions: 3x3, 'same' padding, stride 1
 POOL = 2  # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
+GATES = {"gru": 3, "lstm": 4}  # the blocks of a recurrent layer's kernels and bias, one per gate
 
 
 # Every layer kind the plan emits; each twin's translate handles exactly these and refuses any other.
@@ -38,6 +45,9 @@ KINDS = (
     "dropout",
     "maxpool",
     "reshape",
+    "rows",
+    "gru",
+    "lstm",
     "flatten",
     "sigmoid",
     "log_softmax",
@@ -47,9 +57,11 @@ KINDS = (
 @dataclass(frozen=True)
 class Layer:
     kind: str  # one of KINDS
-    width: int = 0  # dense: outputs; conv: output channels; batchnorm, layernorm, dropout, flatten: features
-    fan_in: int = 0  # dense: inputs; conv: input channels
-    index: int = 0  # dense, conv: weighted layer i (0-based, output layer last); norms, dropout: hidden layer i
+    width: int = 0  # dense: outputs; conv: output channels; gru, lstm: state size; batchnorm, layernorm, dropout, flatten: features
+    fan_in: int = 0  # dense: inputs; conv: input channels; gru, lstm: inputs per time step
+    index: int = (
+        0  # dense, conv, gru, lstm: weighted layer i (0-based, output layer last); norms, dropout: hidden layer i
+    )
     kernel: int = 0  # conv: kernel size
     stride: int = 1  # conv: its stride (2 with downsample=stride; each twin pads it as stride_padding says)
 
@@ -57,6 +69,8 @@ class Layer:
 def network(config) -> list[Layer]:
     if config.model == "cnn":
         return cnn(config)
+    if config.model in GATES:
+        return recurrent(config)
     sizes = config.layer_sizes()
     out = []
     for i, (fan_in, width) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -85,27 +99,45 @@ def cnn(config) -> list[Layer]:
     return out + ([Layer("sigmoid"), Layer("log_softmax")] if config.head == "seed" else [])
 
 
-def weight_shapes(config) -> list[tuple[tuple, int]]:
-    """(kernel shape, fan_in) of each weighted layer in order, in the neutral layout: dense [in, out],
-    convolution [kh, kw, in, out]; each has a bias of the kernel's last size."""
-    return [
-        ((l.kernel, l.kernel, l.fan_in, l.width), l.fan_in * l.kernel * l.kernel)
-        if l.kind == "conv"
-        else ((l.fan_in, l.width), l.fan_in)
-        for l in network(config)
-        if l.kind in ("dense", "conv")
-    ]
+def recurrent(config) -> list[Layer]:
+    rows = [Layer("rows"), Layer(config.model, config.rnn_units, IMAGE, 0)]
+    out = rows + [Layer("dense", CLASSES, config.rnn_units, 1)]
+    return out + ([Layer("sigmoid"), Layer("log_softmax")] if config.head == "seed" else [])
+
+
+WEIGHTED = ("dense", "conv", *GATES)
+
+
+def weight_shapes(config) -> list[tuple[tuple, tuple, int]]:
+    """(kernel shape, bias shape, fan_in) of each weighted layer in order, in the neutral layout: dense
+    [in, out], convolution [kh, kw, in, out], each with an [out] bias; a recurrent layer's input kernel
+    above its recurrent kernel, [in + units, gates x units], and its input bias above its recurrent
+    bias, [2, gates x units] (fan_in: the units, PyTorch's bound 1/sqrt(units))."""
+    out = []
+    for l in network(config):
+        if l.kind == "conv":
+            out.append(((l.kernel, l.kernel, l.fan_in, l.width), (l.width,), l.fan_in * l.kernel * l.kernel))
+        elif l.kind in GATES:
+            g = GATES[l.kind] * l.width
+            out.append(((l.fan_in + l.width, g), (2, g), l.width))
+        elif l.kind == "dense":
+            out.append(((l.fan_in, l.width), (l.width,), l.fan_in))
+    return out
 
 
 def param_count(config) -> int:
-    """Trainable parameters (kernels and biases; batch and layer norm's scale and offset too)."""
-    n = sum(math.prod(k) + k[-1] for k, _ in weight_shapes(config))
+    """Trainable parameters (kernels and biases; batch and layer norm's scale and offset too; an LSTM's
+    one bias where it has one: Keras')."""
+    n = sum(math.prod(k) + math.prod(b) for k, b, _ in weight_shapes(config))
+    n -= config.rnn_units * GATES["lstm"] if config.model == "lstm" and config.lstm_bias == "single" else 0
     return n + sum(2 * l.width for l in network(config) if l.kind in ("batchnorm", "layernorm"))
 
 
 def activation_units(config) -> int:
     """Values per image that the layers output (memory estimates): each weighted layer's output and
     each pooling's, or the MLP's hidden and output widths."""
+    if config.model in GATES:  # each row's gates and state, for the backward pass through time
+        return IMAGE * (GATES[config.model] + 1) * config.rnn_units + CLASSES
     if config.model != "cnn":
         return sum(config.layer_sizes()[1:])
     side, units = IMAGE, 0
@@ -128,6 +160,8 @@ def describe(config) -> str:
             + "-".join(f"conv{c}{down}" for c in config.channels)
             + f"-dense10 ({param_count(config):,} parameters)"
         )
+    if config.model in GATES:
+        return f"{config.model.upper()} {config.rnn_units} over 28 rows-dense10 ({param_count(config):,} parameters)"
     norm = " with layer norm" if config.layernorm else ""
     return f"{'-'.join(map(str, config.layer_sizes()))} MLP{norm} ({param_count(config):,} parameters)"
 

@@ -195,6 +195,8 @@ FEATURES = (
         "strided-conv padding", ("stride_padding",), lambda c: c.model == "cnn" and c.downsample == "stride",
         {"stride_padding": "same"},
     ),
+    # PyTorch's LSTM sums two trained biases (each gets the full gradient); Keras' has one (matched: one)
+    Feature("LSTM bias", ("lstm_bias",), lambda c: c.model == "lstm", {"lstm_bias": "single"}),
     Feature("dropout masks", ("dropout_masks",), lambda c: c.dropout > 0, {"dropout_masks": "shared"}),
     Feature("AdamW default decay", ("weight_decay",), lambda c: c.optimizer == "adamw", {"weight_decay": 0.01}),
     # AdamW's decay is decoupled on both sides; SGD, Adam and RMSprop's differ (coupled in PyTorch)
@@ -217,6 +219,7 @@ NEEDS = {
     "bn_running_var": ("batchnorm", lambda get: get("batchnorm"), "batchnorm=true"),
     "ln_eps": ("layernorm", lambda get: get("layernorm"), "layernorm=true"),
     "stride_padding": ("downsample", lambda get: get("model") == "cnn" and get("downsample") == "stride", "model=cnn with downsample=stride"),
+    "lstm_bias": ("model", lambda get: get("model") == "lstm", "model=lstm"),
     "dropout_masks": ("dropout", lambda get: get("dropout") > 0, "dropout > 0, e.g. --set dropout=0.2"),
     "weight_decay_form": ("weight_decay", lambda get: get("weight_decay") != 0, "weight_decay > 0, e.g. --set weight_decay=5e-4"),
     "clip_scope": ("clip_norm", lambda get: get("clip_norm") > 0, "clip_norm > 0, e.g. --set clip_norm=1"),
@@ -235,6 +238,7 @@ FEATURE_KEYS = (
     "batchnorm", "bn_momentum", "bn_eps", "bn_running_var", "layernorm", "ln_eps", "dropout", "dropout_masks", "weight_decay",
     "weight_decay_form", "clip_norm", "clip_scope", "lr_schedule", "lr_schedule_unit", "lr_step_epochs",
     "lr_step_gamma", "label_smoothing", "rho", "downsample", "stride_padding",
+    "lstm_bias",
 )  # fmt: skip
 
 # The keys whose matched value above is PyTorch's own idiom (each twin's idioms(); a test checks): on the

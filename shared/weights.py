@@ -3,7 +3,10 @@ i = 0 .. n-1 in forward order, plus `layers` = n. A dense kernel is [in, out] (P
 is [out, in]: its exporter transposes; a Keras Dense kernel is already [in, out]); a convolution
 kernel is [kh, kw, in, out] (Keras' Conv2D layout; PyTorch's Conv2d.weight [out, in, kh, kw] is
 transposed), and the dense layer after a convolution sees the features flattened in (row, column,
-channel) order on both sides (shared/plan.py). A network with normalisation layers adds, per kind
+channel) order on both sides (shared/plan.py). A recurrent layer (GRU, LSTM) stores its input kernel
+above its recurrent kernel, [in + units, gates x units], and its input bias above its recurrent bias,
+[2, gates x units], gates in Keras' order (shared/plan.py; an LSTM with one bias has 0 in the second row).
+A network with normalisation layers adds, per kind
 (NORMS) and per such layer j in forward order, `<kind>_<j>_<part>` ([width] each) and `<kind>_layers`:
 batch norm `bn_<j>_gamma`, `_beta`, `_mean`, `_var` (scale, offset, running/moving mean and variance),
 layer norm `ln_<j>_gamma`, `_beta`."""
@@ -37,7 +40,11 @@ def save(path: str | Path, layers: list[tuple[np.ndarray, np.ndarray]], norms: d
 def chains(k: np.ndarray, b: np.ndarray, nxt: np.ndarray | None) -> bool:
     """A dense [in, out] or convolution [kh, kw, in, out] kernel with its [out] bias, feeding the next
     kernel: a convolution takes `out` channels; a dense layer after a dense one takes `out` inputs, after
-    a convolution the flattened (row, column, channel) features, a multiple of `out`."""
+    a convolution the flattened (row, column, channel) features, a multiple of `out`. A recurrent
+    [in + units, gates x units] kernel with its [2, gates x units] bias feeds a dense layer its units."""
+    if k.ndim == 2 and b.shape == (2, k.shape[1]) and nxt is not None and nxt.ndim == 2:
+        units = nxt.shape[0]
+        return k.shape[1] in (3 * units, 4 * units) and k.shape[0] > units
     if k.ndim not in (2, 4) or b.shape != (k.shape[-1],):
         return False
     out = k.shape[-1]

@@ -388,7 +388,8 @@ import json
 from dataclasses import replace
 from shared import config as cfg, plan
 from {impl} import model
-configs = [cfg.resolve("standard", ["batchnorm=true", "layernorm=true", "dropout=0.2", "head=seed"], {{}}), cfg.resolve("standard", ["model=cnn"], {{}})]
+configs = [cfg.resolve("standard", ["batchnorm=true", "layernorm=true", "dropout=0.2", "head=seed"], {{}}), cfg.resolve("standard", ["model=cnn"], {{}}),
+           cfg.resolve("standard", ["model=gru"], {{}}), cfg.resolve("standard", ["model=lstm"], {{}})]
 layers = {{l.kind: (l, c) for c in configs for l in plan.network(c)}}
 built = {{kind: type(model.translate(l, c)).__name__ for kind, (l, c) in layers.items()}}
 try:

@@ -74,7 +74,7 @@ def test_the_cnn_plan_and_its_parameters():
         "sigmoid",
         "log_softmax",
     ]
-    assert [k for k, _ in plan.weight_shapes(c)] == [(3, 3, 1, 16), (3, 3, 16, 32), (7 * 7 * 32, 10)]
+    assert [k for k, _, _ in plan.weight_shapes(c)] == [(3, 3, 1, 16), (3, 3, 16, 32), (7 * 7 * 32, 10)]
     assert plan.param_count(c) == (9 * 16 + 16) + (9 * 16 * 32 + 32) + (7 * 7 * 32 * 10 + 10) == 20490
     assert [a.shape for a in cfg.shared_init(c)[1]] == [(3, 3, 16, 32), (32,)]
     assert plan.param_count(cfg.resolve("standard")) == 784 * 200 + 200 + 200 * 200 + 200 + 200 * 10 + 10
@@ -122,7 +122,7 @@ def test_strided_cnn_matched_agrees(tmp_path, data_dir):
     matched = cfg.resolve("standard", [*STRIDED, "stride_padding=same"])
     assert [l.stride for l in plan.network(matched) if l.kind == "conv"] == [2, 2]
     assert "maxpool" not in [l.kind for l in plan.network(matched)]
-    assert [k for k, _ in plan.weight_shapes(matched)][-1] == (7 * 7 * 8, 10)  # 28 -> 14 -> 7
+    assert [k for k, _, _ in plan.weight_shapes(matched)][-1] == (7 * 7 * 8, 10)  # 28 -> 14 -> 7
     t = {
         who: lockstep._load(lockstep.run_side(who, matched, tmp_path / who, 2, 1, str(data_dir)))
         for who in ("pytorch", "keras")
