@@ -16,7 +16,7 @@ from pathlib import Path
 from compare.harness import HarnessError, subcommand
 from shared import data as fdata
 from shared import config as cfg
-from shared import training
+from shared import plan, training
 from shared.atomic import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +42,37 @@ def rmsprop_form(steps: list) -> str:
     off = {f: max(abs(a - b) / abs(b) for a, b in zip(steps, s)) for f, s in forms.items()}
     best = min(off, key=off.get)
     return best if off[best] < 1e-6 else f"none of the known forms (steps {steps})"
+
+
+GATE_NAMES = {"gru": ("update", "reset", "candidate"), "lstm": ("input", "forget", "cell", "output")}
+
+
+def gate_order(outputs: list, kind: str) -> str:
+    """Which gate each stored block of a recurrent layer is, from the one-step outputs of plan.GATE_PROBE
+    (the signal on one block at a time): each gate's output, computed here in float64, is far from the
+    others'."""
+    p = plan.GATE_PROBE
+    sig = lambda v: 1 / (1 + math.exp(-v))
+    pre = lambda gate, name: p["x"] * (p["signal"] if gate == name else 0.0)  # a gate's input part
+    h, r = p["h"], p["h"] * p["recurrent"]  # the state, and what the recurrent weights add to each gate
+    expect = {}
+    for gate in GATE_NAMES[kind]:
+        if kind == "gru":
+            z, reset = sig(pre(gate, "update") + r), sig(pre(gate, "reset") + r)
+            expect[gate] = z * h + (1 - z) * math.tanh(pre(gate, "candidate") + reset * r)
+        else:
+            i, f, o = (sig(pre(gate, g) + r) for g in ("input", "forget", "output"))
+            expect[gate] = o * math.tanh(f * p["c"] + i * math.tanh(pre(gate, "cell") + r))
+    names = [min(expect, key=lambda g: abs(expect[g] - y)) for y in outputs]
+    if any(abs(expect[n] - y) > 1e-4 for n, y in zip(names, outputs)) or len(set(names)) < len(names):
+        return f"none of the gates' outputs ({_g(outputs)})"
+    return ", ".join(names)
+
+
+def recurrent_init(r: dict) -> str:
+    kernel, recurrent, bias = r["init"]
+    rec = "orthogonal" if r["orthogonal"] < 1e-4 else f"U(+-{recurrent:.4g})"
+    return f"kernel U(+-{kernel:.4g}); recurrent {rec}; biases {'0' if bias == 0 else f'U(+-{bias:.4g})'}"
 
 
 def _g(x) -> str:
@@ -109,6 +140,49 @@ ROWS = [
         lambda p: p["stride"]["padding"],
         "the usual port of Keras' 'same' shifts every feature map of a strided convolution by one pixel",
         "stride_padding (model=cnn, downsample=stride)",
+    ),
+    (
+        "GRU gate order in the stored weights (measured)",
+        lambda p: gate_order(p["recurrent"]["gru"]["outputs"], "gru"),
+        "weights copied across without reordering the gate blocks swap the update and reset gates: the port "
+        "trains and predicts, worse (the silent bug; docs/PORTING.md)",
+        "model=gru (neutral weights: Keras' order; each twin converts)",
+    ),
+    (
+        "LSTM gate order in the stored weights (measured)",
+        lambda p: gate_order(p["recurrent"]["lstm"]["outputs"], "lstm"),
+        "the same order on both sides: only the layout needs converting",
+        "model=lstm",
+    ),
+    (
+        "recurrent weight layout (GRU)",
+        lambda p: p["recurrent"]["gru"]["layout"],
+        "a kernel copied without a transpose is wrong",
+        "model=gru, model=lstm (neutral [in + units, gates x units])",
+    ),
+    (
+        "recurrent bias layout (GRU; LSTM)",
+        lambda p: f"{p['recurrent']['gru']['bias']}; {p['recurrent']['lstm']['bias']}",
+        "PyTorch's LSTM sums two biases, each with the full gradient: under SGD their sum moves twice as fast",
+        "lstm_bias (model=lstm; single: one trained bias on both)",
+    ),
+    (
+        "recurrent initialisers (GRU at 28 inputs, 128 units; measured)",
+        lambda p: recurrent_init(p["recurrent"]["gru"]),
+        "different starting weights for the recurrent models",
+        "init (shared: same draws)",
+    ),
+    (
+        "LSTM forget-gate bias at init (measured mean)",
+        lambda p: _g(round(p["recurrent"]["lstm"]["forget_bias"], 3)),
+        "Keras' LSTM starts with its forget gate open (unit_forget_bias), PyTorch's near 0.5",
+        "init (shared: same draws)",
+    ),
+    (
+        "GRU reset gate applied",
+        lambda p: tuple(p["recurrent"]["gru"]["reset_after"].rstrip(")").split(" the recurrent product (")),
+        "reset_after=False (Keras 2's old default) is another cell, which PyTorch does not have",
+        "model=gru (Keras' reset_after=True)",
     ),
     (
         "LeakyReLU slope (layer)",
@@ -371,6 +445,10 @@ MEASURE = {
     "conv bias initialiser (model=cnn)": f'{ABLATE} --set model=cnn --cells "matched init"',
     "Flatten order of a conv output (measured)": f'{LOCKSTEP} --set model=cnn --cells "native,matched"',
     "strided 'same' convolution padding (measured)": f'{LOCKSTEP} --set model=cnn --set downsample=stride --cells "native,strided-conv padding alone,matched"',
+    "recurrent weight layout (GRU)": f'{LOCKSTEP} --set model=gru --cells "native,matched"',
+    "recurrent bias layout (GRU; LSTM)": f'{LOCKSTEP} --set model=lstm --cells "native,LSTM bias alone,matched"',
+    "recurrent initialisers (GRU at 28 inputs, 128 units; measured)": f'{ABLATE} --set model=gru --cells "matched init"',
+    "LSTM forget-gate bias at init (measured mean)": f'{ABLATE} --set model=lstm --cells "matched init"',
     "LeakyReLU slope (layer)": f'{ABLATE} --cells "matched LeakyReLU slope"',
     "LeakyReLU slope (function)": "fmnist-parity defaults",
     "momentum update form": f'{LOCKSTEP} --set lr_schedule=step --set lr_step_epochs=1 --steps 600 --cells "native,same definition"',

@@ -10,7 +10,7 @@ import inspect
 import keras
 import numpy as np
 
-from shared import training
+from shared import plan, training
 
 SIZES = (784, 200, 200, 10)
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
@@ -44,6 +44,11 @@ SOURCES = {
     "batchnorm.eps": "read",
     "layernorm": "measured",
     "layernorm.eps": "read",
+    "recurrent": "measured",
+    "recurrent.gru.layout": "read",
+    "recurrent.gru.bias": "read",
+    "recurrent.lstm.bias": "read",
+    "recurrent.gru.reset_after": "read",
     "dropout": "measured",
     "dropout.default_rate": "read",
     "dropout.masks": "idiom",
@@ -305,6 +310,47 @@ def layernorm_probe() -> dict:
     return {"eps": arg(keras.layers.LayerNormalization, "epsilon"), "eps_measured": a * a * (1 / (y * y) - 1)}
 
 
+def _bias_max(b: np.ndarray, kind: str) -> float:
+    """The largest |bias| at init outside an LSTM's forget-gate block (reported on its own)."""
+    b = np.asarray(b, dtype=np.float64).reshape(-1, b.shape[-1])
+    return float(np.abs(np.delete(b, np.s_[128:256], axis=1) if kind == "lstm" else b).max())
+
+
+def recurrent_probe() -> dict:
+    """keras.layers.GRU and LSTM: per stored gate block, the one-step output of plan.GATE_PROBE (which gate
+    each block is, measured); the weight layouts; the default initialisers' bounds (sqrt(3) x the sample
+    std) at 28 inputs and 128 units, whether the recurrent kernel is orthogonal, the LSTM's forget-gate
+    bias; the GRU's reset_after."""
+    p, out = plan.GATE_PROBE, {}
+    full = lambda v: keras.ops.convert_to_tensor(np.full((1, 1, 1), v), dtype="float64")
+    for kind, cls in (("gru", keras.layers.GRU), ("lstm", keras.layers.LSTM)):
+        m, outputs = cls(1, dtype="float64"), []
+        m.build((1, 1, 1))
+        state = [full(p["h"])[0]] if kind == "gru" else [full(p["h"])[0], full(p["c"])[0]]
+        for block in range(plan.GATES[kind]):
+            kernel = np.zeros(m.cell.kernel.shape)
+            kernel[0, block] = p["signal"]
+            m.cell.kernel.assign(kernel)
+            m.cell.recurrent_kernel.assign(np.full(m.cell.recurrent_kernel.shape, p["recurrent"]))
+            m.cell.bias.assign(np.zeros(m.cell.bias.shape))
+            outputs.append(float(keras.ops.convert_to_numpy(m(full(p["x"]), initial_state=state))[0, 0]))
+        keras.utils.set_random_seed(0)
+        d = cls(128)
+        d.build((None, 28, 28))
+        k, r, b = (keras.ops.convert_to_numpy(v) for v in (d.cell.kernel, d.cell.recurrent_kernel, d.cell.bias))
+        out[kind] = {
+            "outputs": outputs,
+            "layout": f"kernel {list(k.shape)}, recurrent_kernel {list(r.shape)}",
+            "bias": f"bias {list(b.shape)}" + (" (input row, recurrent row)" if b.ndim == 2 else ", one"),
+            "init": [float(np.sqrt(3) * k.std()), float(np.sqrt(3) * r.std()), _bias_max(b, kind)],
+            "orthogonal": float(np.abs(r.astype(np.float64) @ r.T.astype(np.float64) - np.eye(128)).max()),
+            "forget_bias": float(b[128:256].mean()) if kind == "lstm" else None,
+        }
+    after = arg(keras.layers.GRU, "reset_after")
+    out["gru"]["reset_after"] = f"{'after' if after else 'before'} the recurrent product (reset_after={after})"
+    return out
+
+
 def dropout_probe() -> dict:
     """The default rate, and what training mode does to the kept units of a vector of ones."""
     rate = inspect.signature(keras.layers.Dropout).parameters["rate"].default
@@ -521,6 +567,7 @@ def probe() -> dict:
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),
         "layernorm": layernorm_probe(),
+        "recurrent": recurrent_probe(),
         "dropout": dropout_probe(),
         "weight_decay": weight_decay_probe(),
         "clip": clip_probe(),

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from shared import training
+from shared import plan, training
 
 SIZES = (784, 200, 200, 10)
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
@@ -58,6 +58,11 @@ SOURCES = {
     "label_smoothing": "read",
     "precision": "read",
     "mixed_precision": "measured",
+    "recurrent": "measured",
+    "recurrent.gru.layout": "read",
+    "recurrent.gru.bias": "read",
+    "recurrent.lstm.bias": "read",
+    "recurrent.gru.reset_after": "idiom",
     "compilation": "idiom",
     "threads": "read",
 }
@@ -272,6 +277,49 @@ def layernorm_probe() -> dict:
     return {"eps": arg(nn.LayerNorm, "eps"), "eps_measured": a * a * (1 / (y * y) - 1)}
 
 
+def _bias_max(m, kind: str) -> float:
+    """The largest |bias| at init outside an LSTM's forget-gate block (reported on its own)."""
+    b = torch.stack([m.bias_ih_l0.detach(), m.bias_hh_l0.detach()]).double()
+    return float((torch.cat([b[:, :128], b[:, 256:]], 1) if kind == "lstm" else b).abs().max())
+
+
+def recurrent_probe() -> dict:
+    """nn.GRU and nn.LSTM: per stored gate block, the one-step output of plan.GATE_PROBE (which gate each
+    block is, measured); the weight layouts; the default initialisers' bounds (sqrt(3) x the sample std)
+    at 28 inputs and 128 units, whether the recurrent kernel is orthogonal, the LSTM's forget-gate bias."""
+    p, out = plan.GATE_PROBE, {}
+    for kind, cls in (("gru", nn.GRU), ("lstm", nn.LSTM)):
+        m, outputs = cls(1, 1).double(), []
+        full = lambda v: torch.full((1, 1, 1), v, dtype=torch.float64)
+        state = full(p["h"]) if kind == "gru" else (full(p["h"]), full(p["c"]))
+        for block in range(plan.GATES[kind]):
+            with torch.no_grad():
+                for w, v in (
+                    (m.weight_ih_l0, 0.0),
+                    (m.weight_hh_l0, p["recurrent"]),
+                    (m.bias_ih_l0, 0.0),
+                    (m.bias_hh_l0, 0.0),
+                ):
+                    w.fill_(v)
+                m.weight_ih_l0[block, 0] = p["signal"]
+                outputs.append(float(m(full(p["x"]), state)[0]))
+        torch.manual_seed(0)
+        d = cls(28, 128)
+        bound = lambda t: float(np.sqrt(3) * t.detach().std())
+        rec = d.weight_hh_l0.detach().double().T  # [units, gates x units], the neutral layout
+        b = d.bias_ih_l0.detach() + d.bias_hh_l0.detach()
+        out[kind] = {
+            "outputs": outputs,
+            "layout": f"weight_ih_l0 {list(d.weight_ih_l0.shape)}, weight_hh_l0 {list(d.weight_hh_l0.shape)}",
+            "bias": f"bias_ih_l0 {list(d.bias_ih_l0.shape)} + bias_hh_l0 {list(d.bias_hh_l0.shape)}, both trained",
+            "init": [bound(d.weight_ih_l0), bound(d.weight_hh_l0), _bias_max(d, kind)],
+            "orthogonal": float((rec @ rec.T - torch.eye(128, dtype=torch.float64)).abs().max()),
+            "forget_bias": float(b[128:256].mean()) if kind == "lstm" else None,
+        }
+    out["gru"]["reset_after"] = "after the recurrent product (nn.GRU's only form)"  # r * (h W_hn + b_hn)
+    return out
+
+
 def dropout_probe() -> dict:
     """The default rate, and what training mode does to the kept units of a vector of ones."""
     d = nn.Dropout(0.5)
@@ -408,6 +456,7 @@ def probe() -> dict:
         "fit": fit_api(),
         "batchnorm": batchnorm_probe(),
         "layernorm": layernorm_probe(),
+        "recurrent": recurrent_probe(),
         "dropout": dropout_probe(),
         "weight_decay": weight_decay_probe(),
         "clip": clip_probe(),

@@ -33,6 +33,10 @@ PIXELS = fdata.PIXELS
 CONV_KERNEL = 3  # the CNN's convolutions: 3x3, 'same' padding, stride 1
 POOL = 2  # then 2x2 max pooling, stride 2 (28 -> 14 -> 7 -> 3 -> 1)
 GATES = {"gru": 3, "lstm": 4}  # the blocks of a recurrent layer's kernels and bias, one per gate
+# The gate-order probe (each twin's defaults.recurrent_probe; compare/defaults.py reads it): a one-unit
+# cell, input x, state h (an LSTM's cell state c), every recurrent weight `recurrent`, biases 0, and
+# `signal` on the input weight of one stored gate block at a time: each gate moves the output its own way.
+GATE_PROBE = {"x": 1.0, "h": 1.0, "c": 2.0, "recurrent": 1.0, "signal": -10.0}
 
 
 # Every layer kind the plan emits; each twin's translate handles exactly these and refuses any other.

@@ -114,6 +114,7 @@ CONTRACT = {
         ("fit_api", "", "the training-loop API's defaults"),
         ("batchnorm_probe", "", "batch norm's defaults, measured"),
         ("layernorm_probe", "", "layer norm's epsilon, read and measured"),
+        ("recurrent_probe", "", "the GRU's and LSTM's gate order (measured), layouts and initialisers"),
         ("dropout_probe", "", "dropout's defaults"),
         ("weight_decay_probe", "", "what weight_decay does, measured"),
         ("clip_probe", "", "what the clipping idiom clips, measured"),

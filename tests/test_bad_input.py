@@ -157,6 +157,10 @@ CASES = [
     ("ln_eps without layernorm", T, "--set ln_eps=1e-5", ["ln_eps has no effect", "layernorm=true"]),
     ("layernorm on the cnn", T, "--set model=cnn --set layernorm=true", ["model=cnn has no place for layernorm"]),
     ("downsample on the mlp", T, "--set downsample=stride", ["downsample has no effect without model=cnn"]),
+    ("rnn_units on the mlp", T, "--set rnn_units=64", ["rnn_units has no effect", "model=gru or model=lstm"]),
+    ("lstm_bias on the gru", T, "--set model=gru --set lstm_bias=single", ["lstm_bias has no effect", "model=lstm"]),
+    ("hidden on the gru", T, "--set model=gru --set hidden=64", ["model=gru has no place for hidden", "rnn_units=128"]),
+    ("rnn_units zero", T, "--set model=lstm --set rnn_units=0", ["rnn_units=0", "between 1 and 4096"]),
     (
         "stride padding with pooling",
         T,

@@ -146,6 +146,59 @@ def test_the_usual_port_of_a_strided_same_convolution_reads_other_pixels(tmp_pat
     assert causes._rel(p["act_0"][:, 1:, 1:], s["act_0"][:, 1:, 1:]) > 1e-2
 
 
+def test_the_recurrent_plans_and_their_neutral_weights(tmp_path):
+    """model=gru/lstm: 28 rows into one recurrent layer, its last state into the output Dense; the neutral
+    weights stack the input kernel above the recurrent one, [in + units, gates x units], with a [2, ...]
+    bias; the parameter counts are nn.GRU's and nn.LSTM's (two biases) or Keras' LSTM's (one)."""
+    gru, lstm = (cfg.resolve("standard", [f"model={m}", "head=seed"]) for m in ("gru", "lstm"))
+    assert [l.kind for l in plan.network(gru)] == ["rows", "gru", "dense", "sigmoid", "log_softmax"]
+    assert [(k, b) for k, b, _ in plan.weight_shapes(gru)] == [((28 + 128, 384), (2, 384)), ((128, 10), (10,))]
+    assert plan.param_count(gru) == 3 * 128 * (28 + 128) + 2 * 384 + 1290
+    single = cfg.resolve("standard", ["model=lstm", "lstm_bias=single"])
+    assert plan.param_count(lstm) - plan.param_count(single) == 4 * 128
+    layers = cfg.shared_init(lstm)
+    assert np.all(layers[0][1][1] == 0) and np.all(layers[0][1][0] != 0)  # one bias: the recurrent row at 0
+    weights.save(tmp_path / "w.npz", layers)
+    back = weights.load(tmp_path / "w.npz")
+    assert all(np.array_equal(a, b) for (ka, ba), (kb, bb) in zip(layers, back) for a, b in ((ka, kb), (ba, bb)))
+    k, b = layers[0]
+    with pytest.raises(ValueError, match="do not chain"):  # a GRU-sized kernel under an LSTM's bias
+        weights.save(tmp_path / "bad.npz", [(k[:, :384], b), layers[1]])
+        weights.load(tmp_path / "bad.npz")
+
+
+RECURRENT = ["rnn_units=16", "threads=1", "batch_size=64", "dtype=float64", "init=shared", "ops=exact"]
+RECURRENT += ["update_rule=torch"]
+ALIKE = {"gru": [], "lstm": ["lstm_bias=single"]}  # everything matched
+
+
+def test_recurrent_models_matched_agree_and_pytorchs_two_lstm_biases_move_twice(tmp_path, data_dir):
+    """Float64, everything matched: the GRU and the LSTM (one trained bias) agree to 1e-10 between the
+    twins, from the first recurrent output (the gate blocks converted right) to the weights after the
+    steps. PyTorch's own LSTM (lstm_bias=native) trains two biases that both get the full gradient: its
+    effective bias moves twice Keras' in the first SGD step."""
+    c = {m: cfg.resolve("standard", [f"model={m}", *RECURRENT, *extra]) for m, extra in ALIKE.items()}
+    c["two"] = cfg.resolve("standard", ["model=lstm", *RECURRENT])  # PyTorch's own LSTM biases
+    for who, models in (("pytorch", ["gru", "lstm", "two"]), ("keras", ["gru", "lstm"])):  # one process each
+        lockstep.run_sides(who, [(c[m], tmp_path / m / who, None) for m in models], 2, 1, str(data_dir))
+    t = {
+        (m, who): lockstep._load(tmp_path / m / who)
+        for m in c
+        for who in ("pytorch", "keras")
+        if m != "two" or who == "pytorch"
+    }
+    for model in ALIKE:
+        assert t[model, "pytorch"]["act_0"].shape == (64, 16)
+        assert causes._rel(t[model, "pytorch"]["act_0"], t[model, "keras"]["act_0"]) < 1e-13
+        assert max(causes.step1_gradients(t[model, "keras"], t[model, "pytorch"])) < 1e-12
+        d = causes.divergence(t[model, "keras"], t[model, "pytorch"])
+        assert d["steps"] == 2 and d["final_max_rel"] <= causes.MATCHED_TOL, (model, d["final_max_rel"])
+    two, one = t["two", "pytorch"], t["lstm", "keras"]
+    moved = lambda tr: tr["w_1_0_b"].sum(0) - tr["w_0_0_b"].sum(0)  # the effective bias' first step
+    assert np.array_equal(two["grad_0_b"][0], two["grad_0_b"][1]) and np.all(one["grad_0_b"][1] == 0)
+    np.testing.assert_allclose(moved(two), 2 * moved(one), rtol=1e-9)
+
+
 def test_exact_schedules_step_in_their_unit():
     c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
     spe = training.steps_per_epoch(c)

@@ -174,6 +174,17 @@ def test_defaults_table_follows_the_installed_library():
         (1e-5, 1e-5),
         (1e-3, 1e-3),
     ]
+    # the recurrent layers: which stored block is which gate, measured; Keras' forget-gate bias starts at 1
+    gru, lstm = (
+        rows["GRU gate order in the stored weights (measured)"],
+        rows["LSTM gate order in the stored weights (measured)"],
+    )
+    assert gru["values"] == {"pytorch": "reset, update, candidate", "keras": "update, reset, candidate"}
+    assert lstm["values"] == {"pytorch": "input, forget, cell, output", "keras": "input, forget, cell, output"}
+    assert defaults.gate_order([0.1, 0.2, 0.3], "gru").startswith("none of the gates")  # the reading can fail
+    assert [p["recurrent"]["lstm"]["forget_bias"] for p in (torch_probe, keras_probe)][1] == 1.0
+    assert abs(torch_probe["recurrent"]["lstm"]["forget_bias"]) < 0.05
+    assert keras_probe["recurrent"]["gru"]["orthogonal"] < 1e-4 < torch_probe["recurrent"]["gru"]["orthogonal"]
     assert "pads on every side" in torch_probe["stride"]["padding"] and "refused" in torch_probe["stride"]["padding"]
     assert "at the bottom and right only" in keras_probe["stride"]["padding"]
     assert rows["LeakyReLU slope (layer)"]["values"] == {"pytorch": "0.01", "keras": "0.3"}
