@@ -329,6 +329,12 @@ def test_the_port_check_table_reads_its_records():
     assert "| | pytorch | as is (each library's own conventions) | 12.08% | 8,754 of 10,000 | 2.20e+01 |" in text
     assert "| | pytorch | with stride_padding=same | 87.93% | 0 of 10,000 | 1.20e-05 |" in text
 
+    # the naive gate-order port swaps a GRU's first two gate blocks (PyTorch r, z, n read as Keras z, r, h)
+    layers = cfg.shared_init(cfg.resolve("standard", ["model=gru", "rnn_units=4"]))
+    (k, b), (k2, b2) = layers[0], port_check._gate_swap(*layers[0])
+    assert np.array_equal(k2[:, :4], k[:, 4:8]) and np.array_equal(b2[:, 4:8], b[:, :4])
+    assert np.array_equal(k2[:, 8:], k[:, 8:]) and all(map(np.array_equal, port_check._gate_swap(k2, b2), (k, b)))
+
 
 @pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
 def test_float64_and_every_keras_backend(who, tmp_path):
