@@ -191,10 +191,10 @@ def blocks(out: Path = OUT) -> dict[str, str]:
     b["porting-ablation-layernorm"] = (
         ablation_block(json.loads(f.read_text())) if f.exists() else "(no ablation record committed)"
     )
-    for name in ("all", "alone", "layernorm", "stride"):
+    for name in ("all", "alone", "layernorm", "stride", "gru", "lstm"):
         f = out / f"lockstep-{name}.json"
         b[f"porting-lockstep-{name}"] = (
-            lockstep_block(json.loads(f.read_text()), sentences=name in ("layernorm", "stride"))
+            lockstep_block(json.loads(f.read_text()), sentences=name not in ("all", "alone"))
             if f.exists()
             else "(no lockstep record committed: run the command above, then scripts/porting_claim.py --lockstep)"
         )
@@ -215,6 +215,9 @@ def lockstep_block(summary: dict, sentences: bool = False) -> str:
 
 
 PORTING_ROWS = (
+    "GRU",
+    "LSTM",
+    "recurrent",
     "BatchNorm",
     "LayerNorm",
     "strided",
