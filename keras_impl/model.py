@@ -116,6 +116,17 @@ class ExactLayerNorm(keras.layers.Layer):
         return ops.add(ops.multiply(ops.divide(d, ops.sqrt(ops.add(var, k(self.eps)))), self.gamma), self.beta)
 
 
+def _tanh(x):
+    """tanh(x) as 2 sigmoid(2x) - 1, the same line as in PyTorch: Keras' ops.tanh on the JAX backend
+    returns float32 for a float64 input."""
+    return ops.subtract(ops.multiply(_const(2, x), ops.sigmoid(ops.multiply(_const(2, x), x))), _const(1, x))
+
+
+def _mm(a, b):
+    """a @ b in the operands' dtype (ops.matmul on the torch backend computes float64 in float32)."""
+    return ops.einsum("ij,jk->ik", a, b)
+
+
 def _rnn_parts(m, x):
     """The recurrent layer's kernel, recurrent kernel and bias in the input's dtype; a zero initial state."""
     parts = (m.cell.kernel, m.cell.recurrent_kernel, m.cell.bias)
@@ -131,12 +142,10 @@ class ExactGRU(keras.layers.GRU):
         kernel, recurrent, bias, h = _rnn_parts(self, sequences)
         one = _const(1, sequences)
         for t in range(sequences.shape[1]):
-            iz, ir, ih = ops.split(ops.add(ops.matmul(sequences[:, t], kernel), bias[0]), 3, axis=1)
-            hz, hr, hh = ops.split(ops.add(ops.matmul(h, recurrent), bias[1]), 3, axis=1)
+            iz, ir, ih = ops.split(ops.add(_mm(sequences[:, t], kernel), bias[0]), 3, axis=1)
+            hz, hr, hh = ops.split(ops.add(_mm(h, recurrent), bias[1]), 3, axis=1)
             z, r = ops.sigmoid(ops.add(iz, hz)), ops.sigmoid(ops.add(ir, hr))
-            h = ops.add(
-                ops.multiply(z, h), ops.multiply(ops.subtract(one, z), ops.tanh(ops.add(ih, ops.multiply(r, hh))))
-            )
+            h = ops.add(ops.multiply(z, h), ops.multiply(ops.subtract(one, z), _tanh(ops.add(ih, ops.multiply(r, hh)))))
         return h
 
 
@@ -149,10 +158,10 @@ class ExactLSTM(keras.layers.LSTM):
         kernel, recurrent, bias, h = _rnn_parts(self, sequences)
         c = ops.zeros_like(h)
         for t in range(sequences.shape[1]):
-            z = ops.add(ops.add(ops.matmul(sequences[:, t], kernel), ops.matmul(h, recurrent)), bias)
+            z = ops.add(ops.add(_mm(sequences[:, t], kernel), _mm(h, recurrent)), bias)
             i, f, g, o = ops.split(z, 4, axis=1)
-            c = ops.add(ops.multiply(ops.sigmoid(f), c), ops.multiply(ops.sigmoid(i), ops.tanh(g)))
-            h = ops.multiply(ops.sigmoid(o), ops.tanh(c))
+            c = ops.add(ops.multiply(ops.sigmoid(f), c), ops.multiply(ops.sigmoid(i), _tanh(g)))
+            h = ops.multiply(ops.sigmoid(o), _tanh(c))
         return h
 
 

@@ -151,6 +151,11 @@ class LastLSTM(nn.LSTM):
         return super().forward(x)[0][:, -1]
 
 
+def _tanh(x):
+    """tanh(x) as 2 sigmoid(2x) - 1, the same line as in Keras (whose ops.tanh on JAX returns float32)."""
+    return _const(2, x) * torch.sigmoid(_const(2, x) * x) - _const(1, x)
+
+
 def _rnn_parts(m, x):
     """The recurrent layer's weights and biases in the input's dtype; a zero initial state."""
     parts = (m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
@@ -160,7 +165,7 @@ def _rnn_parts(m, x):
 class ExactGRU(LastGRU):
     """The GRU cell written out (the same lines as in Keras; PyTorch's gate order r, z, n): per row,
     gi = x W_ih^T + b_ih, gh = h W_hh^T + b_hh; r, z = sigmoid(gi + gh); n = tanh(gi_n + r * gh_n);
-    h = z * h + (1 - z) * n."""
+    h = z * h + (1 - z) * n (tanh as _tanh)."""
 
     def forward(self, x):
         w_ih, w_hh, b_ih, b_hh, h = _rnn_parts(self, x)
@@ -168,7 +173,7 @@ class ExactGRU(LastGRU):
         for t in range(x.shape[1]):
             (ir, iz, i_n), (hr, hz, hn) = (x[:, t] @ w_ih.T + b_ih).chunk(3, 1), (h @ w_hh.T + b_hh).chunk(3, 1)
             r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-            h = z * h + (one - z) * torch.tanh(i_n + r * hn)
+            h = z * h + (one - z) * _tanh(i_n + r * hn)
         return h
 
 
@@ -182,8 +187,8 @@ class ExactLSTM(LastLSTM):
         c = torch.zeros_like(h)
         for t in range(x.shape[1]):
             i, f, g, o = (x[:, t] @ w_ih.T + h @ w_hh.T + (b_ih + b_hh)).chunk(4, 1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
+            h = torch.sigmoid(o) * _tanh(c)
         return h
 
 
