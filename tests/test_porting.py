@@ -199,6 +199,20 @@ def test_recurrent_models_matched_agree_and_pytorchs_two_lstm_biases_move_twice(
     np.testing.assert_allclose(moved(two), 2 * moved(one), rtol=1e-9)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["keras-torch", "keras-jax"])
+def test_recurrent_models_matched_agree_on_the_other_keras_backends(backend, tmp_path, data_dir):
+    """The written-out cells stay in float64 on Keras' torch and JAX backends too (einsum, and tanh through
+    sigmoid: their ops.matmul / ops.tanh return float32 there)."""
+    c = {m: cfg.resolve("standard", [f"model={m}", *RECURRENT, *extra]) for m, extra in ALIKE.items()}
+    for who in ("pytorch", backend):
+        lockstep.run_sides(who, [(c[m], tmp_path / m / who, None) for m in c], 2, 1, str(data_dir))
+    for m in c:
+        k, p = (lockstep._load(tmp_path / m / who) for who in (backend, "pytorch"))
+        assert causes._rel(k["act_0"], p["act_0"]) < 1e-13
+        assert causes.divergence(k, p)["final_max_rel"] <= causes.MATCHED_TOL
+
+
 def test_exact_schedules_step_in_their_unit():
     c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
     spe = training.steps_per_epoch(c)
