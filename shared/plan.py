@@ -165,7 +165,10 @@ def describe(config) -> str:
             + f"-dense10 ({param_count(config):,} parameters)"
         )
     if config.model in GATES:
-        return f"{config.model.upper()} {config.rnn_units} over 28 rows-dense10 ({param_count(config):,} parameters)"
+        n = param_count(config)
+        two = config.model == "lstm" and config.lstm_bias == "native"  # Keras' LSTM has one bias
+        count = f"{n:,} parameters" + (f"; Keras' one bias: {n - GATES['lstm'] * config.rnn_units:,}" if two else "")
+        return f"{config.model.upper()} {config.rnn_units} over 28 rows-dense10 ({count})"
     norm = " with layer norm" if config.layernorm else ""
     return f"{'-'.join(map(str, config.layer_sizes()))} MLP{norm} ({param_count(config):,} parameters)"
 
