@@ -314,8 +314,10 @@ def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> d
 
 
 def _layer(t: dict, i: int) -> str:
-    """Weighted layer i by kind and number: 'dense layer 2', 'conv layer 1' (numbered among all)."""
-    return f"{'conv' if t[f'w_0_{i}_k'].ndim == 4 else 'dense'} layer {i + 1}"
+    """Weighted layer i by kind and number: 'dense layer 2', 'conv layer 1', 'recurrent layer 1' (numbered
+    among all; a recurrent layer's bias has two rows, shared/weights.py)."""
+    kind = "conv" if t[f"w_0_{i}_k"].ndim == 4 else "recurrent" if t[f"w_0_{i}_b"].ndim == 2 else "dense"
+    return f"{kind} layer {i + 1}"
 
 
 def _tensor_name(part: dict) -> str:
