@@ -21,7 +21,7 @@ from compare.render import render_md as md
 from compare.summary import summarize as summarize_cell
 from compare import stats as S
 from shared import config as cfg
-from shared import training
+from shared import plan, training
 from shared.atomic import atomic_write
 
 
@@ -36,6 +36,8 @@ def cells(config: cfg.RunConfig) -> dict[str, dict]:
         "LeakyReLU slope": {"negative_slope": slope},
         "update rule": {"update_rule": "torch"},
     }
+    if not any(l.kind == "leaky_relu" for l in plan.network(config)):  # the recurrent models have none
+        del switches["LeakyReLU slope"]
     if config.optimizer in ("adam", "adamw", "rmsprop"):
         native["eps"] = "native"
         switches["RMSprop epsilon" if config.optimizer == "rmsprop" else "Adam epsilon"] = {"eps": eps}
