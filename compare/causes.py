@@ -77,9 +77,19 @@ def divergence(a: dict, b: dict) -> dict:
         "snap_steps": snaps,
         "rel_l2": rel_l2,
         "per_layer": per_layer,
+        "max_rel": [max((x["max_rel"] for x in parts), default=0.0) for parts in per_layer],  # per snapshot
         "final_max_rel": max(x["max_rel"] for x in per_layer[-1]) if per_layer else None,
         "final_rel_l2": rel_l2[-1] if rel_l2 else None,
     }
+
+
+def floor_ratio(div: dict, floor: dict) -> float | None:
+    """The pair's weight distance over the floor's at the same snapshot, at its widest (snapshots where the
+    floor is 0 left out): where training is chaotic, one rounding grows to O(1) within the run, and the last
+    snapshot alone would read any difference as float noise (the LSTM at the standard schedule)."""
+    at = dict(zip(floor["snap_steps"], floor["rel_l2"]))
+    ratios = [d / at[s] for s, d in zip(div["snap_steps"], div["rel_l2"]) if at.get(s)]
+    return max(ratios) if ratios else None
 
 
 def first_jump(div: dict, factor: float = 10.0) -> int | None:
@@ -283,16 +293,19 @@ def _trajectory_lines(div: dict) -> list[str]:
     return lines
 
 
-def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> dict:
+def where_first(a: dict, b: dict, div: dict, unit: str, noise: dict | None = None) -> dict:
     """Where two traces first part: the first dense output that differs at step 1 (identical weights), else
     the first layer whose step-1 gradient differs, else the first weight snapshot that differs and the
     tensor that differs most there; with the first step whose loss differs. {} where they agree. A
-    difference counts above tol(unit) (the compute precision's), and above 10x `noise` (what the matched
-    pair reaches: Adam turns the rounding noise of a bias that feeds batch norm, whose gradient is zero,
-    into whole steps)."""
-    tol_ = max(tol(unit), 10 * noise)
+    difference counts above tol(unit) (the compute precision's), and above 10x `noise`, what the matched
+    pair reaches by the same snapshot ({step: max relative difference}; Adam turns the rounding noise of a
+    bias that feeds batch norm, whose gradient is zero, into whole steps; chaotic training grows one
+    rounding to O(1) late in the run, which says nothing about step 1)."""
+    noise = noise or {}
+    at = lambda step: max(tol(unit), 10 * max((v for s, v in noise.items() if s <= step), default=0.0))
+    tol_ = at(1)
     layers = sum(1 for k in b if k.startswith("act_"))
-    loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > tol_), None)
+    loss_step = next((i + 1 for i, r in enumerate(div["loss_rel"]) if r > at(i + 1)), None)
     acts = [_rel(a[f"act_{i}"], b[f"act_{i}"]) for i in range(layers)]
     grads = step1_gradients(a, b)
     out = {"loss_step": loss_step}
@@ -305,7 +318,7 @@ def where_first(a: dict, b: dict, div: dict, unit: str, noise: float = 0.0) -> d
     else:
         for s, parts in zip(div["snap_steps"], div["per_layer"]):  # every tensor, per snapshot
             worst = max(parts, key=lambda p: p["max_rel"]) if s > 0 and parts else None
-            if worst and worst["max_rel"] > tol_:
+            if worst and worst["max_rel"] > at(s):
                 out.update(step=s, where=f"{_tensor_name(worst)} after step {s}", rel=worst["max_rel"])
                 break
     if "where" not in out and loss_step is None:
@@ -339,6 +352,7 @@ def compact(div: dict) -> dict:
         "flip_steps",
         "snap_steps",
         "rel_l2",
+        "max_rel",
         "final_max_rel",
         "final_rel_l2",
     )

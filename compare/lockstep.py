@@ -34,6 +34,7 @@ from compare.causes import (
     compact,
     divergence,
     explain,
+    floor_ratio,
     forward_hypotheses,
     slope_value,
     step1_gradients,
@@ -197,9 +198,10 @@ def _pair(cell: str, label: str, a: dict, b: dict, ck: cfg.RunConfig, x: np.ndar
     """One cell of one backend: how far the two traces part, where first, why, and the verdict."""
     dt, unit = entry["dtype"], entry["unit"]
     div = divergence(a, b)
-    ratio = (div["final_rel_l2"] / floor["final_rel_l2"]) if floor["final_rel_l2"] else None
+    ratio = floor_ratio(div, floor)
     meaning = CELLS[cell][1] if cell in CELLS else f"only {cell[: -len(' alone')]}, as each library has it"
-    noise = next((p["final_max_rel"] for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), 0.0)
+    matched = next((p for p in entry["pairs"] if p["a"] == label and p["cell"] == "matched"), None)
+    noise = dict(zip(matched["snap_steps"], matched["max_rel"])) if matched else {}
     pair = {
         "cell": cell,
         "meaning": meaning,
@@ -380,7 +382,7 @@ def _parted(p: dict) -> str:
 def _cause(name: str, p: dict) -> str:
     w = p.get("where") or {}
     if not w or "where" not in w:
-        return f"{name}: no effect ({p['verdict']})"
+        return f"{name}: {'no effect' if not p['verdict'].startswith('real') else 'parts them'} ({p['verdict']})"
     loss = f", the loss from step {w['loss_step']}" if w.get("loss_step") else ""
     return (
         f"{name}: first at step {w['step']} in {w['where']} ({w['rel']:.1e} relative){loss}; "
@@ -434,7 +436,8 @@ def blocks(summary: dict) -> list[tuple]:
             f"Both sides start from the same weights (init=shared) and train {summary['steps']} steps on the "
             f"same batches; weights are compared every {summary['every']} steps. The noise floor is PyTorch "
             f"against itself with every initial weight moved one unit in the last place (one rounding). "
-            f"Within {summary['floor_factor']:g}x the floor reads as float noise; float64 with everything "
+            f"Within {summary['floor_factor']:g}x the floor at every compared step reads as float noise "
+            f"(the ratio shown is the widest); float64 with everything "
             f"matched must agree to {summary['matched_tol']:g}. Cells switch the differences off: "
             + "; ".join(f"{k}: {v[1]}" for k, v in CELLS.items())
             + ".",
