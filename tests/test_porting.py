@@ -213,6 +213,21 @@ def test_recurrent_models_matched_agree_on_the_other_keras_backends(backend, tmp
         assert causes.divergence(k, p)["final_max_rel"] <= causes.MATCHED_TOL
 
 
+def test_a_chaotic_floor_does_not_hide_a_difference_from_step_1():
+    """Where training is chaotic (one rounding grows to O(1) within the run, as the LSTM's does at the
+    standard schedule), the last snapshot alone would call any pair float noise: the pair is read against
+    the floor at every compared step."""
+    steps = [0, 1, 20, 200, 469]
+    floor = {"snap_steps": steps, "rel_l2": [1.7e-16, 1.7e-16, 1.8e-16, 2e-2, 1.6e-1]}
+    parts = {"snap_steps": steps, "rel_l2": [0.0, 7.7e-5, 2.8e-2, 1.5e-1, 2.7e-1], "final_max_rel": 0.85}
+    alike = {"snap_steps": steps, "rel_l2": [0.0, 4.5e-18, 3.8e-17, 3e-2, 2.8e-1], "final_max_rel": 0.99}
+    assert causes.floor_ratio(parts, floor) > 1e10 and causes.verdict(
+        {**parts, "floor_ratio": causes.floor_ratio(parts, floor)}, "float64"
+    ).startswith("real")
+    r = causes.floor_ratio(alike, floor)
+    assert r < causes.FLOOR_FACTOR and "float noise" in causes.verdict({**alike, "floor_ratio": r}, "float64")
+
+
 def test_exact_schedules_step_in_their_unit():
     c = cfg.resolve("standard", ["lr_schedule=cosine", "epochs=3"])
     spe = training.steps_per_epoch(c)
