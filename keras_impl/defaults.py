@@ -322,18 +322,19 @@ def recurrent_probe() -> dict:
     std) at 28 inputs and 128 units, whether the recurrent kernel is orthogonal, the LSTM's forget-gate
     bias; the GRU's reset_after."""
     p, out = plan.GATE_PROBE, {}
-    full = lambda v: keras.ops.convert_to_tensor(np.full((1, 1, 1), v), dtype="float64")
+    full = lambda v: keras.ops.convert_to_tensor(np.full((1, 1), v), dtype="float64")
+    cells = {"gru": keras.layers.GRUCell, "lstm": keras.layers.LSTMCell}
     for kind, cls in (("gru", keras.layers.GRU), ("lstm", keras.layers.LSTM)):
-        m, outputs = cls(1, dtype="float64"), []
-        m.build((1, 1, 1))
-        state = [full(p["h"])[0]] if kind == "gru" else [full(p["h"])[0], full(p["c"])[0]]
+        m, outputs = cells[kind](1, dtype="float64"), []  # one step of the layer's cell
+        m.build((1, 1))
+        state = [full(p["h"])] if kind == "gru" else [full(p["h"]), full(p["c"])]
         for block in range(plan.GATES[kind]):
-            kernel = np.zeros(m.cell.kernel.shape)
+            kernel = np.zeros(m.kernel.shape)
             kernel[0, block] = p["signal"]
-            m.cell.kernel.assign(kernel)
-            m.cell.recurrent_kernel.assign(np.full(m.cell.recurrent_kernel.shape, p["recurrent"]))
-            m.cell.bias.assign(np.zeros(m.cell.bias.shape))
-            outputs.append(float(keras.ops.convert_to_numpy(m(full(p["x"]), initial_state=state))[0, 0]))
+            m.kernel.assign(kernel)
+            m.recurrent_kernel.assign(np.full(m.recurrent_kernel.shape, p["recurrent"]))
+            m.bias.assign(np.zeros(m.bias.shape))
+            outputs.append(float(keras.ops.convert_to_numpy(m(full(p["x"]), state)[0])[0, 0]))
         keras.utils.set_random_seed(0)
         d = cls(128)
         d.build((None, 28, 28))

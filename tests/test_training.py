@@ -93,7 +93,8 @@ def test_rmsprop_ablation_and_lockstep_cells_name_its_differences():
     assert "RMSprop rho alone" in lockstep.alone_cells(c)
 
 
-@pytest.mark.parametrize("rule", ["torch", pytest.param("keras", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["torch", "keras"])
 def test_rmsprop_matched_float64_agrees_to_1e10(rule, tmp_path, data_dir, monkeypatch):
     """RMSprop with momentum, coupled decay, global clipping and a step schedule, in either definition
     written out on both sides: PyTorch and Keras to 1e-10 after the steps."""

@@ -86,6 +86,7 @@ def test_lockstep_finds_the_float32_constants_in_keras_tensorflow(tmp_path, data
     assert not list((tmp_path / "ls").glob(".lockstep-*")), "traces are removed unless --keep-traces"
 
 
+@pytest.mark.slow
 def test_lockstep_catches_a_deliberate_slope_mismatch(tmp_path, data_dir):
     s = lockstep.lockstep(
         cfg.resolve("standard"),
@@ -104,6 +105,7 @@ def test_lockstep_catches_a_deliberate_slope_mismatch(tmp_path, data_dir):
     assert "The LeakyReLU slopes differ: keras uses 0.02, pytorch 0.01" in " ".join(pair["explanation"])
 
 
+@pytest.mark.slow
 def test_lockstep_shows_adams_epsilon_placement(tmp_path, data_dir):
     base = cfg.resolve("standard", ["optimizer=adam", "lr=0.001", "eps=1e-4"])
     s = lockstep.lockstep(
