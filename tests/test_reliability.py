@@ -98,8 +98,8 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int, write_first: bool = F
     epoch_s = sum(r["train_seconds"] + r["eval_seconds"] for r in metrics(tmp_path / "full")) / epochs
     startup = max(wall - epochs * epoch_s, 0.5)
     run, log = tmp_path / "chaos", {"random_moment": 0, "inside_write": 0, "epochs_at_kill": [], "restarts": 0}
-    late = 1.0  # the kill window's scale: halved each time a run finishes first (a reference run timed
-    # while the other worker was busy overestimates start-up, and the window could miss every run)
+    done_in = None  # how long a run that finished before its kill took: the next kill comes within it (a
+    # reference run timed while the other worker was busy overestimates start-up: the window could miss every run)
     while log["random_moment"] + log["inside_write"] < kills:
         in_write = (log["random_moment"] + log["inside_write"] + write_first) % 2 == 1
         left = epochs - epochs_done(run)
@@ -114,8 +114,15 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int, write_first: bool = F
             extra_env={"FMNIST_PARITY_KILL_IN_WRITE": str(rng.randint(1, writes))} if in_write else None,
         )
         try:
-            window = late * rng.uniform(startup / 2, startup + left * epoch_s)
-            _, err = p.communicate(timeout=None if in_write else window)
+            window = (
+                None
+                if in_write
+                else rng.uniform(startup / 2, startup + left * epoch_s)
+                if done_in is None
+                else rng.uniform(0.3, 0.9) * done_in
+            )
+            began = time.time()
+            _, err = p.communicate(timeout=window)
             rc = p.returncode
         except subprocess.TimeoutExpired:
             p.kill()
@@ -124,7 +131,7 @@ def chaos(who: str, tmp_path: Path, kills: int, seed: int, write_first: bool = F
         if rc == 0:  # it finished before the kill came: begin again, so every kill lands mid-run
             shutil.rmtree(run)
             log["restarts"] += 1
-            late /= 2
+            done_in = time.time() - began if not in_write else done_in
             continue
         assert rc == -signal.SIGKILL, err[-2000:]
         log["inside_write" if in_write else "random_moment"] += 1
