@@ -13,6 +13,7 @@ import numpy as np
 from shared import plan, training
 
 SIZES = (784, 200, 200, 10)
+UNITS = 128  # the recurrent probes' state size (rnn_units' default); an LSTM's forget gate is block 2
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
 # installed library (a signature default, an attribute, its config), "measured" by running a tiny probe
 # through it, or "idiom": the library's documented convention, written here (not read from its state).
@@ -313,7 +314,7 @@ def layernorm_probe() -> dict:
 def _bias_max(b: np.ndarray, kind: str) -> float:
     """The largest |bias| at init outside an LSTM's forget-gate block (reported on its own)."""
     b = np.asarray(b, dtype=np.float64).reshape(-1, b.shape[-1])
-    return float(np.abs(np.delete(b, np.s_[128:256], axis=1) if kind == "lstm" else b).max())
+    return float(np.abs(np.delete(b, np.s_[UNITS : 2 * UNITS], axis=1) if kind == "lstm" else b).max())
 
 
 def recurrent_probe() -> dict:
@@ -336,7 +337,7 @@ def recurrent_probe() -> dict:
             m.bias.assign(np.zeros(m.bias.shape))
             outputs.append(float(keras.ops.convert_to_numpy(m(full(p["x"]), state)[0])[0, 0]))
         keras.utils.set_random_seed(0)
-        d = cls(128)
+        d = cls(UNITS)
         d.build((None, 28, 28))
         k, r, b = (keras.ops.convert_to_numpy(v) for v in (d.cell.kernel, d.cell.recurrent_kernel, d.cell.bias))
         out[kind] = {
@@ -344,8 +345,8 @@ def recurrent_probe() -> dict:
             "layout": f"kernel {list(k.shape)}, recurrent_kernel {list(r.shape)}",
             "bias": f"bias {list(b.shape)}" + (" (input row, recurrent row)" if b.ndim == 2 else ", one"),
             "init": [float(np.sqrt(3) * k.std()), float(np.sqrt(3) * r.std()), _bias_max(b, kind)],
-            "orthogonal": float(np.abs(r.astype(np.float64) @ r.T.astype(np.float64) - np.eye(128)).max()),
-            "forget_bias": float(b[128:256].mean()) if kind == "lstm" else None,
+            "orthogonal": float(np.abs(r.astype(np.float64) @ r.T.astype(np.float64) - np.eye(UNITS)).max()),
+            "forget_bias": float(b[UNITS : 2 * UNITS].mean()) if kind == "lstm" else None,
         }
     after = arg(keras.layers.GRU, "reset_after")
     out["gru"]["reset_after"] = f"{'after' if after else 'before'} the recurrent product (reset_after={after})"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from shared import plan, training
 
 SIZES = (784, 200, 200, 10)
+UNITS = 128  # the recurrent probes' state size (rnn_units' default); an LSTM's forget gate is block 2
 # How each value of probe() is known (a dotted key; the most specific one applies): "read" from the
 # installed library (a signature default, an attribute, its source), "measured" by running a tiny probe
 # through it, or "idiom": the library's documented convention, written here (not read from its state).
@@ -280,7 +281,7 @@ def layernorm_probe() -> dict:
 def _bias_max(m, kind: str) -> float:
     """The largest |bias| at init outside an LSTM's forget-gate block (reported on its own)."""
     b = torch.stack([m.bias_ih_l0.detach(), m.bias_hh_l0.detach()]).double()
-    return float((torch.cat([b[:, :128], b[:, 256:]], 1) if kind == "lstm" else b).abs().max())
+    return float((torch.cat([b[:, :UNITS], b[:, 2 * UNITS :]], 1) if kind == "lstm" else b).abs().max())
 
 
 def recurrent_probe() -> dict:
@@ -288,9 +289,10 @@ def recurrent_probe() -> dict:
     block is, measured); the weight layouts; the default initialisers' bounds (sqrt(3) x the sample std)
     at 28 inputs and 128 units, whether the recurrent kernel is orthogonal, the LSTM's forget-gate bias."""
     p, out = plan.GATE_PROBE, {}
+    full = lambda v: torch.full((1, 1, 1), v, dtype=torch.float64)
+    bound = lambda t: float(np.sqrt(3) * t.detach().std())
     for kind, cls in (("gru", nn.GRU), ("lstm", nn.LSTM)):
         m, outputs = cls(1, 1).double(), []
-        full = lambda v: torch.full((1, 1, 1), v, dtype=torch.float64)
         state = full(p["h"]) if kind == "gru" else (full(p["h"]), full(p["c"]))
         for block in range(plan.GATES[kind]):
             with torch.no_grad():
@@ -304,8 +306,7 @@ def recurrent_probe() -> dict:
                 m.weight_ih_l0[block, 0] = p["signal"]
                 outputs.append(float(m(full(p["x"]), state)[0]))
         torch.manual_seed(0)
-        d = cls(28, 128)
-        bound = lambda t: float(np.sqrt(3) * t.detach().std())
+        d = cls(28, UNITS)
         rec = d.weight_hh_l0.detach().double().T  # [units, gates x units], the neutral layout
         b = d.bias_ih_l0.detach() + d.bias_hh_l0.detach()
         out[kind] = {
@@ -313,8 +314,8 @@ def recurrent_probe() -> dict:
             "layout": f"weight_ih_l0 {list(d.weight_ih_l0.shape)}, weight_hh_l0 {list(d.weight_hh_l0.shape)}",
             "bias": f"bias_ih_l0 {list(d.bias_ih_l0.shape)} + bias_hh_l0 {list(d.bias_hh_l0.shape)}, both trained",
             "init": [bound(d.weight_ih_l0), bound(d.weight_hh_l0), _bias_max(d, kind)],
-            "orthogonal": float((rec @ rec.T - torch.eye(128, dtype=torch.float64)).abs().max()),
-            "forget_bias": float(b[128:256].mean()) if kind == "lstm" else None,
+            "orthogonal": float((rec @ rec.T - torch.eye(UNITS, dtype=torch.float64)).abs().max()),
+            "forget_bias": float(b[UNITS : 2 * UNITS].mean()) if kind == "lstm" else None,
         }
     out["gru"]["reset_after"] = "after the recurrent product (nn.GRU's only form)"  # r * (h W_hn + b_hn)
     return out

@@ -82,7 +82,7 @@ def oom_message(config: cfg.RunConfig, e: BaseException) -> str:
 
 
 def _widths(config: cfg.RunConfig) -> str:
-    if config.model in ("gru", "lstm"):
+    if config.model in plan.GATES:
         return f"rnn_units={config.rnn_units}"
     key = "channels" if config.model == "cnn" else "hidden"
     return f"{key}={','.join(map(str, getattr(config, key)))}"

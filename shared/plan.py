@@ -21,7 +21,7 @@ the GRU's gates r, z, n (its LSTM's are Keras' order), and each twin converts.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,11 +61,9 @@ KINDS = (
 @dataclass(frozen=True)
 class Layer:
     kind: str  # one of KINDS
-    width: int = 0  # dense: outputs; conv: output channels; gru, lstm: state size; batchnorm, layernorm, dropout, flatten: features
+    width: int = 0  # dense: outputs; conv: output channels; gru, lstm: state size; norms, dropout, flatten: features
     fan_in: int = 0  # dense: inputs; conv: input channels; gru, lstm: inputs per time step
-    index: int = (
-        0  # dense, conv, gru, lstm: weighted layer i (0-based, output layer last); norms, dropout: hidden layer i
-    )
+    index: int = 0  # weighted layers: i (0-based, output layer last); norms, dropout: hidden layer i
     kernel: int = 0  # conv: kernel size
     stride: int = 1  # conv: its stride (2 with downsample=stride; each twin pads it as stride_padding says)
 
@@ -107,9 +105,6 @@ def recurrent(config) -> list[Layer]:
     rows = [Layer("rows"), Layer(config.model, config.rnn_units, IMAGE, 0)]
     out = rows + [Layer("dense", CLASSES, config.rnn_units, 1)]
     return out + ([Layer("sigmoid"), Layer("log_softmax")] if config.head == "seed" else [])
-
-
-WEIGHTED = ("dense", "conv", *GATES)
 
 
 def weight_shapes(config) -> list[tuple[tuple, tuple, int]]:
@@ -167,7 +162,8 @@ def describe(config) -> str:
     if config.model in GATES:
         n = param_count(config)
         two = config.model == "lstm" and config.lstm_bias == "native"  # Keras' LSTM has one bias
-        count = f"{n:,} parameters" + (f"; Keras' one bias: {n - GATES['lstm'] * config.rnn_units:,}" if two else "")
+        one = param_count(replace(config, lstm_bias="single")) if two else n
+        count = f"{n:,} parameters" + (f"; Keras' one bias: {one:,}" if two else "")
         return f"{config.model.upper()} {config.rnn_units} over 28 rows-dense10 ({count})"
     norm = " with layer norm" if config.layernorm else ""
     return f"{'-'.join(map(str, config.layer_sizes()))} MLP{norm} ({param_count(config):,} parameters)"

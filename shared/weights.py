@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shared import plan
 from shared.atomic import atomic_write
 
 
@@ -44,7 +45,7 @@ def chains(k: np.ndarray, b: np.ndarray, nxt: np.ndarray | None) -> bool:
     [in + units, gates x units] kernel with its [2, gates x units] bias feeds a dense layer its units."""
     if k.ndim == 2 and b.shape == (2, k.shape[1]) and nxt is not None and nxt.ndim == 2:
         units = nxt.shape[0]
-        return k.shape[1] in (3 * units, 4 * units) and k.shape[0] > units
+        return k.shape[1] in [g * units for g in plan.GATES.values()] and k.shape[0] > units
     if k.ndim not in (2, 4) or b.shape != (k.shape[-1],):
         return False
     out = k.shape[-1]
