@@ -181,7 +181,7 @@ ROWS = [
     (
         "GRU reset gate applied",
         lambda p: tuple(p["recurrent"]["gru"]["reset_after"].rstrip(")").split(" the recurrent product (")),
-        "reset_after=False (Keras 2's old default) is another cell, which PyTorch does not have",
+        "reset_after=False (the older formulation, applied before the product) is another cell, which PyTorch does not have",
         "model=gru (Keras' reset_after=True)",
     ),
     (
