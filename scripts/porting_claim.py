@@ -187,7 +187,7 @@ def blocks(out: Path = OUT) -> dict[str, str]:
     b["porting-machines"] = twice_lines(machines(out), "on the two machines", "this grid's machine minus 2026-11-30's")
     b["porting-defaults"] = defaults_block(json.loads((out / "defaults.json").read_text()))
     b["porting-ablation"] = ablation_block(json.loads((out / "ablation.json").read_text()))
-    for name in ("layernorm",):
+    for name in ("layernorm", "lstm"):
         f = out / f"ablation-{name}.json"
         b[f"porting-ablation-{name}"] = (
             ablation_block(json.loads(f.read_text())) if f.exists() else "(no ablation record committed)"
