@@ -36,6 +36,7 @@ def test_measuring_does_not_change_training(who, tmp_path, trained):
     assert np.allclose(rows[-1]["weight_norm"], norms, rtol=1e-12)
 
 
+@pytest.mark.slow  # a 17-layer net for an epoch in both; reading() and the per-layer norms are checked by default
 def test_deep_narrow_net_shows_vanishing_gradients_in_both_frameworks_and_the_report(tmp_path):
     out = tmp_path / "c"
     r = subprocess.run(

@@ -150,7 +150,8 @@ def test_cnn_reaches_85_percent_in_2_epochs_and_records_its_size(who, tmp_path):
     assert env["parameters"] == 20490 and "CNN" in env["network"]
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras"])
+# Keras' seed head agrees with PyTorch's to 1e-10 in the default float64 lockstep (test_why); its bounds: -m slow
+@pytest.mark.parametrize("who", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_seed_head_respects_its_bounds(who, tmp_path):
     run = tmp_path / "run"
     train(who, run, "--preset", "seed-report", "--epochs", "1")
@@ -165,7 +166,8 @@ def test_seed_head_respects_its_bounds(who, tmp_path):
     assert np.exp(logp).min() >= 1 / (1 + 9 * math.e) - 1e-6
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras"])
+# Keras' resume test (test_reliability) compares two processes' runs of one seed bit for bit; this one: -m slow
+@pytest.mark.parametrize("who", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])
 def test_same_seed_same_metrics_in_two_processes(who, tmp_path, trained):
     first = trained(who, *ONE_EPOCH)
     train(who, tmp_path / "b", *ONE_EPOCH)
@@ -336,7 +338,17 @@ def test_the_port_check_table_reads_its_records():
     assert np.array_equal(k2[:, 8:], k[:, 8:]) and all(map(np.array_equal, port_check._gate_swap(k2, b2), (k, b)))
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras", "keras-jax", "keras-torch"])
+# float64 from shared weights in PyTorch and Keras-TF is what the default float64 lockstep tests train;
+# here the other two backends by default, all four with -m slow
+@pytest.mark.parametrize(
+    "who",
+    [
+        pytest.param("pytorch", marks=pytest.mark.slow),
+        pytest.param("keras", marks=pytest.mark.slow),
+        "keras-jax",
+        "keras-torch",
+    ],
+)
 def test_float64_and_every_keras_backend(who, tmp_path):
     run = tmp_path / "run"
     train(

@@ -212,7 +212,10 @@ def test_twenty_random_kills_then_resume_is_bit_identical(who, tmp_path):
     print(who, log)
 
 
-@pytest.mark.parametrize("who,sig", [("pytorch", signal.SIGINT), ("keras", signal.SIGTERM)])
+# both go through shared/cli.py's handler: PyTorch's Ctrl-C by default, Keras' SIGTERM with -m slow
+@pytest.mark.parametrize(
+    "who,sig", [("pytorch", signal.SIGINT), pytest.param("keras", signal.SIGTERM, marks=pytest.mark.slow)]
+)
 def test_sigint_and_sigterm_stop_cleanly(who, sig, tmp_path):
     """PyTorch through `fmnist-parity train` (the user's command), Keras through its module: the resume
     hint names the command that was typed, and running it resumes."""
