@@ -166,8 +166,10 @@ def test_seed_head_respects_its_bounds(who, tmp_path):
     assert np.exp(logp).min() >= 1 / (1 + 9 * math.e) - 1e-6
 
 
-# Keras' resume test (test_reliability) compares two processes' runs of one seed bit for bit; this one: -m slow
-@pytest.mark.parametrize("who", ["pytorch", pytest.param("keras", marks=pytest.mark.slow)])
+# the end-to-end comparison (test_compare) checks each framework's runs against the same runs made in
+# processes of their own, and the resume tests (test_reliability) a killed run against a whole one
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["pytorch", "keras"])
 def test_same_seed_same_metrics_in_two_processes(who, tmp_path, trained):
     first = trained(who, *ONE_EPOCH)
     train(who, tmp_path / "b", *ONE_EPOCH)
@@ -380,8 +382,17 @@ def test_float64_and_every_keras_backend(who, tmp_path):
     assert metrics(run)[0]["test_acc"] > 0.8
 
 
-@pytest.mark.parametrize("who", ["pytorch", "keras"])
-@pytest.mark.parametrize("setting", ["dtype=bfloat16", "mixed_precision=float16"])
+@pytest.mark.parametrize(
+    "who,setting",
+    [
+        ("pytorch", "dtype=bfloat16"),
+        pytest.param(
+            "keras", "dtype=bfloat16", marks=pytest.mark.slow
+        ),  # Keras below float32 by default: mixed float16
+        ("pytorch", "mixed_precision=float16"),
+        ("keras", "mixed_precision=float16"),
+    ],
+)
 def test_below_float32_trains_and_records_what_it_computed_in(who, setting, tmp_path):
     """Pure bfloat16 (weights and computation) and mixed float16 (float32 weights, float16 layers, loss
     scaling), each library's own machinery; the run records the dtype each layer, the loss and the

@@ -89,6 +89,7 @@ def test_bench_runs_and_writes_its_results(tmp_path):
     assert "x floor" in r.stdout and "keras" in r.stdout
 
 
+@pytest.mark.slow  # the bench's mechanics are the test above's; this adds the CNN and augmentation rows
 def test_bench_times_the_cnn_and_the_shared_augmentation(tmp_path, monkeypatch):
     """model=cnn: no matrix-product floor, ratios to PyTorch's CNN; the augmentation's own cost is kept."""
     out = tmp_path / "bench"
