@@ -311,6 +311,7 @@ def test_damaged_checkpoints_fall_back_or_refuse_in_one_line(tmp_path, trained):
     assert len(r.stderr.strip().splitlines()) == 1 and f"no intact checkpoint to resume from: {ck[-1]}" in r.stderr
 
 
+@pytest.mark.slow  # the fallback is shared/runner.py's: PyTorch's damaged checkpoints test covers it by default
 def test_keras_checkpoint_damage_without_digest_falls_back(tmp_path, trained):
     run = tmp_path / "run"
     shutil.copytree(trained("keras", *SMALL_2), run)
