@@ -382,13 +382,12 @@ def test_float64_and_every_keras_backend(who, tmp_path):
     assert metrics(run)[0]["test_acc"] > 0.8
 
 
+# Keras below float32 by default: mixed float16; its pure bfloat16 run with -m slow
 @pytest.mark.parametrize(
     "who,setting",
     [
         ("pytorch", "dtype=bfloat16"),
-        pytest.param(
-            "keras", "dtype=bfloat16", marks=pytest.mark.slow
-        ),  # Keras below float32 by default: mixed float16
+        pytest.param("keras", "dtype=bfloat16", marks=pytest.mark.slow),
         ("pytorch", "mixed_precision=float16"),
         ("keras", "mixed_precision=float16"),
     ],
