@@ -156,6 +156,10 @@ def table(results: list[dict]) -> list[dict]:
                     "x_floor": r["median"] / base["floor_median"] if base and base["floor_median"] else None,
                     "x_pytorch": r["median"] / base["median"] if base else None,
                     "own_floor_s": r["floor_median"],
+                    "graph_floor_s": base.get("graph_floor_median") if base else None,
+                    "x_graph_floor": r["median"] / base["graph_floor_median"]
+                    if base and base.get("graph_floor_median")
+                    else None,
                     "augment_s": statistics.median(x["augment_seconds"]) if x.get("augment_seconds") else None,
                 }
             )
@@ -185,6 +189,20 @@ def markdown(summary: dict) -> str:
             f"or is still running; not yet measured: {', '.join(summary['contestants'][done:])}).",
             "",
         ]
+    graph = any(r.get("x_graph_floor") for r in summary["table"])  # measured on a CUDA GPU only
+    if graph:
+        lines[-2] = lines[-2].replace("| x floor |", "| x floor | x CUDA-graph floor |")
+        lines[-1] += "---|"
+        floors = {r["batch_size"]: r for r in summary["table"] if r.get("graph_floor_s")}
+        lines[-2:-2] = [
+            "CUDA-graph floor = the same products captured once per batch shape in a CUDA graph and replayed "
+            "per step (one launch a step: the launch-bound floor): "
+            + ", ".join(
+                f"batch {b}: {r['graph_floor_s']:.3g} s (floor {r['floor_s']:.3g} s)" for b, r in floors.items()
+            )
+            + ".",
+            "",
+        ]
     for r in summary["table"]:
         if "error" in r:
             lines.append(f"| {r['contestant']} | - | failed: {r['error']} | | | | |")
@@ -192,7 +210,9 @@ def markdown(summary: dict) -> str:
         f = lambda v, fmt: format(v, fmt) if v is not None else "-"
         lines.append(
             f"| {r['contestant']} | {r['batch_size']} | {r['median_s']:.3g} | {r['min_s']:.3g}-{r['max_s']:.3g} "
-            f"| {r['samples_per_s']:,.0f} | {f(r['x_floor'], '.2f')} | {f(r['x_pytorch'], '.2f')} "
+            f"| {r['samples_per_s']:,.0f} | {f(r['x_floor'], '.2f')} "
+            + (f"| {f(r['x_graph_floor'], '.2f')} " if graph else "")
+            + f"| {f(r['x_pytorch'], '.2f')} "
             f"| {f(r['own_floor_s'], '.3g')} ({r['library']}) |"
         )
     aug = {r["contestant"]: r["augment_s"] for r in summary["table"] if r.get("augment_s")}

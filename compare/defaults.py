@@ -18,6 +18,7 @@ from shared import data as fdata
 from shared import config as cfg
 from shared import plan, training
 from shared.atomic import atomic_write
+from shared.environment import matmul_rounding
 
 REPO = Path(__file__).resolve().parent.parent
 PROBED = ("torch", "keras", "tensorflow", "jax", "jaxlib", "numpy")  # a probe reads these libraries' defaults
@@ -73,6 +74,11 @@ def recurrent_init(r: dict) -> str:
     kernel, recurrent, bias = r["init"]
     rec = "orthogonal" if r["orthogonal"] < 1e-4 else f"U(+-{recurrent:.4g})"
     return f"kernel U(+-{kernel:.4g}); recurrent {rec}; biases {'0' if bias == 0 else f'U(+-{bias:.4g})'}"
+
+
+def _matmul_measured(m: dict) -> tuple[str, str]:
+    """The measured float32 product, named (shared.environment.matmul_rounding) with its error and device."""
+    return matmul_rounding(m["rel_error"]), f"relative error {m['rel_error']:.2g} on {m['device']}"
 
 
 def _g(x) -> str:
@@ -392,6 +398,12 @@ ROWS = [
         "tf32",
     ),
     (
+        "float32 matmul on the run's device (measured against float64)",
+        lambda p: _matmul_measured(p["precision"]["matmul_measured"]),
+        "TF32 shows as a relative error near 3e-4 instead of 4e-7: predictions part from step 1 at that size",
+        "tf32",
+    ),
+    (
         "mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)",
         lambda p: " / ".join(p["mixed_precision"][k] for k in ("matmul", "activation", "log_softmax", "loss")),
         "which operations the lower precision reaches: autocast chooses per operation (CPU: log-softmax stays low), "
@@ -480,6 +492,8 @@ MEASURE = {
     "float16 loss scaling: growth interval, growth, back-off (measured)": "fmnist-parity run --set mixed_precision=float16",
     "TF32 matmul on GPUs": "fmnist-parity run --device cuda --set tf32=true",
     "float32 matmul precision": "fmnist-parity run --device cuda --set tf32=true",
+    "float32 matmul on the run's device (measured against float64)": "fmnist-parity lockstep --device cuda "
+    "--dtypes float32 --steps 50 --cells matched --set tf32=true",
     "compilation": "fmnist-parity bench",
     "intra-op threads": "fmnist-parity bench --set threads=1",
 }

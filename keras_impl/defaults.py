@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from shared import plan, training
+from shared.environment import matmul_error, matmul_probe
 
 SIZES = (784, 200, 200, 10)
 UNITS = 128  # the recurrent probes' state size (rnn_units' default); an LSTM's forget gate is block 2
@@ -60,6 +61,7 @@ SOURCES = {
     "schedule": "measured",
     "label_smoothing": "read",
     "precision": "read",
+    "precision.matmul_measured": "measured",
     "mixed_precision": "measured",
     "compilation": "read",
     "threads": "read",
@@ -476,7 +478,22 @@ def precision() -> dict:
                 "detail": f"jax_default_matmul_precision = {p!r}; XLA's default on GPUs",
             },
         )
+    out["matmul_measured"] = matmul_measured()
     return out
+
+
+def matmul_measured() -> dict:
+    """A float32 product on the backend's default device (where a run's tensors go), against float64."""
+    a, b, reference = matmul_probe()
+    c = keras.ops.matmul(keras.ops.convert_to_tensor(a), keras.ops.convert_to_tensor(b))
+    backend = keras.backend.backend()
+    if backend == "jax":
+        device = next(iter(c.devices())).platform
+    elif backend == "torch":
+        device = c.device.type
+    else:
+        device = "gpu" if "GPU" in c.device.upper() else "cpu"
+    return {"rel_error": matmul_error(keras.ops.convert_to_numpy(c), reference), "device": device}
 
 
 def mixed_precision_probe() -> dict:

@@ -346,6 +346,12 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     keras.ops.convert_to_numpy(grads[-1])  # wait for the device
 
 
+def graph_floor(state: State, tensors: dict, index_batches):
+    """PyTorch's twin captures the floor in a CUDA graph; Keras has no graph capture of its own to offer
+    (JAX and tf.function already run floor_epoch's step as one compiled program), so none here."""
+    return None
+
+
 def evaluate(state: State, tensors: dict) -> tuple[float, float]:
     """Mean loss and accuracy on the full test set."""
     out = state.model.predict_on_batch(tensors["x_test"])

@@ -13,6 +13,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from shared import plan, training
+from shared.environment import matmul_error, matmul_probe
 
 SIZES = (784, 200, 200, 10)
 UNITS = 128  # the recurrent probes' state size (rnn_units' default); an LSTM's forget gate is block 2
@@ -58,6 +59,7 @@ SOURCES = {
     "schedule": "measured",
     "label_smoothing": "read",
     "precision": "read",
+    "precision.matmul_measured": "measured",
     "mixed_precision": "measured",
     "recurrent": "measured",
     "recurrent.gru.layout": "read",
@@ -398,7 +400,16 @@ def precision() -> dict:
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
         "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
         "matmul_precision": {"value": MATMUL.get(p, p), "detail": f"torch.get_float32_matmul_precision() = {p!r}"},
+        "matmul_measured": matmul_measured(),
     }
+
+
+def matmul_measured() -> dict:
+    """A float32 product on the device a run would pick (CUDA when present), against float64."""
+    a, b, reference = matmul_probe()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    c = torch.from_numpy(a).to(device) @ torch.from_numpy(b).to(device)
+    return {"rel_error": matmul_error(c.cpu().numpy(), reference), "device": device}
 
 
 def mixed_precision_probe() -> dict:

@@ -1,80 +1,112 @@
 #!/usr/bin/env bash
-# The GPU check, on a machine with a CUDA GPU, each step under its own timeout: the GPU-marked tests, one
-# epoch of each contestant the machine can run with and without deterministic=true, `bench` at batch
-# sizes 128 and 512, the precisions' and the CNN's `bench` at 128 and 512. Everything lands in RESULTS_DIR.
-# The whole script keeps within GPU_CHECK_SECONDS (default 420): each step's timeout is cut to what is
-# left, so a device call of ~8 minutes can still pack the results (measured on an H200: Keras-JAX's first
-# epoch is ~23 s of which ~22 s is XLA compiling the one-step train function for two batch shapes, plus
-# ~8 s for the predict step).
-#   usage: scripts/gpu_check.sh RESULTS_DIR      on the device tool: ...; tar czf $OUT/gpu.tgz -C /tmp g
-# Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data
-# when the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the
-# Keras-TensorFlow contestant is skipped where TensorFlow is absent. Versions are recorded, never enforced.
+# The GPU check, on a machine with a CUDA GPU: parts ordered by value, so a call cut short still brings back
+# the most important results, each part under its own timeout and writing its results as it finishes:
+#   a. the main job on the GPU, short: `run --device cuda`, PyTorch and Keras on the backends the machine has,
+#      2 seeds x 3 epochs, its report and verdict (OUT/a-run/report.md)
+#   b. `bench` at batch 128: PyTorch eager, the compiled whole step, Keras-JAX, Keras-torch, against the
+#      epoch's matrix products and the same products replayed from a CUDA graph (the launch-bound floor)
+#   c. float32 lockstep on the GPU, PyTorch against Keras-JAX and Keras-torch, 50 steps, tf32 off and on
+#   d. the defaults rows read live on the device (a float32 product's measured error: TF32 or not)
+#   e. the GPU-marked tests
+#   f. Keras-JAX's first epoch with XLA's autotuning on and off (what the first epoch costs, and why)
+#   g. one epoch of each contestant with and without deterministic=true
+#   h. the precisions' and the CNN's `bench` at 128 and 512
+# OUT/parts.md gets one row per part as it ends (exit, seconds, where its results are, or why it did not run).
+#   usage: scripts/gpu_check.sh OUT      on the device tool: scripts/gpu_check.sh $OUT/g
+# The whole script keeps within GPU_CHECK_SECONDS (default 480): each part's timeout is cut to what is left.
+# GPU_CHECK_DRY=1 writes each part's command into parts.md instead of running it (the tests parse them).
+# Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data when
+# the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the Keras-TensorFlow
+# contestant joins only where TensorFlow is installed. Versions are recorded, never enforced.
+# Measured on an H200 (2026-11-30): Keras-JAX's first epoch is ~23 s of which ~22 s is XLA compiling.
 set -uo pipefail
-out=$(realpath -m "${1:?usage: scripts/gpu_check.sh RESULTS_DIR}")
+out=$(realpath -m "${1:?usage: scripts/gpu_check.sh OUT}")
 cd "$(dirname "$0")/.."
 mkdir -p "$out"
 PY=${PYTHON:-python3}
 log="$out/log.txt"
-end=$((SECONDS + ${GPU_CHECK_SECONDS:-420}))
-t() { local left=$((end - SECONDS)); [ "$left" -lt 5 ] && left=5; echo $(($1 < left ? $1 : left)); }  # a step's timeout
+dry=${GPU_CHECK_DRY:-0}
+end=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
 say() { echo "$(date +%T) $*" | tee -a "$log"; }
-if ! $PY -c "import keras" 2>/dev/null && ls .gpu/wheels/*.whl >/dev/null 2>&1; then
+if [ "$dry" != 1 ] && ! $PY -c "import keras" 2>/dev/null && ls .gpu/wheels/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fmnist-site .gpu/wheels/*.whl
   export PYTHONPATH=/tmp/fmnist-site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ -d .gpu/data ] && export FMNIST_DATA_DIR=${FMNIST_DATA_DIR:-$PWD/.gpu/data}
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
-  $PY -c "import platform; from importlib.metadata import version
+
+# What the machine has: a CUDA GPU seen by PyTorch, TensorFlow or not. Without a GPU every part says so.
+why_not=""
+if [ "$dry" != 1 ]; then
+  { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+    $PY -c "import platform; from importlib.metadata import version
 print('python', platform.python_version())
-for m in ('torch', 'jax', 'keras', 'tensorflow', 'torchvision'):
+for m in ('torch', 'jax', 'jaxlib', 'keras', 'tensorflow', 'torchvision'):
     try: print(m, version(m))
     except Exception: print(m, 'absent')
-import torch; print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
-} > "$out/env.txt" 2>&1
-say "environment: $(tr '\n' ';' < "$out/env.txt")"
+import torch; print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', torch.version.cuda)"
+  } > "$out/env.txt" 2>&1
+  say "environment: $(tr '\n' ';' < "$out/env.txt")"
+  grep -q "^cuda True" "$out/env.txt" || why_not="no CUDA GPU visible to PyTorch (see env.txt)"
+fi
+has_tf() { [ "$dry" = 1 ] || $PY -c "from importlib.metadata import version; version('tensorflow')" 2>/dev/null; }
+tf=""; has_tf && tf=1
 
-say "GPU-marked tests"
-timeout $(t 120) $PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > "$out/pytest.txt" 2>&1
-say "tests exit $? ($(tail -1 "$out/pytest.txt"))"
+echo "| part | exit | seconds | results, or why not |" > "$out/parts.md"
+echo "|---|---|---|---|" >> "$out/parts.md"
+# part NAME LIMIT RESULTS CMD...: run CMD under min(LIMIT, what is left), output into the log; one row in parts.md
+part() {
+  local name=$1 limit=$2 results=$3; shift 3
+  if [ "$dry" = 1 ]; then echo "| $name | - | - | \`$*\` |" >> "$out/parts.md"; return; fi
+  if [ -n "$why_not" ]; then echo "| $name | - | - | not run: $why_not |" >> "$out/parts.md"; say "$name: not run: $why_not"; return; fi
+  local left=$((end - SECONDS))
+  if [ "$left" -lt 10 ]; then echo "| $name | - | - | not run: the check's time (GPU_CHECK_SECONDS) was spent |" >> "$out/parts.md"; say "$name: no time left"; return; fi
+  say "$name ..."
+  local t0=$SECONDS
+  timeout $((limit < left ? limit : left)) "$@" >> "$log" 2>&1
+  local rc=$?
+  local note=$results; [ "$rc" = 124 ] && note="$results (cut at its time limit; what it wrote is kept)"
+  echo "| $name | $rc | $((SECONDS - t0)) | $note |" >> "$out/parts.md"
+  say "$name: exit $rc in $((SECONDS - t0)) s"
+}
+frameworks=pytorch; [ -n "$tf" ] && frameworks=pytorch,keras
 
-contestants="pytorch keras-jax keras-torch"
-has_tf() { $PY -c "from importlib.metadata import version; version('tensorflow')" 2>/dev/null \
-           || $PY -c "from importlib.metadata import version; version('tensorflow-cpu')" 2>/dev/null; }
-has_tf && contestants="$contestants keras"
-runs=$(mktemp -d)
-echo "| contestant | deterministic | exit | test acc | train s | device |" > "$out/epochs.md"
-echo "|---|---|---|---|---|---|" >> "$out/epochs.md"
+part "a. run on the GPU (2 seeds x 3 epochs)" 200 a-run/report.md \
+  $PY -m compare.cli run --device cuda --frameworks "$frameworks" --keras-backends torch,jax --seeds 2 --epochs 3 --out "$out/a-run"
+bench="pytorch,pytorch-compile-step,keras-jax,keras-torch"; [ -n "$tf" ] && bench="$bench,keras"
+part "b. bench at batch 128 (floor, CUDA-graph floor)" 150 b-bench/bench.md \
+  $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 128 --reps 3 --out "$out/b-bench"
+for tf32 in false true; do
+  part "c. float32 lockstep, tf32=$tf32, 50 steps" 90 "c-lockstep-tf32-$tf32/lockstep.md" \
+    $PY -m compare.cli lockstep --device cuda --dtypes float32 --backends torch,jax --cells native,matched --steps 50 --every 5 \
+    --set tf32=$tf32 --out "$out/c-lockstep-tf32-$tf32"
+done
+part "d. defaults read live on the device" 60 d-defaults/defaults.json \
+  $PY -m compare.cli defaults --backends torch,jax --fresh --out "$out/d-defaults"
+part "e. GPU-marked tests" 150 e-pytest.txt \
+  bash -c "$PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > '$out/e-pytest.txt' 2>&1"
+# f: how much of Keras-JAX's first epoch is XLA's autotuning (level 0 turns it off); JAX_LOG_COMPILES names
+# each compilation and its seconds in the log
+for level in default 0; do
+  flags=""; [ "$level" = 0 ] && flags="--xla_gpu_autotune_level=0"
+  part "f. Keras-JAX first epoch, XLA autotune $level" 60 "f-autotune-$level/metrics.jsonl" \
+    env XLA_FLAGS="$flags" JAX_LOG_COMPILES=1 $PY -m keras_impl --backend jax --device cuda --epochs 1 --quiet \
+    --out "$out/f-autotune-$level"
+done
+contestants="pytorch keras-jax keras-torch"; [ -n "$tf" ] && contestants="$contestants keras"
 for c in $contestants; do
   case $c in pytorch) mod=(-m pytorch_impl);; keras) mod=(-m keras_impl --backend tensorflow);;
                       *) mod=(-m keras_impl --backend "${c#keras-}");; esac
   for det in false true; do
-    timeout $(t 60) $PY "${mod[@]}" --device cuda --epochs 1 --set deterministic=$det --quiet --out "$runs/$c-$det" >> "$log" 2>&1
-    rc=$?
-    row=$($PY -c "import json,sys; m=json.loads(open('$runs/$c-$det/metrics.jsonl').readline()); e=json.load(open('$runs/$c-$det/run.json'))['environment']
-print(f\"{m['test_acc']:.4f} | {m['train_seconds']:.3f} | {e.get('device_name')}\")" 2>/dev/null || echo "- | - | -")
-    echo "| $c | $det | $rc | $row |" >> "$out/epochs.md"
+    part "g. one epoch $c deterministic=$det" 60 "g-epoch/$c-$det/metrics.jsonl" \
+      $PY "${mod[@]}" --device cuda --epochs 1 --set deterministic=$det --quiet --out "$out/g-epoch/$c-$det"
   done
 done
-say "one epoch each: $out/epochs.md"
-
-bench="pytorch,pytorch-step-sync,pytorch-compile,pytorch-compile-step,keras-jax,keras-torch"
-has_tf && bench="$bench,keras,keras-spe1,keras-xla"
-timeout $(t 120) $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 128,512 --reps 3 \
-  --out "$out/bench" >> "$log" 2>&1
-say "bench exit $?: $out/bench/bench.md"
-
-# below float32 (issue 18): pure bfloat16, autocast/mixed policies, float16 with loss scaling
 precision="pytorch,pytorch-bf16,pytorch-amp-bf16,pytorch-amp-fp16,keras-jax,keras-jax-mixed-bf16,keras-jax-mixed-fp16"
-has_tf && precision="$precision,keras,keras-bf16,keras-mixed-bf16,keras-mixed-fp16"
-timeout $(t 75) $PY -m compare.cli bench --device cuda --contestants "$precision" --batch-sizes 128,512 --reps 3 \
-  --out "$out/bench-precision" >> "$log" 2>&1
-say "precision bench exit $?: $out/bench-precision/bench.md"
-# the CNN (issue 19): ratios to PyTorch's CNN at the same batch size
-cnn="pytorch,pytorch-compile,keras-jax,keras-torch"
-has_tf && cnn="$cnn,keras"
-timeout $(t 75) $PY -m compare.cli bench --device cuda --set model=cnn --contestants "$cnn" --batch-sizes 128,512 --reps 3 \
-  --out "$out/bench-cnn" >> "$log" 2>&1
-say "CNN bench exit $?: $out/bench-cnn/bench.md"
-cat "$out/epochs.md" "$out/bench/bench.md" "$out/bench-precision/bench.md" "$out/bench-cnn/bench.md" 2>/dev/null
+[ -n "$tf" ] && precision="$precision,keras,keras-bf16,keras-mixed-bf16,keras-mixed-fp16"
+part "h. precision bench" 90 h-bench-precision/bench.md \
+  $PY -m compare.cli bench --device cuda --contestants "$precision" --batch-sizes 128,512 --reps 3 --out "$out/h-bench-precision"
+cnn="pytorch,pytorch-compile,keras-jax,keras-torch"; [ -n "$tf" ] && cnn="$cnn,keras"
+part "h. CNN bench" 90 h-bench-cnn/bench.md \
+  $PY -m compare.cli bench --device cuda --set model=cnn --contestants "$cnn" --batch-sizes 128,512 --reps 3 --out "$out/h-bench-cnn"
+cat "$out/parts.md"

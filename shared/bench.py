@@ -64,12 +64,15 @@ def measure(
         fixed = fbatches.epoch_batches(c.seed, 1, samples, bs, c.last_batch)
         # the floor is the MLP's matrix products; a CNN has no such floor here (its ratios are to PyTorch)
         floor = (lambda: impl.floor_epoch(state, tensors, fixed)) if c.model == "mlp" else (lambda: None)
+        # on a GPU, the same products captured in a CUDA graph: the launch-bound floor (None elsewhere)
+        graph = impl.graph_floor(state, tensors, fixed) if c.model == "mlp" else None
         _timed(train, warmup)
         _timed(floor, 1)
-        seconds, floors = [], []
-        for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits both
+        seconds, floors, graphs = [], [], []
+        for _ in range(reps):  # alternate, so that a slow spell of a shared machine hits all of them
             seconds += _timed(train, 1)
             floors += _timed(floor, 1)
+            graphs += _timed(graph, 1) if graph else []
         rows.append(
             {
                 "batch_size": bs,
@@ -77,6 +80,8 @@ def measure(
                 "floor_seconds": floors if c.model == "mlp" else [],
                 "median": statistics.median(seconds),
                 "floor_median": statistics.median(floors) if c.model == "mlp" else None,
+                "graph_floor_seconds": graphs,
+                "graph_floor_median": statistics.median(graphs) if graphs else None,
             }
         )
     # the augmentation's own cost per epoch (the runner pays it between epochs; no batch size in it)

@@ -39,3 +39,21 @@ def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     assert "./test.sh" in readme and "./run.sh" in readme
     assert "exec ./test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_matmul_probe_names_what_products_round_to():
+    """The defaults row reads TF32 and bfloat16 from a product's error, not from flags: inputs rounded to
+    TF32's and bfloat16's mantissas (11 and 8 bits) are named as such, float32's own product as full."""
+    import numpy as np
+
+    from shared.environment import matmul_error, matmul_probe, matmul_rounding
+
+    a, b, reference = matmul_probe()
+
+    def rounded(x, bits):
+        m, e = np.frexp(x.astype(np.float64))
+        return np.ldexp(np.round(m * 2.0**bits) / 2.0**bits, e)
+
+    name = lambda bits: matmul_rounding(matmul_error(rounded(a, bits) @ rounded(b, bits), reference))
+    assert matmul_rounding(matmul_error(a @ b, reference)) == "full float32"
+    assert [name(16), name(11), name(8)] == ["between TF32 and float32", "TF32 (10-bit mantissa)", "bfloat16 or lower"]

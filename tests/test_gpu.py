@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import REPO
 from helpers import env, metrics, train
 
 pytestmark = pytest.mark.gpu
@@ -65,3 +66,19 @@ def test_too_large_for_the_gpu_is_refused_in_one_line(tmp_path):
     r = train("pytorch", tmp_path / "run", "--device", "cuda", "--set", "hidden=400000,400000", check=False)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "needs about" in r.stderr and "GPU" in r.stderr
+
+
+def test_bench_measures_the_cuda_graph_floor(tmp_path):
+    """The pytorch process captures the floor's products in a CUDA graph and times its replays."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "compare.cli", "bench", "--device", "cuda", "--contestants", "pytorch,keras-torch"]
+    cmd += ["--samples", "4096", "--reps", "2", "--batch-sizes", "128", "--out", str(out)]
+    r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads((out / "bench.json").read_text())
+    rows = {t["contestant"]: t for t in s["table"]}
+    assert rows["pytorch"]["graph_floor_s"] > 0
+    assert rows["keras-torch"]["x_graph_floor"] == pytest.approx(
+        rows["keras-torch"]["median_s"] / rows["pytorch"]["graph_floor_s"]
+    )
+    assert "x CUDA-graph floor" in (out / "bench.md").read_text()

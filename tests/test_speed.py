@@ -87,6 +87,46 @@ def test_bench_runs_and_writes_its_results(tmp_path):
     assert "| pytorch | 128 |" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 1000
     assert "x floor" in r.stdout and "keras" in r.stdout
+    assert all(t["x_graph_floor"] is None for t in rows.values())  # no CUDA here: no graph floor, no column
+    assert "CUDA-graph" not in (out / "bench.md").read_text()
+
+
+def test_bench_table_reads_the_cuda_graph_floor_when_measured():
+    """On a GPU the pytorch process also times the products replayed from a CUDA graph: every contestant
+    gets its ratio to that floor, and the table a column and a line saying what it is."""
+    from compare import bench
+
+    row = lambda median, floor, graph: {
+        "batch_size": 128,
+        "seconds": [median],
+        "median": median,
+        "floor_median": floor,
+        "graph_floor_median": graph,
+    }
+    results = [
+        {"name": "pytorch", "library": "torch", "samples": 60000, "rows": [row(2.0, 0.5, 0.25)]},
+        {"name": "keras-jax", "library": "jax", "samples": 60000, "rows": [row(3.0, 0.4, None)]},
+    ]
+    rows = {r["contestant"]: r for r in bench.table(results)}
+    assert rows["pytorch"]["x_graph_floor"] == 8.0 and rows["keras-jax"]["x_graph_floor"] == 12.0
+    assert rows["keras-jax"]["x_floor"] == 6.0 and rows["keras-jax"]["own_floor_s"] == 0.4
+    summary = {
+        "host": {"cpu": "x", "cpu_count": 16},
+        "threads": 16,
+        "devices": {"pytorch": "cuda"},
+        "reps": 1,
+        "warmup": 1,
+        "samples": 60000,
+        "config": cfg.RunConfig().to_dict(),
+        "table": list(rows.values()),
+        "contestants": ["pytorch", "keras-jax"],
+        "results": results,
+    }
+    md = bench.markdown(summary)
+    header = next(line for line in md.splitlines() if line.startswith("| contestant"))
+    assert "| x floor | x CUDA-graph floor | x pytorch |" in header
+    assert "| keras-jax | 128 | 3 | 3-3 | 20,000 | 6.00 | 12.00 | 1.50 |" in md
+    assert "batch 128: 0.25 s (floor 0.5 s)" in md
 
 
 @pytest.mark.slow  # the bench's mechanics are the test above's; this adds the CNN and augmentation rows

@@ -193,6 +193,10 @@ def test_defaults_table_follows_the_installed_library():
     assert rows["LeakyReLU slope (layer)"]["differ"] and rows["Adam epsilon"]["differ"]
     assert rows["Adam epsilon placement (effective/configured at step 1)"]["values"]["keras"] == "31.62"
     assert rows["momentum update form"]["differ"] and rows["default float dtype"]["differ"] is False
+    # a float32 product on the device each would train on, measured against float64: full float32 on a CPU
+    matmul = rows["float32 matmul on the run's device (measured against float64)"]
+    assert all(v.startswith("full float32 (relative error") for v in matmul["values"].values()), matmul
+    assert set(matmul["source"].values()) == {"measured"}
     # mixed precision, measured: float32 weights and loss on both; each loss scaler backs off by half
     mixed = rows["mixed bfloat16: matmul / activation / log-softmax / loss dtype (measured)"]["values"]
     assert all(v.startswith("bfloat16") and v.endswith("float32") for v in mixed.values()), mixed
