@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -517,6 +518,8 @@ def cache_key(label: str) -> str:
             h.update(f"|{dist}=absent".encode())
     for impl in ("pytorch_impl", "keras_impl"):
         h.update((REPO / impl / "defaults.py").read_bytes())
+    # the measured float32 product runs on a GPU when one is visible: a probe made without one is not reused
+    h.update(f"|gpu={os.path.exists('/dev/nvidiactl')},{os.environ.get('CUDA_VISIBLE_DEVICES')}".encode())
     return h.hexdigest()[:16]
 
 
