@@ -13,7 +13,8 @@
 #   h. the precisions' and the CNN's `bench` at 128 and 512
 # OUT/parts.md gets one row per part as it ends (exit, seconds, where its results are, or why it did not run).
 #   usage: scripts/gpu_check.sh OUT      on the device tool: scripts/gpu_check.sh $OUT/g
-# The whole script keeps within GPU_CHECK_SECONDS (default 480): each part's timeout is cut to what is left.
+# The whole script keeps within GPU_CHECK_SECONDS (default 540, so that a device call of 10 minutes can still
+# pack the results): each part's timeout is cut to what is left.
 # GPU_CHECK_DRY=1 writes each part's command into parts.md instead of running it (the tests parse them).
 # Needs Python with CUDA PyTorch and/or JAX; Keras comes from .gpu/wheels and the data from .gpu/data when
 # the machine has neither (scripts/gpu_prepare.sh makes both). No TensorFlow needed: the Keras-TensorFlow
@@ -26,9 +27,11 @@ mkdir -p "$out"
 PY=${PYTHON:-python3}
 log="$out/log.txt"
 dry=${GPU_CHECK_DRY:-0}
-end=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
+end=$((SECONDS + ${GPU_CHECK_SECONDS:-540}))
 say() { echo "$(date +%T) $*" | tee -a "$log"; }
-if [ "$dry" != 1 ] && ! $PY -c "import keras" 2>/dev/null && ls .gpu/wheels/*.whl >/dev/null 2>&1; then
+# find_spec, not import: importing Keras would import its backend (seconds) only to learn it is there
+if [ "$dry" != 1 ] && ! $PY -c "import importlib.util as u, sys; sys.exit(u.find_spec('keras') is None)" 2>/dev/null \
+   && ls .gpu/wheels/*.whl >/dev/null 2>&1; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/fmnist-site .gpu/wheels/*.whl
   export PYTHONPATH=/tmp/fmnist-site
 fi
@@ -74,7 +77,7 @@ frameworks=pytorch; [ -n "$tf" ] && frameworks=pytorch,keras
 part "a. run on the GPU (2 seeds x 3 epochs)" 200 a-run/report.md \
   $PY -m compare.cli run --device cuda --frameworks "$frameworks" --keras-backends torch,jax --seeds 2 --epochs 3 --out "$out/a-run"
 bench="pytorch,pytorch-compile-step,keras-jax,keras-torch"; [ -n "$tf" ] && bench="$bench,keras"
-part "b. bench at batch 128 (floor, CUDA-graph floor)" 150 b-bench/bench.md \
+part "b. bench at batch 128 (floor, CUDA-graph floor)" 180 b-bench/bench.md \
   $PY -m compare.cli bench --device cuda --contestants "$bench" --batch-sizes 128 --reps 3 --out "$out/b-bench"
 for tf32 in false true; do
   part "c. float32 lockstep, tf32=$tf32, 50 steps" 90 "c-lockstep-tf32-$tf32/lockstep.md" \

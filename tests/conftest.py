@@ -56,6 +56,27 @@ SMALL_2 = ("--epochs", "2", "--set", "hidden=32", "--set", "threads=1")
 
 
 @pytest.fixture(scope="session")
+def native_defaults(tmp_path_factory):
+    """native_defaults(label) -> defaults.probe() of that library as installed, probed once per test run
+    (each probe is a process importing its framework): the file is shared by the xdist workers; two that
+    race both probe and write the same result."""
+    from helpers import defaults_probe
+
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the run's, not one worker's
+
+    def get(label: str) -> dict:
+        path = root / f"defaults-probe-{label}.json"
+        if not path.exists():
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(defaults_probe(label)))
+            tmp.replace(path)
+        return json.loads(path.read_text())
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """trained(who, *args) -> a finished run directory, trained once per (implementation, arguments)
     for the whole test run, pytest-xdist workers included (the first to ask trains it under a file

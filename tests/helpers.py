@@ -67,3 +67,20 @@ def python(code: str, timeout=600) -> str:
     )
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout
+
+
+def defaults_probe(label: str, patch: str = "") -> dict:
+    """`defaults.probe()` of one contestant ("pytorch", "keras", ...) in a process of its own, as the tool
+    does, after `patch` (code that changes a library default before the probe reads it)."""
+    module, *rest = IMPLS[label]
+    code = (
+        "import sys, json\n"
+        "from shared.environment import quiet_frameworks; quiet_frameworks()\n"
+        f"from {module}.cli import load_impl\n"
+        "from shared import config\n"
+        f"load_impl({(rest[1] if rest else None)!r}, config.RunConfig(device='cpu'))\n"
+        f"{patch}\n"
+        f"from {module} import defaults\n"
+        "print(json.dumps(defaults.probe(), default=str))\n"
+    )
+    return json.loads(python(code).strip().splitlines()[-1])

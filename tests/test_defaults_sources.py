@@ -51,8 +51,8 @@ def row(t: dict, what: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def pytorch():
-    return probe("pytorch"), probe("pytorch", PATCH["pytorch"])
+def pytorch(native_defaults):
+    return native_defaults("pytorch"), probe("pytorch", PATCH["pytorch"])
 
 
 def test_every_row_names_its_source(pytorch):
@@ -78,8 +78,8 @@ def test_read_and_measured_rows_follow_a_patched_pytorch(pytorch):
     assert not row(t, "compilation")["differ"]  # an idiom is not library state: it does not move
 
 
-def test_read_and_measured_rows_follow_a_patched_keras():
-    t = D.table({"keras": probe("keras"), "patched": probe("keras", PATCH["keras"])})
+def test_read_and_measured_rows_follow_a_patched_keras(native_defaults):
+    t = D.table({"keras": native_defaults("keras"), "patched": probe("keras", PATCH["keras"])})
     decay, slope = row(t, "AdamW default weight_decay"), row(t, "LeakyReLU slope (layer)")
     assert decay["values"]["patched"] == "0.05" and decay["differ"] and decay["source"]["patched"] == "read"
     assert slope["values"]["patched"] == "0.2" and slope["differ"] and slope["source"]["patched"] == "measured"

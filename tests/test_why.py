@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from helpers import python
-from compare import ablate, causes, cli, defaults, harness, lockstep
+from helpers import defaults_probe
+from compare import ablate, causes, cli, defaults, lockstep
 from shared import config as cfg
 from shared.atomic import atomic_write
 
@@ -145,24 +145,8 @@ def lockstep_perturb(layers, dtype):
     return perturb(layers, dtype, 1)
 
 
-def probe(label, patch=""):
-    module, rest = harness.CONTESTANTS[label][:2], harness.CONTESTANTS[label][2:]
-    code = (
-        "import sys, json\n"
-        f"sys.argv = ['x', 'defaults', *{rest!r}]\n"
-        "from shared.environment import quiet_frameworks; quiet_frameworks()\n"
-        f"from {module[1]}.cli import load_impl\n"
-        "from shared import config\n"
-        f"load_impl({(rest[1] if rest else None)!r}, config.RunConfig(device='cpu'))\n"
-        f"{patch}\n"
-        f"from {module[1]} import defaults\n"
-        "print(json.dumps(defaults.probe(), default=str))\n"
-    )
-    return json.loads(python(code).strip().splitlines()[-1])
-
-
-def test_defaults_table_follows_the_installed_library():
-    torch_probe, keras_probe = probe("pytorch"), probe("keras")
+def test_defaults_table_follows_the_installed_library(native_defaults):
+    torch_probe, keras_probe = native_defaults("pytorch"), native_defaults("keras")
     plain = defaults.table({"pytorch": torch_probe, "keras": keras_probe})
     rows = {r["what"]: r for r in plain["rows"]}
     # RMSprop: its defaults read, its update form measured from the probe's steps
@@ -206,7 +190,7 @@ def test_defaults_table_follows_the_installed_library():
         for v in rows["float16 loss scaling: growth interval, growth, back-off (measured)"]["values"].values()
     )
     # change what the probes see: Keras' LeakyReLU default and Adam epsilon default
-    patched = probe(
+    patched = defaults_probe(
         "keras",
         "import keras\n"
         "keras.layers.LeakyReLU.__init__.__defaults__ = (0.01,)\n"
