@@ -196,16 +196,17 @@ def markdown(summary: dict) -> str:
         floors = {r["batch_size"]: r for r in summary["table"] if r.get("graph_floor_s")}
         lines[-2:-2] = [
             "CUDA-graph floor = the same products captured once per batch shape in a CUDA graph and replayed "
-            "per step (one launch a step: the launch-bound floor): "
+            "per step (one launch a step: the floor without per-kernel launch overhead): "
             + ", ".join(
                 f"batch {b}: {r['graph_floor_s']:.3g} s (floor {r['floor_s']:.3g} s)" for b, r in floors.items()
             )
             + ".",
             "",
         ]
+    cells = lines[-1].count("|") - 1  # the table's columns (the separator line), the CUDA-graph one included
     for r in summary["table"]:
         if "error" in r:
-            lines.append(f"| {r['contestant']} | - | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['contestant']} | - | failed: {r['error']} |" + " |" * (cells - 3))
             continue
         f = lambda v, fmt: format(v, fmt) if v is not None else "-"
         lines.append(

@@ -387,7 +387,8 @@ def cmd_defaults(args) -> int:
 
     backends = _list(args.backends, ("tensorflow", "torch", "jax"), "--backends")
     labels = ["pytorch"] + [harness.keras_label(b) for b in backends]
-    t = defaults.defaults(labels, _claim(args.out) if args.out else None, log=_eprint, fresh=args.fresh)
+    out = _claim(args.out) if args.out else None
+    t = defaults.defaults(labels, out, log=_eprint, fresh=args.fresh, device=args.device or "auto")
     if args.json:
         import json
 
@@ -444,7 +445,7 @@ def why_sections(
 
     chosen = _list(with_, WHY, "--with") if with_ else []
     try:
-        defaults.defaults(labels, out, log=_eprint, full="defaults" in chosen)
+        defaults.defaults(labels, out, log=_eprint, full="defaults" in chosen, device=config.device)
     except HarnessError as e:  # the runs are done: report them, say what is missing
         _eprint(f"warning: the report goes without its defaults section: {e}")
     if "lockstep" in chosen:
@@ -743,6 +744,11 @@ def build_parser() -> argparse.ArgumentParser:
         "consequence and the config key that controls each.",
     )
     de.add_argument("--backends", default="tensorflow,torch,jax", help="Keras backends (default tensorflow,torch,jax)")
+    de.add_argument(
+        "--device",
+        choices=cfg.CHOICES["device"],
+        help="where the measured rows run (the float32 product): auto (default, as a run), cpu or cuda",
+    )
     de.add_argument("--json", action="store_true", help="print JSON instead of the table")
     de.add_argument("--out", metavar="DIR", help="also write DIR/defaults.json")
     de.add_argument(

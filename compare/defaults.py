@@ -501,14 +501,14 @@ MEASURE = {
 }
 
 
-def probe(label: str) -> dict:
-    r = subprocess.run(subcommand(label, "defaults"), capture_output=True, text=True)
+def probe(label: str, device: str = "auto") -> dict:
+    r = subprocess.run(subcommand(label, "defaults", "--device", device), capture_output=True, text=True)
     if r.returncode != 0:
         raise HarnessError(f"defaults probe of {label} failed (exit {r.returncode}): {r.stderr.strip()[-300:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def cache_key(label: str) -> str:
+def cache_key(label: str, device: str = "auto") -> str:
     """What a probe's result depends on: the installed libraries' versions (read without importing
     them) and the probes' own code."""
     h = hashlib.sha256(label.encode())
@@ -519,24 +519,25 @@ def cache_key(label: str) -> str:
             h.update(f"|{dist}=absent".encode())
     for impl in ("pytorch_impl", "keras_impl"):
         h.update((REPO / impl / "defaults.py").read_bytes())
-    # the measured float32 product runs on a GPU when one is visible: a probe made without one is not reused
-    h.update(f"|gpu={os.path.exists('/dev/nvidiactl')},{os.environ.get('CUDA_VISIBLE_DEVICES')}".encode())
+    # the measured float32 product runs on the device asked for, a GPU when one is visible: a probe made
+    # elsewhere is not reused
+    h.update(f"|{device}|gpu={os.path.exists('/dev/nvidiactl')},{os.environ.get('CUDA_VISIBLE_DEVICES')}".encode())
     return h.hexdigest()[:16]
 
 
-def cache_path(label: str) -> Path:
-    return fdata.cache_dir() / "defaults" / f"{label}-{cache_key(label)}.json"
+def cache_path(label: str, device: str = "auto") -> Path:
+    return fdata.cache_dir() / "defaults" / f"{label}-{cache_key(label, device)}.json"
 
 
-def cached_probe(label: str, fresh: bool = False) -> dict:
-    """probe(label), from the project cache when these library versions were probed before."""
-    path = cache_path(label)
+def cached_probe(label: str, fresh: bool = False, device: str = "auto") -> dict:
+    """probe(label, device), from the project cache when these library versions were probed before."""
+    path = cache_path(label, device)
     if not fresh:
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError):
             pass
-    p = probe(label)
+    p = probe(label, device)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda f: f.write(json.dumps(p, default=str).encode()))
@@ -610,14 +611,17 @@ def source_text(row: dict) -> str:
     return kinds.pop() if len(kinds) == 1 else "; ".join(f"{l}: {k}" for l, k in row["source"].items())
 
 
-def defaults(labels: list[str], out: Path | None = None, log=print, fresh: bool = False, full: bool = True) -> dict:
-    """The table for these contestants (probed side by side, or from the cache); `full`: the report
-    shows every row, not only those that differ (`run --with defaults`, `fmnist-parity defaults`)."""
-    todo = [l for l in labels if fresh or not cache_path(l).exists()]
+def defaults(
+    labels: list[str], out: Path | None = None, log=print, fresh: bool = False, full: bool = True, device: str = "auto"
+) -> dict:
+    """The table for these contestants (probed side by side, or from the cache), measured on `device`
+    (a run's: auto is the GPU where there is one); `full`: the report shows every row, not only those that
+    differ (`run --with defaults`, `fmnist-parity defaults`)."""
+    todo = [l for l in labels if fresh or not cache_path(l, device).exists()]
     if todo:
         log(f"defaults: probing {', '.join(todo)} (once per set of library versions)")
     with ThreadPoolExecutor(len(labels)) as pool:
-        probes = dict(zip(labels, pool.map(lambda l: cached_probe(l, fresh), labels)))
+        probes = dict(zip(labels, pool.map(lambda l: cached_probe(l, fresh, device), labels)))
     t = {**table(probes), "full": full}
     if out:
         atomic_write(Path(out) / "defaults.json", lambda f: f.write(json.dumps(t, indent=1).encode()))

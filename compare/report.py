@@ -271,7 +271,8 @@ def timing_blocks(s: dict) -> list[tuple]:
             "Training seconds exclude process start-up, data loading and evaluation (stated separately); "
             "GPU work is synchronised before the clock stops. The median epoch is the steady state: it leaves "
             "out each run's first epoch (start-up: compilation, autotuning, warm caches; on a GPU Keras-JAX's "
-            "is mostly XLA compiling), which has a column of its own. Values are means over seeds of per-run figures; "
+            "is mostly XLA compiling), which has a column of its own (a run of one epoch has only that one). "
+            "Values are means over seeds of per-run figures; "
             f"time to target is cumulative training time until test accuracy first reached {pct(s['target_acc'])}."
             + (
                 " Run locally, each contestant's runs share one process: its first run pays the start-up "

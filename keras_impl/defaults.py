@@ -493,6 +493,7 @@ def matmul_measured() -> dict:
         device = c.device.type
     else:
         device = "gpu" if "GPU" in c.device.upper() else "cpu"
+    device = "cuda" if device == "gpu" else device  # named as PyTorch and the config name it
     return {"rel_error": matmul_error(keras.ops.convert_to_numpy(c), reference), "device": device}
 
 

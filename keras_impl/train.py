@@ -348,7 +348,7 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
 
 def graph_floor(state: State, tensors: dict, index_batches):
     """PyTorch's twin captures the floor in a CUDA graph; Keras has no graph capture of its own to offer
-    (JAX and tf.function already run floor_epoch's step as one compiled program), so none here."""
+    (on JAX and TensorFlow floor_epoch's step is already one compiled program; on torch it runs eagerly)."""
     return None
 
 

@@ -355,8 +355,9 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
 
 
 def graph_floor(state: State, tensors: dict, index_batches):
-    """The launch-bound floor on a GPU: floor_epoch's products captured once per batch shape in a CUDA
-    graph; returns an epoch of replays, one launch per step instead of a dozen (None without CUDA)."""
+    """The floor without per-kernel launch overhead, on a GPU: floor_epoch's products captured once per
+    batch shape in a CUDA graph; returns an epoch of replays, one launch per step instead of a dozen
+    (None without CUDA). The epoch keeps the graphs' inputs and outputs (`.static`): replays use that memory."""
     if state.device.type != "cuda":
         return None
     ws = [m.weight.detach().T.contiguous() for m in M.dense_layers(state.model)]  # [in, out]
@@ -374,7 +375,7 @@ def graph_floor(state: State, tensors: dict, index_batches):
         return grads
 
     lengths = [len(idx) for idx in index_batches]
-    graphs = {}
+    graphs, outputs = {}, {}
     with torch.no_grad():
         for n in sorted(set(lengths)):
             side = torch.cuda.Stream(state.device)  # warm-up off the capture stream, as CUDA graphs require
@@ -384,13 +385,14 @@ def graph_floor(state: State, tensors: dict, index_batches):
             torch.cuda.current_stream(state.device).wait_stream(side)
             graphs[n] = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graphs[n]):
-                products(n)
+                outputs[n] = products(n)
 
     def epoch():
         for n in lengths:
             graphs[n].replay()
         sync(state)
 
+    epoch.static = {"weights": ws, "x": x, "outputs": outputs}
     return epoch
 
 

@@ -4,7 +4,7 @@
 #   a. the main job on the GPU, short: `run --device cuda`, PyTorch and Keras on the backends the machine has,
 #      2 seeds x 3 epochs, its report and verdict (OUT/a-run/report.md)
 #   b. `bench` at batch 128: PyTorch eager, the compiled whole step, Keras-JAX, Keras-torch, against the
-#      epoch's matrix products and the same products replayed from a CUDA graph (the launch-bound floor)
+#      epoch's matrix products and the same products replayed from a CUDA graph (no per-kernel launch overhead)
 #   c. float32 lockstep on the GPU, PyTorch against Keras-JAX and Keras-torch, 50 steps, tf32 off and on
 #   d. the defaults rows read live on the device (a float32 product's measured error: TF32 or not)
 #   e. the GPU-marked tests
@@ -38,7 +38,7 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 [ -d .gpu/data ] && export FMNIST_DATA_DIR=${FMNIST_DATA_DIR:-$PWD/.gpu/data}
 
-# What the machine has: a CUDA GPU seen by PyTorch, TensorFlow or not. Without a GPU every part says so.
+# What the machine has: a CUDA GPU seen by PyTorch or JAX, TensorFlow or not. Without a GPU every part says so.
 why_not=""
 if [ "$dry" != 1 ]; then
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
@@ -47,10 +47,15 @@ print('python', platform.python_version())
 for m in ('torch', 'jax', 'jaxlib', 'keras', 'tensorflow', 'torchvision'):
     try: print(m, version(m))
     except Exception: print(m, 'absent')
-import torch; print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', torch.version.cuda)"
+try:
+    import torch; print('cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '', torch.version.cuda)
+except ImportError: print('cuda absent: no torch')"
   } > "$out/env.txt" 2>&1
   say "environment: $(tr '\n' ';' < "$out/env.txt")"
-  grep -q "^cuda True" "$out/env.txt" || why_not="no CUDA GPU visible to PyTorch (see env.txt)"
+  # PyTorch or JAX seeing a GPU is enough (a part that needs the other says why in its own row)
+  grep -q "^cuda True" "$out/env.txt" \
+    || $PY -c "import jax, sys; sys.exit(not any(d.platform == 'gpu' for d in jax.devices()))" 2>/dev/null \
+    || why_not="no CUDA GPU visible to PyTorch or JAX (see env.txt)"
 fi
 has_tf() { [ "$dry" = 1 ] || $PY -c "from importlib.metadata import version; version('tensorflow')" 2>/dev/null; }
 tf=""; has_tf && tf=1
@@ -66,7 +71,7 @@ part() {
   if [ "$left" -lt 10 ]; then echo "| $name | - | - | not run: the check's time (GPU_CHECK_SECONDS) was spent |" >> "$out/parts.md"; say "$name: no time left"; return; fi
   say "$name ..."
   local t0=$SECONDS
-  timeout $((limit < left ? limit : left)) "$@" >> "$log" 2>&1
+  timeout -k 20 $((limit < left ? limit : left)) "$@" >> "$log" 2>&1  # KILL 20 s after TERM: a hung GPU sync
   local rc=$?
   local note=$results; [ "$rc" = 124 ] && note="$results (cut at its time limit; what it wrote is kept)"
   echo "| $name | $rc | $((SECONDS - t0)) | $note |" >> "$out/parts.md"
@@ -85,7 +90,7 @@ for tf32 in false true; do
     --set tf32=$tf32 --out "$out/c-lockstep-tf32-$tf32"
 done
 part "d. defaults read live on the device" 60 d-defaults/defaults.json \
-  $PY -m compare.cli defaults --backends torch,jax --fresh --out "$out/d-defaults"
+  $PY -m compare.cli defaults --device cuda --backends torch,jax --fresh --out "$out/d-defaults"
 part "e. GPU-marked tests" 150 e-pytest.txt \
   bash -c "$PY -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider > '$out/e-pytest.txt' 2>&1"
 # f: how much of Keras-JAX's first epoch is XLA's autotuning (level 0 turns it off); JAX_LOG_COMPILES names

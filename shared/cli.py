@@ -269,8 +269,16 @@ def defaults_main(framework: str, load_impl, argv) -> int:
     )
     if framework == "keras":
         p.add_argument("--backend", choices=("tensorflow", "torch", "jax"), default="tensorflow")
+    p.add_argument(
+        "--device", choices=cfg.CHOICES["device"], default="auto", help="where the measured float32 product runs"
+    )
     args = p.parse_args(argv)
-    load_impl(getattr(args, "backend", None), cfg.RunConfig(device="cpu"))  # fixes the backend before Keras loads
+    if args.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before any framework loads: no GPU for this probe
+    # the probes are tiny and run side by side: no library may claim the GPU's memory up front
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    load_impl(getattr(args, "backend", None), cfg.RunConfig(device=args.device))  # the backend before Keras loads
     probe = importlib.import_module(f"{framework}_impl.defaults").probe()
     print(json.dumps(probe, default=str))
     return 0

@@ -1,16 +1,12 @@
 """Every row of `fmnist-parity defaults` says how it knows its values, and a value shown as a library's
 state follows that state: patch a library default (a signature default for a *read* row, the behaviour
 for a *measured* row) and the table follows; an *idiom* row is labelled as written here. Each library
-is probed in a process of its own, as the tool does."""
-
-import json
-import subprocess
-import sys
+is probed in a process of its own, as the tool does (helpers.defaults_probe)."""
 
 import pytest
 
 from compare import defaults as D
-from conftest import REPO
+from helpers import defaults_probe
 
 PATCH = {
     "pytorch": """
@@ -39,20 +35,13 @@ keras.optimizers.AdamW, keras.layers.LeakyReLU = AdamW, LeakyReLU
 }
 
 
-def probe(impl: str, patch: str = "") -> dict:
-    code = f"{patch}\nimport json\nfrom {impl}_impl import defaults\nprint(json.dumps(defaults.probe(), default=str))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def row(t: dict, what: str) -> dict:
     return next(r for r in t["rows"] if r["what"] == what)
 
 
 @pytest.fixture(scope="module")
 def pytorch(native_defaults):
-    return native_defaults("pytorch"), probe("pytorch", PATCH["pytorch"])
+    return native_defaults("pytorch"), defaults_probe("pytorch", PATCH["pytorch"])
 
 
 def test_every_row_names_its_source(pytorch):
@@ -79,7 +68,7 @@ def test_read_and_measured_rows_follow_a_patched_pytorch(pytorch):
 
 
 def test_read_and_measured_rows_follow_a_patched_keras(native_defaults):
-    t = D.table({"keras": native_defaults("keras"), "patched": probe("keras", PATCH["keras"])})
+    t = D.table({"keras": native_defaults("keras"), "patched": defaults_probe("keras", PATCH["keras"])})
     decay, slope = row(t, "AdamW default weight_decay"), row(t, "LeakyReLU slope (layer)")
     assert decay["values"]["patched"] == "0.05" and decay["differ"] and decay["source"]["patched"] == "read"
     assert slope["values"]["patched"] == "0.2" and slope["differ"] and slope["source"]["patched"] == "measured"

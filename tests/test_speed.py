@@ -60,6 +60,8 @@ def test_bench_runs_and_writes_its_results(tmp_path):
         "bench",
         "--contestants",
         "pytorch,pytorch-step-sync,keras",
+        "--device",
+        "cpu",  # a GPU would add the CUDA-graph floor (tests/test_gpu.py)
         "--samples",
         "1024",
         "--reps",
@@ -106,6 +108,7 @@ def test_bench_table_reads_the_cuda_graph_floor_when_measured():
     results = [
         {"name": "pytorch", "library": "torch", "samples": 60000, "rows": [row(2.0, 0.5, 0.25)]},
         {"name": "keras-jax", "library": "jax", "samples": 60000, "rows": [row(3.0, 0.4, None)]},
+        {"name": "keras-torch", "error": "exit 1: out of memory"},
     ]
     rows = {r["contestant"]: r for r in bench.table(results)}
     assert rows["pytorch"]["x_graph_floor"] == 8.0 and rows["keras-jax"]["x_graph_floor"] == 12.0
@@ -119,7 +122,7 @@ def test_bench_table_reads_the_cuda_graph_floor_when_measured():
         "samples": 60000,
         "config": cfg.RunConfig().to_dict(),
         "table": list(rows.values()),
-        "contestants": ["pytorch", "keras-jax"],
+        "contestants": ["pytorch", "keras-jax", "keras-torch"],
         "results": results,
     }
     md = bench.markdown(summary)
@@ -127,6 +130,8 @@ def test_bench_table_reads_the_cuda_graph_floor_when_measured():
     assert "| x floor | x CUDA-graph floor | x pytorch |" in header
     assert "| keras-jax | 128 | 3 | 3-3 | 20,000 | 6.00 | 12.00 | 1.50 |" in md
     assert "batch 128: 0.25 s (floor 0.5 s)" in md
+    failed = next(line for line in md.splitlines() if line.startswith("| keras-torch |"))
+    assert "failed: exit 1: out of memory" in failed and failed.count("|") == header.count("|")
 
 
 @pytest.mark.slow  # the bench's mechanics are the test above's; this adds the CNN and augmentation rows

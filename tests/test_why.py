@@ -224,8 +224,9 @@ def test_every_measure_command_parses_and_names_real_cells():
 
 def test_defaults_probe_is_cached_per_library_versions(monkeypatch, tmp_path):
     monkeypatch.setenv("FMNIST_PARITY_CACHE", str(tmp_path))  # not the cache the real probes of other tests fill
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     calls = []
-    monkeypatch.setattr(defaults, "probe", lambda label: calls.append(label) or {"probed": len(calls)})
+    monkeypatch.setattr(defaults, "probe", lambda label, device: calls.append(label) or {"probed": len(calls)})
     assert defaults.cached_probe("pytorch") == {"probed": 1}
     assert defaults.cached_probe("pytorch") == {"probed": 1} and calls == ["pytorch"]  # read back, not probed
     assert defaults.cached_probe("pytorch", fresh=True) == {"probed": 2}
@@ -233,6 +234,9 @@ def test_defaults_probe_is_cached_per_library_versions(monkeypatch, tmp_path):
     monkeypatch.setattr(defaults.metadata, "version", lambda d: "9.9" if d == "keras" else real(d))
     assert defaults.cached_probe("pytorch") == {"probed": 3}  # another Keras: probed again
     assert defaults.cached_probe("pytorch") == {"probed": 3}
+    assert defaults.cached_probe("pytorch", device="cpu") == {"probed": 4}  # the measured rows ran elsewhere
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert defaults.cached_probe("pytorch") == {"probed": 5}  # another GPU visible: probed again
 
 
 def test_ablation_cells_and_paired_effects(tmp_path, data_dir):
