@@ -94,11 +94,12 @@ x = torch.from_numpy(np.random.default_rng(0).random((1024, 784), dtype=np.float
 epoch = T.graph_floor(state, {"x_train": x}, [np.arange(128)] * 3 + [np.arange(96)])
 epoch()
 ws = epoch.static["weights"]
-for n, grads in epoch.static["outputs"].items():  # the replayed products equal the same products run eagerly
+for n, grads in epoch.static["outputs"].items():  # the replayed products are the same products run eagerly
     acts = [x[:n]]
     for w in ws:
         acts.append(acts[-1] @ w)
-    assert torch.equal(grads[0], acts[-2].T @ acts[-1]), n
+    want = acts[-2].T @ acts[-1]  # cuBLAS may pick another algorithm inside a capture: equal to rounding
+    assert torch.allclose(grads[0], want, rtol=1e-4, atol=1e-4 * float(want.abs().max())), n
 print("ok", sorted(epoch.static["outputs"]))
 """
 
