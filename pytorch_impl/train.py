@@ -336,6 +336,20 @@ def sync(state: State) -> None:
         torch.cuda.synchronize(state.device)
 
 
+def _floor_products(x, ws) -> list:
+    """One step's matrix products at batch x: forward, weight gradients, input gradients except the first
+    layer's; every product is returned (the CUDA graph keeps them as its outputs)."""
+    acts = [x]
+    for w in ws:
+        acts.append(acts[-1] @ w)
+    g, grads = acts[-1], []  # g stands in for d(loss)/d(output): same shape
+    for i in reversed(range(len(ws))):
+        grads.append(acts[i].T @ g)
+        if i:
+            g = g @ ws[i].T
+    return grads
+
+
 def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     """The bench floor: only the matrix products of one training epoch, at the same shapes, dtype,
     device and threads (forward, weight gradients, input gradients except the first layer's)."""
@@ -343,14 +357,7 @@ def floor_epoch(state: State, tensors: dict, index_batches) -> None:
     x = tensors["x_train"]
     with torch.no_grad():
         for idx in index_batches:
-            acts = [x[: len(idx)]]
-            for w in ws:
-                acts.append(acts[-1] @ w)
-            g = acts[-1]  # stands in for d(loss)/d(output): same shape
-            for i in reversed(range(len(ws))):
-                acts[i].T @ g
-                if i:
-                    g = g @ ws[i].T
+            _floor_products(x[: len(idx)], ws)
     sync(state)
 
 
@@ -362,18 +369,6 @@ def graph_floor(state: State, tensors: dict, index_batches):
         return None
     ws = [m.weight.detach().T.contiguous() for m in M.dense_layers(state.model)]  # [in, out]
     x = tensors["x_train"]
-
-    def products(n):
-        acts = [x[:n]]
-        for w in ws:
-            acts.append(acts[-1] @ w)
-        g, grads = acts[-1], []
-        for i in reversed(range(len(ws))):
-            grads.append(acts[i].T @ g)
-            if i:
-                g = g @ ws[i].T
-        return grads
-
     lengths = [len(idx) for idx in index_batches]
     graphs, outputs = {}, {}
     with torch.no_grad():
@@ -381,11 +376,11 @@ def graph_floor(state: State, tensors: dict, index_batches):
             side = torch.cuda.Stream(state.device)  # warm-up off the capture stream, as CUDA graphs require
             side.wait_stream(torch.cuda.current_stream(state.device))
             with torch.cuda.stream(side):
-                products(n)
+                _floor_products(x[:n], ws)
             torch.cuda.current_stream(state.device).wait_stream(side)
             graphs[n] = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graphs[n]):
-                outputs[n] = products(n)
+                outputs[n] = _floor_products(x[:n], ws)
 
     def epoch():
         for n in lengths:

@@ -1,3 +1,5 @@
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -55,22 +57,34 @@ ONE_EPOCH = ("--epochs", "1", "--set", "hidden=64,64", "--set", "threads=1")
 SMALL_2 = ("--epochs", "2", "--set", "hidden=32", "--set", "threads=1")
 
 
+def _run_root(tmp_path_factory) -> Path:
+    """The folder this test run's xdist workers share (a lone pytest's own base folder)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _first_of_the_workers(lock: Path):
+    """Hold an exclusive lock on `lock`: the first worker to ask makes the shared thing, the others wait."""
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def native_defaults(tmp_path_factory):
     """native_defaults(label) -> defaults.probe() of that library as installed, probed once per test run
-    (each probe is a process importing its framework): the file is shared by the xdist workers; two that
-    race both probe and write the same result."""
+    for all the xdist workers (each probe is a process importing its framework)."""
     from helpers import defaults_probe
+    from shared.atomic import atomic_write
 
-    root = tmp_path_factory.getbasetemp()
-    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the run's, not one worker's
+    root = _run_root(tmp_path_factory)
 
     def get(label: str) -> dict:
         path = root / f"defaults-probe-{label}.json"
-        if not path.exists():
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(defaults_probe(label)))
-            tmp.replace(path)
+        with _first_of_the_workers(root / f"defaults-probe-{label}.lock"):
+            if not path.exists():
+                atomic_write(path, lambda f: f.write(json.dumps(defaults_probe(label)).encode()))
         return json.loads(path.read_text())
 
     return get
@@ -82,18 +96,15 @@ def trained(tmp_path_factory):
     for the whole test run, pytest-xdist workers included (the first to ask trains it under a file
     lock, the others wait and read it), and shared by the tests that only read it (a test that
     changes a run copies it first)."""
-    import fcntl
     import hashlib
     from helpers import train
 
-    base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    root = _run_root(tmp_path_factory)
 
     def get(who: str, *args: str) -> Path:
         key = hashlib.sha1(repr((who, args)).encode()).hexdigest()[:12]
         out = root / f"shared-{who}-{key}" / "run"
-        with open(root / f"shared-{who}-{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _first_of_the_workers(root / f"shared-{who}-{key}.lock"):
             status = out / "status.json"
             if not (status.exists() and json.loads(status.read_text())["state"] == "completed"):
                 shutil.rmtree(out.parent, ignore_errors=True)
