@@ -383,7 +383,7 @@ def test_float64_and_every_keras_backend(who, tmp_path):
 
 
 # Keras below float32 by default: mixed float16 on JAX (Keras' own policy and LossScaleOptimizer, whatever the
-# backend); TensorFlow's and the pure bfloat16 run with -m slow: TensorFlow emulates float16 products on a
+# backend); TensorFlow's and the pure bfloat16 run with -m slow: TensorFlow's float16 products are slow on a
 # CPU (the test took 163 s on a 2-core VM, on JAX 15 s)
 @pytest.mark.parametrize(
     "who,setting",
